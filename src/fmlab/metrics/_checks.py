@@ -1,0 +1,74 @@
+"""Input checks shared by every metric.
+
+Metrics are usually the last step of a long run; a NaN feature or a swapped argument should stop
+them with a message that says what is wrong, not produce a quiet ``nan`` in a results table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fmlab.errors import DataError
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy view of an array-like or a (CPU or GPU) torch tensor, without importing torch."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def as_features(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
+    """Return ``x`` as a finite float64 (N, D) array with N >= ``min_rows``.
+
+    ``name`` is how the argument is called in the error message ("real features", ...).
+    """
+    arr = to_numpy(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise DataError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise DataError(f"{name}: expected a 2-D (samples, features) array, got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise DataError(f"{name}: need at least {min_rows} samples, got {arr.shape[0]}")
+    if arr.shape[1] < 1:
+        raise DataError(f"{name}: feature dimension is 0 (shape {arr.shape})")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise a DataError naming the first row that holds a NaN or an infinity."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        kind = "NaN" if np.isnan(arr[tuple(bad[0])]) else "infinite"
+        where = f"row {bad[0][0]}" if arr.ndim == 2 else f"index {tuple(bad[0])}"
+        raise DataError(
+            f"{name}: {len(bad)} non-finite value(s) ({kind} first at {where}); "
+            "check the generator output and the feature extractor"
+        )
+
+
+def check_same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """Both sides of a two-sample metric must live in the same feature space."""
+    if a.shape[-1] != b.shape[-1]:
+        raise DataError(
+            f"feature dimensions differ: {name_a} has {a.shape[-1]}, {name_b} has {b.shape[-1]} "
+            "(were they made by the same extractor?)"
+        )
+
+
+def as_labels(y: Any, n: int, name: str) -> np.ndarray:
+    """Integer class labels, one per sample."""
+    arr = to_numpy(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise DataError(f"{name}: expected {n} labels in a 1-D array, got shape {arr.shape}")
+    if (arr.size and not np.issubdtype(arr.dtype, np.integer)
+            and not np.all(np.equal(np.mod(arr, 1), 0))):
+        raise DataError(f"{name}: labels must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)

@@ -1,0 +1,127 @@
+"""Fréchet distance between Gaussians fitted to features (FID) and its per-class mean (intra-FID).
+
+FID = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)).
+
+The trace of the matrix square root is computed from eigenvalues, not with ``scipy.linalg.sqrtm``:
+S1 S2 is not symmetric, but it is similar to the symmetric PSD matrix F^T S2 F for any factor
+S1 = F F^T, so Tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(F^T S2 F)). A symmetric eigen-solver is
+accurate, never returns complex numbers, and is several times faster than ``sqrtm`` (which also
+changed behaviour across SciPy releases; see the algorithm notes §3.1). F is the Cholesky factor
+when S1 is positive definite and V sqrt(W) from ``eigh`` otherwise (fewer samples than dimensions);
+tiny negative eigenvalues from round-off are clipped to zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fmlab.errors import DataError
+from fmlab.metrics._checks import (
+    as_features,
+    as_labels,
+    check_finite,
+    check_same_dim,
+    to_numpy,
+)
+
+
+def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased (N-1) covariance of (N, D) features, both float64.
+
+    N >= 2 is required: one sample has no covariance.
+    """
+    x = as_features(features, "features", min_rows=2)
+    mu = x.mean(axis=0)
+    sigma = np.cov(x, rowvar=False)
+    return mu, np.atleast_2d(sigma)
+
+
+def _as_stats(mu: Any, sigma: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(to_numpy(mu), dtype=np.float64)
+    s = np.asarray(to_numpy(sigma), dtype=np.float64)
+    if m.ndim != 1:
+        raise DataError(f"{name}: mean must be 1-D, got shape {m.shape}")
+    if s.shape != (m.shape[0], m.shape[0]):
+        raise DataError(
+            f"{name}: covariance shape {s.shape} does not match mean of length {m.shape[0]}"
+        )
+    check_finite(m, f"{name} mean")
+    check_finite(s, f"{name} covariance")
+    return m, s
+
+
+def _psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """A matrix F with F F^T = sigma for a symmetric PSD sigma (Cholesky, else eigh)."""
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(sigma)
+        return v * np.sqrt(np.clip(w, 0.0, None))
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((sigma1 sigma2)^(1/2)) for symmetric PSD matrices, via a symmetric eigenproblem."""
+    s1 = (sigma1 + sigma1.T) / 2.0
+    s2 = (sigma2 + sigma2.T) / 2.0
+    f = _psd_factor(s1)
+    m = f.T @ (s2 @ f)
+    m = (m + m.T) / 2.0
+    eig = np.linalg.eigvalsh(m)
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64."""
+    m1, s1 = _as_stats(mu1, sigma1, "first statistics")
+    m2, s2 = _as_stats(mu2, sigma2, "second statistics")
+    if m1.shape != m2.shape:
+        raise DataError(
+            f"feature dimensions differ: first statistics have {m1.shape[0]}, "
+            f"second have {m2.shape[0]}"
+        )
+    diff = m1 - m2
+    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2)
+    # Round-off can push a zero distance a hair below zero; a distance is never negative.
+    return float(max(value, 0.0))
+
+
+def fid(real_features: Any, fake_features: Any) -> float:
+    """FID between two (N, D) feature sets (each needs N >= 2)."""
+    real = as_features(real_features, "real features", min_rows=2)
+    fake = as_features(fake_features, "fake features", min_rows=2)
+    check_same_dim(real, fake, "real features", "fake features")
+    return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+
+
+def intra_fid(
+    real_features: Any,
+    real_labels: Any,
+    fake_features: Any,
+    fake_labels: Any,
+    classes: Any = None,
+) -> dict[str, Any]:
+    """FID per class between real and generated features of that class, and their mean.
+
+    ``classes`` defaults to every label present in the real set; each class needs at least two
+    real and two fake samples. Returns ``{"mean": float, "per_class": {class: fid}}``.
+    """
+    real = as_features(real_features, "real features", min_rows=2)
+    fake = as_features(fake_features, "fake features", min_rows=2)
+    check_same_dim(real, fake, "real features", "fake features")
+    yr = as_labels(real_labels, real.shape[0], "real labels")
+    yf = as_labels(fake_labels, fake.shape[0], "fake labels")
+    wanted = np.unique(yr) if classes is None else np.asarray(list(classes), dtype=np.int64)
+    per_class: dict[int, float] = {}
+    for c in wanted.tolist():
+        r, f = real[yr == c], fake[yf == c]
+        if len(r) < 2 or len(f) < 2:
+            raise DataError(
+                f"intra-FID: class {c} has {len(r)} real and {len(f)} fake samples; "
+                "each class needs at least 2 of both"
+            )
+        per_class[int(c)] = frechet_distance(*feature_statistics(r), *feature_statistics(f))
+    if not per_class:
+        raise DataError("intra-FID: no classes to evaluate")
+    return {"mean": float(np.mean(list(per_class.values()))), "per_class": per_class}
