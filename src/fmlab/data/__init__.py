@@ -1,0 +1,60 @@
+"""Data sources: named datasets, ``npz:``, ``folder:``, ``csv:``/``jsonl:`` image-text files.
+
+``open_source(spec, data_root=None)`` is the one entry point; it returns an :class:`ImageSource`
+(labelled images) or an :class:`ImageTextSource` (images with captions).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fmlab.data.named import NAMED, data_root
+from fmlab.data.sources import (
+    ImageSource,
+    ImageSplit,
+    ImageTextSource,
+    ImageTextSplit,
+)
+from fmlab.errors import DataError
+
+__all__ = ["NAMED", "ImageSource", "ImageSplit", "ImageTextSource", "ImageTextSplit", "data_root",
+           "open_source", "parse_split_spec"]
+
+
+def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
+    """Open a data source by spec: a named dataset, ``npz:PATH``, ``folder:PATH``, ``csv:PATH``
+    or ``jsonl:PATH``."""
+    from fmlab.data.folder import open_folder_source
+    from fmlab.data.imagetext import open_coco_mini, open_table_source
+    from fmlab.data.npz import open_npz_source
+
+    if ":" in spec:
+        kind, _, path = spec.partition(":")
+        if kind == "npz":
+            return open_npz_source(path)
+        if kind == "folder":
+            return open_folder_source(path)
+        if kind in ("csv", "jsonl"):
+            return open_table_source(path)
+        raise DataError(f"unknown source kind {kind!r} in {spec!r}; use npz:, folder:, csv: or jsonl:")
+    if spec not in NAMED:
+        raise DataError(f"unknown dataset {spec!r}; named datasets: {', '.join(NAMED)}; "
+                        "or use npz:PATH, folder:PATH, csv:PATH, jsonl:PATH")
+    ds = NAMED[spec]
+    path = ds.locate(data_root(data_root_dir))
+    if spec == "coco_mini":
+        return open_coco_mini(path)
+    return open_npz_source(path, name=spec, provenance=ds.provenance, metadata=ds.metadata_for(path))
+
+
+def parse_split_spec(spec: str) -> tuple[str, str | None]:
+    """``SOURCE:SPLIT`` → (source, split), keeping ``npz:PATH`` intact (``npz:a.npz:test``)."""
+    kinds = ("npz:", "folder:", "csv:", "jsonl:")
+    head = next((k for k in kinds if spec.startswith(k)), "")
+    rest = spec[len(head):]
+    if ":" in rest:
+        src, _, split = rest.rpartition(":")
+        if split in ("train", "test", "val") or not Path(rest).exists():
+            return head + src, split
+    return spec, None

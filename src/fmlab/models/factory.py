@@ -1,0 +1,145 @@
+"""``create_backbone(name, weights=None, **kwargs)``: one entry point, names resolved by a registry.
+
+Built-in names: ``resnet{20,32,44,56}_cifar``, ``resnet_cifar`` (any depth/width), ``lenet5_mnist``,
+``vit_tiny_cifar``; prefixed families: ``timm:<model>``, ``open_clip:<arch>[:<pretrained tag>]`` and
+``text:<name>`` (text encoders, see :mod:`fmlab.models.text`). Weights always come from local files;
+``open_clip`` pretrained tags need the network and fail with a clear error when offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch.nn as nn
+
+from fmlab.errors import ModelError
+from fmlab.models.backbone import Backbone, load_into_backbone, load_weights_file
+from fmlab.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from fmlab.registry import Registry
+from fmlab.utils.io import sha256_file
+
+BackboneFactory = Callable[..., Backbone]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+
+
+def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> nn.Module:
+    """Build a backbone by registry name, optionally loading local ``weights``.
+
+    Returns a :class:`Backbone` for image models and a text encoder for ``text:`` names.
+    """
+    if weights is not None:
+        weights = Path(weights).expanduser()
+        if not weights.is_file():
+            raise ModelError(f"weights file not found: {weights}")
+    if name.startswith("timm:"):
+        return _timm_backbone(name[5:], weights, **kwargs)
+    if name.startswith("open_clip:"):
+        from fmlab.models.openclip import open_clip_backbone
+
+        return open_clip_backbone(name, weights, **kwargs)
+    if name.startswith("text:"):
+        from fmlab.models.text import create_text_encoder
+
+        return create_text_encoder(name, weights=weights, **kwargs)
+    return BACKBONES.get(name)(weights=weights, **kwargs)
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names() + ["timm:<model>", "open_clip:<arch>[:<tag>]", "text:minilm"]
+
+
+def _finish(bb: Backbone, weights: Path | None, head_prefixes: tuple[str, ...]) -> Backbone:
+    if weights is not None:
+        load_into_backbone(bb, load_weights_file(weights), weights, head_prefixes)
+        bb.weights_sha256 = sha256_file(weights)
+        bb.weights_path = str(weights)
+    bb.eval()
+    return bb
+
+
+def _resnet_cifar(depth: int, name: str, weights: Path | None, width: int = 16,
+                  num_classes: int = 10, in_chans: int = 3) -> Backbone:
+    from fmlab.models.resnet_cifar import ResNetCifarTrunk
+
+    trunk = ResNetCifarTrunk(depth=depth, width=width, in_chans=in_chans)
+    head = nn.Linear(trunk.feature_dim, num_classes) if num_classes else None
+    spec = PreprocessSpec((32, 32), in_chans, IMAGENET_MEAN[:in_chans] if in_chans == 3 else (0.5,),
+                          IMAGENET_STD[:in_chans] if in_chans == 3 else (0.25,), "bilinear")
+    bb = Backbone(name, trunk, trunk.feature_dim, spec, head)
+    return _finish(bb, weights, ("linear",))
+
+
+for _depth in (20, 32, 44, 56):
+    BACKBONES.add(
+        f"resnet{_depth}_cifar",
+        lambda weights=None, _d=_depth, **kw: _resnet_cifar(_d, f"resnet{_d}_cifar", weights, **kw),
+    )
+
+
+@BACKBONES.register("resnet_cifar")
+def _resnet_cifar_any(weights: Path | None = None, depth: int = 20, width: int = 16, **kw) -> Backbone:
+    return _resnet_cifar(depth, f"resnet{depth}_cifar_w{width}", weights, width=width, **kw)
+
+
+@BACKBONES.register("lenet5_mnist")
+def _lenet5(weights: Path | None = None, num_classes: int = 10) -> Backbone:
+    from fmlab.models.lenet import LeNet5Trunk
+
+    trunk = LeNet5Trunk()
+    # The checkpoint was trained on MNIST resized 28→32 bilinearly, pixels in [0, 1], no normalisation.
+    spec = PreprocessSpec((32, 32), 1, (0.0,), (1.0,), "bilinear")
+    bb = Backbone("lenet5_mnist", trunk, trunk.feature_dim, spec, nn.Linear(84, num_classes))
+    return _finish(bb, weights, ("fc.f7",))
+
+
+@BACKBONES.register("vit_tiny_cifar")
+def _vit_tiny_cifar(weights: Path | None = None, num_classes: int = 10, **kw) -> Backbone:
+    try:
+        from fmlab.models.vit import ViT
+    except ImportError as e:  # pragma: no cover - lands with the pre-training work
+        raise ModelError(f"vit_tiny_cifar is not available: {e}") from None
+    trunk = ViT(**kw)
+    dim = int(getattr(trunk, "feature_dim", getattr(trunk, "embed_dim", 192)))
+    img = getattr(trunk, "img_size", 32)
+    chans = getattr(trunk, "in_chans", 3)
+    spec = PreprocessSpec((img, img), chans, IMAGENET_MEAN if chans == 3 else (0.5,),
+                          IMAGENET_STD if chans == 3 else (0.25,), "bilinear")
+    bb = Backbone("vit_tiny_cifar", trunk, dim, spec, nn.Linear(dim, num_classes) if num_classes else None)
+    return _finish(bb, weights, ("head_linear",))
+
+
+def _timm_backbone(model_name: str, weights: Path | None, **kwargs) -> Backbone:
+    import timm
+
+    try:
+        model = timm.create_model(model_name, pretrained=False, **kwargs)
+    except Exception as e:
+        raise ModelError(f"cannot create timm model {model_name!r}: {e}") from None
+    if weights is not None:
+        sd = load_weights_file(weights)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                f"weights {weights} do not fit timm:{model_name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    head = None
+    if getattr(model, "num_classes", 0):
+        import copy
+
+        head = copy.deepcopy(model.get_classifier())
+        if not isinstance(head, nn.Module) or isinstance(head, nn.Identity):
+            head = None
+    model.reset_classifier(0)
+    cfg = timm.data.resolve_model_data_config(model)
+    size = kwargs.get("img_size", cfg["input_size"][1:])
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    spec = PreprocessSpec(
+        size, int(cfg["input_size"][0]), tuple(cfg["mean"]), tuple(cfg["std"]),
+        cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in ("bilinear", "bicubic") else "bilinear",
+    )
+    bb = Backbone(f"timm:{model_name}", model, int(model.num_features), spec, head)
+    if weights is not None:
+        bb.weights_sha256 = sha256_file(weights)
+        bb.weights_path = str(weights)
+    return bb.eval()

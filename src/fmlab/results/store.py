@@ -1,0 +1,139 @@
+"""The SQLite results store: one row per (run, method, seed, metric) with its protocol.
+
+Every evaluation in fmlab appends here, so a number never travels without the source and split
+hash, the backbone and weights hash, the hyperparameters and the seed that produced it. SQLite
+transactions make each append atomic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from fmlab.errors import FmlabError
+
+COLUMNS = (
+    "run_id", "time", "fmlab_version", "git_sha", "task", "source", "split_hash", "backbone",
+    "weights_hash", "method", "hyperparameters", "seed", "metric", "value", "seconds", "extra",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL, time TEXT NOT NULL, fmlab_version TEXT, git_sha TEXT,
+    task TEXT NOT NULL, source TEXT, split_hash TEXT, backbone TEXT, weights_hash TEXT,
+    method TEXT, hyperparameters TEXT, seed INTEGER, metric TEXT NOT NULL, value REAL,
+    seconds REAL, extra TEXT
+);
+CREATE INDEX IF NOT EXISTS results_task ON results(task);
+"""
+
+
+def git_sha() -> str | None:
+    """The commit of the fmlab checkout in use, when it is one (editable installs)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+class ResultsStore:
+    """Append-only table of results in a SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._connect() as con:
+                con.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise FmlabError(f"{self.path}: not a usable results database ({e})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def append(self, rows: Iterable[dict]) -> int:
+        """Insert rows (dicts with keys from :data:`COLUMNS`) in one transaction."""
+        from fmlab import __version__
+
+        sha = git_sha()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        prepared = []
+        for r in rows:
+            unknown = set(r) - set(COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown result columns {sorted(unknown)}")
+            row = {"time": now, "fmlab_version": __version__, "git_sha": sha, **r}
+            for k in ("hyperparameters", "extra"):
+                if row.get(k) is not None and not isinstance(row[k], str):
+                    row[k] = json.dumps(row[k], sort_keys=True, default=str)
+            prepared.append(tuple(row.get(c) for c in COLUMNS))
+        with self._connect() as con:
+            con.executemany(
+                f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                prepared,
+            )
+        return len(prepared)
+
+    def query(self, task: str | None = None, run_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM results", []
+        conds = []
+        if task:
+            conds.append("task = ?")
+            args.append(task)
+        if run_id:
+            conds.append("run_id = ?")
+            args.append(run_id)
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        sql += " ORDER BY id"
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute(sql, args)]
+
+
+def format_rows(rows: list[dict], fmt: str = "table") -> str:
+    """Render query results as an aligned table, CSV, JSON or markdown."""
+    cols = ["run_id", "task", "source", "backbone", "method", "seed", "metric", "value", "seconds"]
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id", *COLUMNS])
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    if fmt == "md":
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join(lines)
+    if fmt != "table":
+        raise FmlabError(f"unknown format {fmt!r}; use table, csv, json or md")
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    s = str(v)
+    return s if len(s) <= 40 else s[:37] + "..."

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from fmlab.data import open_source
+from fmlab.errors import DataError
+from fmlab.features import cached_features, extract_features, load_features, save_features
+from fmlab.models import create_backbone
+
+
+def test_extract_matches_direct_forward(tiny_npz):
+    bb = create_backbone("resnet20_cifar")
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    fs = extract_features(bb, split, batch_size=7, progress=False)
+    with torch.no_grad():
+        direct = bb.encode(torch.from_numpy(split.get_batch(range(len(split)))))
+    assert fs.features.shape == (40, 64) and torch.allclose(fs.features, direct, atol=1e-5)
+    assert torch.equal(fs.labels, torch.from_numpy(split.labels))
+    assert fs.meta["split_content_hash"] == split.content_hash and fs.meta["backbone"] == "resnet20_cifar"
+
+
+def test_cache_hit_and_atomic_file(tiny_npz, tmp_path, monkeypatch):
+    import fmlab.features.extract as ex
+
+    bb = create_backbone("resnet20_cifar")
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    a = cached_features(bb, split, progress=False)
+    assert a.meta["cache"] == "miss"
+    calls = []
+    monkeypatch.setattr(ex, "extract_features", lambda *a, **k: calls.append(1))
+    b = cached_features(bb, split, progress=False)
+    assert b.meta["cache"] == "hit" and not calls and torch.equal(a.features, b.features)
+    # leftovers of an interrupted write never appear: only the final file is in the cache dir
+    files = list((tmp_path.parent).rglob("*.tmp"))
+    assert files == []
+
+
+def test_views_shape_and_determinism(tiny_npz):
+    bb = create_backbone("resnet20_cifar")
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    a = extract_features(bb, split, n_views=3, seed=5, progress=False)
+    b = extract_features(bb, split, n_views=3, seed=5, progress=False)
+    c = extract_features(bb, split, n_views=3, seed=6, progress=False)
+    assert a.features.shape == (3, 40, 64) and torch.equal(a.features, b.features)
+    assert not torch.equal(a.features, c.features)
+
+
+def test_save_load_roundtrip(tiny_npz, tmp_path):
+    bb = create_backbone("lenet5_mnist")
+    fs = extract_features(bb, open_source(f"npz:{tiny_npz}").split("test"), progress=False)
+    p = save_features(fs, tmp_path / "f.safetensors")
+    back = load_features(p)
+    assert torch.equal(back.features, fs.features) and back.meta["backbone"] == "lenet5_mnist"
+    (tmp_path / "bad.safetensors").write_bytes(b"xx")
+    with pytest.raises(DataError, match="not a readable fmlab feature file"):
+        load_features(tmp_path / "bad.safetensors")
+
+
+def test_bf16_autocast_close(tiny_npz):
+    bb = create_backbone("resnet20_cifar")
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    f32 = extract_features(bb, split, progress=False).features
+    bf16 = extract_features(bb, split, autocast="bf16", progress=False).features
+    cos = torch.nn.functional.cosine_similarity(f32, bf16).min()
+    assert cos > 0.99 and np.isfinite(bf16.numpy()).all()
