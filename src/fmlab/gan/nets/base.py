@@ -1,0 +1,111 @@
+"""The generator and discriminator contracts every GAN net follows.
+
+The contract is what lets losses, conditioning heads and regularisers stay independent of the
+architecture: a generator maps (z, y) to images in [-1, 1]; a discriminator splits into
+``embed(x) -> φ`` (all blocks) and ``classify(φ, y) -> DOutput`` (the epilogue), because
+AdaptiveMix mixes embeddings and needs the epilogue on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fmlab.errors import DataError
+from fmlab.gan.conditioning import ConditionHead, check_labels, maybe_sn
+
+
+@dataclass
+class DOutput:
+    """What one discriminator pass yields.
+
+    logits: (B,) adversarial logit (projection term included).
+    embedding: (B, F) φ(x), the input to the epilogue.
+    cls_logits: (B, K) for AC heads, (B, 2K) for ADC, else None.
+    """
+
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    cls_logits: torch.Tensor | None = None
+
+
+class Generator(nn.Module):
+    """Base class: ``G(z, y=None) -> (B, C, H, W)`` images in [-1, 1]."""
+
+    z_dim: int
+    num_classes: int
+    img_shape: tuple[int, int, int]
+
+    def __init__(self, z_dim: int, num_classes: int, img_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.z_dim = int(z_dim)
+        self.num_classes = int(num_classes)
+        self.img_shape = tuple(int(s) for s in img_shape)  # type: ignore[assignment]
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ N(0, I) of shape (n, z_dim) on G's device, drawn from ``generator`` on the CPU."""
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return z.to(self._device())
+
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Uniform class labels (n,) for a conditional G, else None."""
+        if self.num_classes <= 0:
+            return None
+        return torch.randint(0, self.num_classes, (n,), generator=generator).to(self._device())
+
+    def _check(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise DataError(f"{type(self).__name__}: z must have shape (B, {self.z_dim}), "
+                            f"got {tuple(z.shape)}")
+        return check_labels(y, self.num_classes, type(self).__name__)
+
+    def _device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+
+class Discriminator(nn.Module):
+    """Base class: ``D(x, y=None) -> DOutput``; subclasses implement :meth:`embed`.
+
+    The epilogue is ψ (a linear map φ → 1 logit) plus a :class:`ConditionHead` chosen by ``cond``
+    (default: ``"proj"`` when ``num_classes > 0``, else ``"none"``).
+    """
+
+    feature_dim: int
+    num_classes: int
+    cond: str
+
+    def __init__(self, feature_dim: int, num_classes: int = 0, cond: str | None = None,
+                 sn: bool = True, own_psi: bool = True) -> None:
+        super().__init__()
+        if cond is None:  # projection is the usual default for a conditional D
+            cond = "proj" if num_classes > 0 else "none"
+        self.feature_dim = int(feature_dim)
+        self.cond = cond
+        self.head = ConditionHead(feature_dim, num_classes, cond, sn=sn)
+        self.num_classes = self.head.num_classes
+        if own_psi:
+            self.psi = maybe_sn(nn.Linear(feature_dim, 1), sn)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adv_logit(self, phi: torch.Tensor) -> torch.Tensor:
+        """ψ(φ): the unconditional logit, shape (B,)."""
+        return self.psi(phi).squeeze(1)
+
+    def classify(self, phi: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
+        """The epilogue on a (possibly mixed) embedding φ."""
+        logits, cls = self.head(phi, y, self.adv_logit(phi))
+        return DOutput(logits=logits, embedding=phi, cls_logits=cls)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
+        return self.classify(self.embed(x), y)
+
+    def _check_x(self, x: torch.Tensor, img_shape: tuple[int, int, int]) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(img_shape):
+            raise DataError(f"{type(self).__name__}: images must have shape (B, "
+                            f"{', '.join(map(str, img_shape))}), got {tuple(x.shape)}")
