@@ -1,0 +1,95 @@
+"""fmlab.engine — the one training loop (config, optimisers, schedules, checkpoints, logs, DDP).
+
+The engine knows no objective's maths. Everything it needs is in the two contracts below.
+
+Contract with objectives
+------------------------
+An objective is an ``nn.Module``; ``loss, logs = objective(batch)``:
+
+* ``batch``: dict of tensors already on the training device, after the transform;
+* ``loss``: a scalar tensor (the engine divides it by ``trainer.accumulate`` before backward);
+* ``logs``: dict of floats or 0-d tensors; the engine averages them over the log window (and over
+  ranks) and writes them under ``"logs"`` in ``metrics.jsonl``.
+
+Optional members, used when present:
+
+* ``on_train_start(max_steps)`` — called once per ``fit`` before the optimiser is built and
+  before a checkpoint is loaded (so lazily created parameters are optimised, and restored state
+  wins over anything it initialises);
+* ``on_before_optimizer_step(step, max_steps)`` — after backward, before clipping and the step
+  (e.g. DINO cancelling the last layer's gradient);
+* ``on_after_optimizer_step(step, max_steps)`` — after the step: EMA teacher / momentum encoder
+  updates (:class:`EMA`, :func:`cosine_momentum`), queues, temperature schedules. ``step`` is
+  the 0-based index of the step just taken, ``0 <= step < max_steps``;
+* ``encoder`` — the module exported as ``RUN_DIR/encoder.safetensors`` (+ ``encoder.json``) at
+  the end, and embedded by the monitors;
+* ``embed(images) -> Tensor (N, D)`` — what monitors call on uint8 images (default:
+  ``encoder.encode``, else ``encoder(images)``).
+
+Parameters with ``requires_grad=False`` (e.g. an :class:`EMA` copy) are not optimised. No weight
+decay on norms, biases, 1-D parameters, or names containing ``temperature``, ``logit_scale``,
+``logit_bias`` (:func:`split_decay_params`). All state worth resuming must live in the
+objective's ``state_dict`` (parameters and buffers): it is saved in safetensors.
+Random ops should use the global torch RNG (re-seeded from (seed, step, rank) every step) so a
+resumed run draws the same numbers.
+
+Contract with data
+------------------
+A training source is anything with ``__len__`` and ``get_batch(indices: np.ndarray)`` returning a
+dict of tensors/arrays (e.g. ``{"images": uint8 (B,H,W[,C]), "labels": int64}``); a bare array is
+taken as ``{"images": ...}`` plus ``labels`` from ``source.labels`` when present
+(:class:`TensorSource` is the in-memory one). Each epoch is a ``torch.randperm`` seeded with
+``seed + epoch``; a step takes ``batch_size * accumulate`` consecutive indices, micro-batch by
+micro-batch, and rank ``r`` of ``W`` takes ``[r::W]`` of each micro-batch (DistributedSampler
+with drop_last). The checkpoint records (epoch, position). An optional
+``transform(batch, generator) -> batch`` runs on the training device after the move; its
+``torch.Generator`` is seeded from (seed, step, rank).
+
+Entry points: :class:`Trainer` (``Trainer(obj, source, TrainerConfig(...), OptimConfig(...),
+ScheduleConfig(...), run_dir=...).fit(resume=None)``), :func:`load_config`,
+:func:`init_distributed`, :func:`gather_with_grad`, :func:`all_reduce_mean`, :class:`EMA`,
+:class:`LARS`, :class:`EmbeddingMonitor`.
+
+``fmlab.engine.config`` imports no torch; the other names load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainerConfig": "config", "OptimConfig": "config", "ScheduleConfig": "config",
+    "MonitorConfig": "config", "EngineConfig": "config", "load_config": "config",
+    "save_config": "config", "config_to_dict": "config", "apply_override": "config",
+    "Trainer": "trainer", "FitResult": "trainer", "DivergenceError": "trainer",
+    "TensorSource": "data", "epoch_permutation": "data",
+    "LARS": "optim", "build_optimizer": "optim", "param_groups": "optim",
+    "split_decay_params": "optim",
+    "LRSchedule": "schedule", "warmup_cosine": "schedule", "cosine_momentum": "schedule",
+    "EMA": "ema",
+    "DistInfo": "distributed", "init_distributed": "distributed",
+    "gather_with_grad": "distributed", "all_reduce_mean": "distributed",
+    "all_gather_nograd": "distributed", "get_rank": "distributed",
+    "get_world_size": "distributed",
+    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "latest_checkpoint": "checkpoint", "save_weights": "checkpoint",
+    "EmbeddingMonitor": "monitors", "CollapseWarning": "monitors", "knn_accuracy": "monitors",
+    "knn_predict": "monitors", "collapse_stats": "monitors", "check_collapse": "monitors",
+    "MetricsLogger": "logger", "read_metrics": "logger",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fmlab.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fmlab.engine.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
