@@ -1,0 +1,249 @@
+"""The estimator contract shared by every few-shot method, and the input checks behind it.
+
+Estimators look like scikit-learn's (``fit`` returns ``self``; ``decision_function``, ``predict``,
+``predict_proba``; hyperparameters are constructor arguments) but compute in torch on CPU, because
+the few-shot protocol fits hundreds of tiny models and numpy/scipy overheads dominate there.
+
+Inputs may be numpy arrays or torch tensors; outputs are numpy arrays. float64 inputs are computed
+in float64 (so parity tests can be tight); anything else is computed in float32.
+
+Training features with augmented views
+--------------------------------------
+``fit`` accepts ``X`` of shape ``(N, D)`` or ``(V, N, D)``: ``V`` augmented views of the same ``N``
+training images, with ``y`` of length ``N``. Each estimator says how it uses views through its
+class attribute ``views``: ``"samples"`` keeps every view as a training sample (GDA, NCM, linear
+probe), ``"mean"`` averages the L2-normalised views into one feature per image (Tip-Adapter's
+cache keys, k-NN). Validation and test features are always ``(N, D)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from fmlab.errors import ConfigError, DataError
+
+ArrayLike = Any  # numpy array or torch tensor
+
+
+def to_tensor(X: ArrayLike, name: str = "X", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Convert features to a float CPU tensor and reject NaN/inf (which would silently poison fits)."""
+    if isinstance(X, torch.Tensor):
+        t = X.detach().cpu()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(X))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{name} cannot be read as a numeric array: {e}") from None
+    if dtype is None:
+        dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    if t.is_complex() or t.dtype == torch.bool:
+        raise DataError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    t = t.to(dtype)
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+        raise DataError(f"{name} contains NaN or infinite values (first at index {tuple(bad)})")
+    return t
+
+
+def to_labels(y: ArrayLike, name: str = "y") -> np.ndarray:
+    """Labels as a 1-D int64 numpy array; float labels are accepted only when integral."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be a 1-D array of class labels, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{name} must hold integer class labels")
+    elif arr.dtype.kind not in "iub":
+        raise DataError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+SMALL_WORK = 10_000_000
+
+
+@contextlib.contextmanager
+def threads_for(work: float) -> Iterator[None]:
+    """Run small problems on one thread, restoring the setting afterwards.
+
+    Few-shot fits are tiny (a 40×32 matmul): with several OpenMP threads on a busy machine each
+    op can wait milliseconds at the barrier for a descheduled thread (measured: 28 ms vs 8 µs for
+    one ``addmm`` on 2 shared cores). Large problems keep every thread.
+    """
+    n = torch.get_num_threads()
+    if work >= SMALL_WORK or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def l2_normalize(X: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Unit-norm rows; zero rows stay zero instead of becoming NaN."""
+    return X / X.norm(dim=dim, keepdim=True).clamp_min(1e-12)
+
+
+def softmax_np(scores: np.ndarray) -> np.ndarray:
+    s = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Estimator:
+    """Base class: validation, label bookkeeping and the predict/proba plumbing.
+
+    Subclasses implement ``_fit(X, y_idx, X_val, y_val_idx)`` on tensors (``y_idx`` are indices
+    into ``classes_``) and ``_scores(X) -> (N, n_classes)`` tensor. ``hyperparameters_`` holds the
+    values the estimator chose or used (JSON-able), for the results store.
+    """
+
+    views: ClassVar[str] = "samples"
+    needs_validation: bool = False
+
+    classes_: np.ndarray
+    n_features_in_: int
+    hyperparameters_: dict[str, Any]
+
+    # -- sklearn-style parameters ------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments by name (what ``repr`` prints and a results row stores)."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_short(v)}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None,
+            y_val: ArrayLike | None = None) -> Estimator:
+        """Fit on ``X`` ((N, D) or (V, N, D) views) and labels ``y``; validation data is optional
+        unless ``needs_validation`` is true, when its absence raises :class:`ConfigError`."""
+        Xt, y_arr = self._check_train(X, y)
+        self.classes_ = np.unique(y_arr)
+        y_idx = torch.as_tensor(np.searchsorted(self.classes_, y_arr))
+        Xv, yv_idx = self._check_val(X_val, y_val, Xt.dtype)
+        self.hyperparameters_ = {}
+        with threads_for(Xt.numel() * max(len(self.classes_), 2)):
+            self._fit(Xt, y_idx, Xv, yv_idx)
+        return self
+
+    def _check_train(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, np.ndarray]:
+        Xt = to_tensor(X, "X")
+        y_arr = to_labels(y)
+        if Xt.ndim not in (2, 3):
+            raise DataError(f"X must have shape (N, D) or (views, N, D), got {tuple(Xt.shape)}")
+        n = Xt.shape[-2]
+        if n != len(y_arr):
+            raise DataError(f"X has {n} samples but y has {len(y_arr)} labels")
+        if n == 0:
+            raise DataError("X is empty: cannot fit on zero samples")
+        self.n_features_in_ = int(Xt.shape[-1])
+        return Xt, y_arr
+
+    def _check_val(self, X_val: ArrayLike | None, y_val: ArrayLike | None,
+                   dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if (X_val is None) != (y_val is None):
+            raise DataError("pass both X_val and y_val, or neither")
+        if X_val is None:
+            if self.needs_validation:
+                raise ConfigError(
+                    f"{type(self).__name__} chooses hyperparameters on validation data: pass "
+                    "X_val and y_val to fit, or fix the hyperparameters in the constructor")
+            return None, None
+        Xv = self._check_X(X_val, "X_val", dtype)
+        yv = to_labels(y_val, "y_val")
+        if len(yv) != Xv.shape[0]:
+            raise DataError(f"X_val has {Xv.shape[0]} samples but y_val has {len(yv)} labels")
+        unknown = np.setdiff1d(yv, self.classes_)
+        if unknown.size:
+            raise DataError(f"y_val has classes absent from the training labels: "
+                            f"{unknown[:10].tolist()}")
+        return Xv, torch.as_tensor(np.searchsorted(self.classes_, yv))
+
+    def _check_X(self, X: ArrayLike, name: str = "X",
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        if not hasattr(self, "classes_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted yet: call fit first")
+        Xt = to_tensor(X, name, dtype)
+        if Xt.ndim != 2:
+            raise DataError(f"{name} must have shape (N, D), got {tuple(Xt.shape)}")
+        if Xt.shape[1] != self.n_features_in_:
+            raise DataError(f"{name} has {Xt.shape[1]} features but {type(self).__name__} was "
+                            f"fitted on {self.n_features_in_}")
+        return Xt
+
+    def _fit(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor | None,
+             y_val: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _scores(self, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- prediction -----------------------------------------------------------------------------
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """Class scores, shape (N, n_classes), columns in ``classes_`` order."""
+        Xt = self._check_X(X)
+        with threads_for(Xt.numel() * max(len(self.classes_), 2)):
+            return self._scores(Xt).numpy()
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Softmax of the scores (a true posterior for GDA, the linear probe and zero-shot)."""
+        return softmax_np(self.decision_function(X))
+
+
+def views_as_samples(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, N, D) views + (N,) labels -> (V*N, D) samples + (V*N,) labels; (N, D) passes through."""
+    if X.ndim == 2:
+        return X, y
+    v = X.shape[0]
+    return X.reshape(-1, X.shape[-1]), y.repeat(v)
+
+
+def views_mean_normalized(X: torch.Tensor) -> torch.Tensor:
+    """Tip-Adapter's keys: normalise each view, average over views, renormalise."""
+    if X.ndim == 2:
+        return l2_normalize(X)
+    return l2_normalize(l2_normalize(X).mean(dim=0))
+
+
+def select_best(accuracy: torch.Tensor, loss: torch.Tensor) -> int:
+    """Index of the best candidate: highest validation accuracy, ties broken by lowest loss,
+    then by the first candidate. Tiny validation sets tie often; this keeps the choice stable."""
+    acc = accuracy.double()
+    best_acc = acc.max()
+    cand = (acc >= best_acc - 1e-12).nonzero().flatten()
+    sub = loss.double()[cand]
+    return int(cand[int(torch.argmin(sub))])
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (np.ndarray, torch.Tensor)):
+        return f"<array {tuple(v.shape)}>"
+    return repr(v)
+
+
+def accuracy_and_loss(scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation accuracy and mean cross-entropy for a stack of candidate score matrices.
+
+    ``scores`` is (G, N, C) for G candidates (or (N, C)); returns two (G,) tensors.
+    """
+    if scores.ndim == 2:
+        scores = scores.unsqueeze(0)
+    acc = (scores.argmax(dim=-1) == y).to(torch.float64).mean(dim=-1)
+    logp = torch.log_softmax(scores.to(torch.float64), dim=-1)
+    loss = -logp.gather(-1, y.expand(scores.shape[0], -1).unsqueeze(-1)).squeeze(-1).mean(-1)
+    return acc, loss

@@ -1,0 +1,105 @@
+"""Nearest class mean: the exemplar-free continual-learning baseline.
+
+From "A Simple Baseline that Questions the Use of Pretrained-Models in Continual Learning": keep
+one running mean per class of frozen features and predict the nearest one. Because the state is
+only per-class sums and counts, ``partial_fit`` on a stream of batches (new classes included, no
+task boundaries, no stored exemplars) gives exactly the model that ``fit`` gives on the union.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fmlab.adapt.base import ArrayLike, Estimator, l2_normalize, threads_for, views_as_samples
+from fmlab.errors import ConfigError, DataError
+
+
+class NCM(Estimator):
+    """Nearest class mean classifier.
+
+    ``metric="cosine"``: features are L2-normalised, μ_k is the mean of the normalised features of
+    class k and the score is cos(x̂ − c, μ_k − c), where c is the mean of all normalised training
+    features seen so far when ``center=True`` (SimpleShot-style centring) and 0 otherwise.
+    ``metric="euclidean"``: μ_k is the mean of the raw features and the score is −‖x − μ_k‖;
+    centring does not change euclidean distances, so ``center`` is ignored there.
+    Training views (V, N, D) are kept as samples.
+    """
+
+    views = "samples"
+
+    def __init__(self, metric: str = "cosine", center: bool = False) -> None:
+        if metric not in ("cosine", "euclidean"):
+            raise ConfigError(f"NCM metric must be 'cosine' or 'euclidean', got {metric!r}")
+        self.metric = metric
+        self.center = center
+
+    def fit(self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None,
+            y_val: ArrayLike | None = None) -> NCM:
+        """Forget everything and fit on (X, y); validation data is accepted and unused."""
+        for attr in ("classes_", "sums_", "counts_"):
+            self.__dict__.pop(attr, None)
+        self.partial_fit(X, y)
+        if X_val is not None:
+            self._check_val(X_val, y_val, torch.float64)
+        return self
+
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
+        """Add a batch of samples, of known or new classes, to the running class means."""
+        with threads_for(np.size(X)):
+            return self._partial_fit(X, y)
+
+    def _partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
+        fitted = hasattr(self, "classes_")
+        d_before = self.n_features_in_ if fitted else None
+        Xt, y_arr = self._check_train(X, y)
+        if d_before is not None and self.n_features_in_ != d_before:
+            self.n_features_in_ = d_before
+            raise DataError(f"X has {Xt.shape[-1]} features but NCM was fitted on {d_before}")
+        Xt = Xt.to(torch.float64)
+        if self.metric == "cosine":
+            Xt = l2_normalize(Xt)
+        yt = torch.as_tensor(y_arr)
+        Xs, ys = views_as_samples(Xt, yt)
+        new_classes = np.unique(y_arr)
+        if not fitted:
+            self.classes_ = new_classes
+            self.sums_ = torch.zeros(len(new_classes), Xs.shape[1], dtype=torch.float64)
+            self.counts_ = torch.zeros(len(new_classes), dtype=torch.float64)
+        else:
+            merged = np.union1d(self.classes_, new_classes)
+            if len(merged) != len(self.classes_):
+                pos = torch.as_tensor(np.searchsorted(merged, self.classes_))
+                sums = torch.zeros(len(merged), Xs.shape[1], dtype=torch.float64)
+                counts = torch.zeros(len(merged), dtype=torch.float64)
+                sums[pos] = self.sums_
+                counts[pos] = self.counts_
+                self.classes_, self.sums_, self.counts_ = merged, sums, counts
+        idx = torch.as_tensor(np.searchsorted(self.classes_, ys.numpy()))
+        self.sums_.index_add_(0, idx, Xs)
+        self.counts_.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
+        self.hyperparameters_ = {"metric": self.metric, "center": self.center}
+        return self
+
+    @property
+    def means_(self) -> np.ndarray:
+        """Class means (n_classes, D) in ``classes_`` order."""
+        return (self.sums_ / self.counts_[:, None]).numpy()
+
+    def _scores(self, X: torch.Tensor) -> torch.Tensor:
+        means = self.sums_ / self.counts_[:, None]
+        Xd = X.to(torch.float64)
+        if self.metric == "euclidean":
+            out = -torch.cdist(Xd, means)
+        else:
+            Xd = l2_normalize(Xd)
+            if self.center:
+                c = self.sums_.sum(0) / self.counts_.sum()
+                Xd, means = Xd - c, means - c
+            out = l2_normalize(Xd) @ l2_normalize(means).T
+        return out.to(X.dtype)
+
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """cos(x, μ_k) for cosine, −‖x − μ_k‖ for euclidean; shape (N, n_classes)."""
+        return super().decision_function(X)
+

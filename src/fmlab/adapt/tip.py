@@ -1,0 +1,199 @@
+"""Tip-Adapter and Tip-Adapter-F: a key-value cache of the few-shot training set.
+
+Keys F are the L2-normalised training features (one per image, the mean over augmented views),
+values L their one-hot labels. A query x̂ scores α · exp(−β(1 − x̂Fᵀ)) L: a sharpened similarity
+vote. With zero-shot weights the cache is added to 100 · x̂W_zsᵀ, which is Tip-Adapter proper;
+then α sets the blend and β the sharpness. Tip-Adapter-F fine-tunes the keys with AdamW on the
+same fused logits and keeps the epoch that scores best on validation data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fmlab.adapt.base import (
+    ArrayLike,
+    Estimator,
+    accuracy_and_loss,
+    l2_normalize,
+    select_best,
+    views_mean_normalized,
+)
+from fmlab.adapt.zeroshot import check_weights, zeroshot_scores
+from fmlab.errors import ConfigError, DataError
+
+# Tip-Adapter's search: β_i = 0.1 + i·(s₀ − 0.1)/n_β, α_j = 0.1 + j·(s₁ − 0.1)/n_α; here with
+# search scale [10, 10] and a coarser β grid (50 instead of 200 points).
+DEFAULT_BETA_GRID = tuple(0.1 + i * (10.0 - 0.1) / 50 for i in range(50))
+DEFAULT_ALPHA_GRID = tuple(0.1 + j * (10.0 - 0.1) / 20 for j in range(20))
+
+
+def cache_logits(affinity: torch.Tensor, values: torch.Tensor, beta: float | torch.Tensor
+                 ) -> torch.Tensor:
+    """exp(−β(1 − A)) L for affinities A (..., N_query, N_cache) and values L (N_cache, C)."""
+    return torch.exp(-beta * (1.0 - affinity)) @ values
+
+
+class TipAdapter(Estimator):
+    """Training-free cache model.
+
+    ``alpha``/``beta``: ``None`` searches them on (X_val, y_val) over ``alpha_grid`` × ``beta_grid``.
+    ``zeroshot_weights`` (n_classes, D), optional: fuse with 100 · cosine zero-shot scores (the
+    paper's method). Without them α only scales the scores, so a ``None`` alpha is fixed to 1 and
+    only β is searched. Training views (V, N, D) are averaged into one key per image.
+    """
+
+    views = "mean"
+
+    def __init__(self, alpha: float | None = None, beta: float | None = None,
+                 zeroshot_weights: ArrayLike | None = None,
+                 alpha_grid: tuple[float, ...] = DEFAULT_ALPHA_GRID,
+                 beta_grid: tuple[float, ...] = DEFAULT_BETA_GRID) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.zeroshot_weights = zeroshot_weights
+        self.alpha_grid = tuple(alpha_grid)
+        self.beta_grid = tuple(beta_grid)
+        self._zs = None if zeroshot_weights is None else check_weights(zeroshot_weights)
+
+    @property
+    def needs_validation(self) -> bool:  # type: ignore[override]
+        return self.beta is None or (self.alpha is None and self._zs is not None)
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def _check_zs(self, dim: int) -> None:
+        if self._zs is None:
+            return
+        if self._zs.shape[1] != dim:
+            raise DataError(f"zeroshot_weights have dimension {self._zs.shape[1]} but X has {dim}")
+        if not np.array_equal(self.classes_, np.arange(self._zs.shape[0])):
+            raise DataError(f"training labels must be exactly the classes 0..{self._zs.shape[0]-1}"
+                            f" of zeroshot_weights, got {self.classes_[:10].tolist()}...")
+
+    def _zs_scores(self, Xn: torch.Tensor) -> torch.Tensor | float:
+        return 0.0 if self._zs is None else zeroshot_scores(Xn, self._zs)
+
+    def _search(self, keys: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor) -> tuple[float, float]:
+        """Vectorised grid search of (α, β) on validation accuracy, ties by validation loss."""
+        Xn = l2_normalize(Xv)
+        aff = Xn @ keys.T
+        betas = torch.tensor(self.beta_grid if self.beta is None else (self.beta,),
+                             dtype=Xv.dtype)
+        if self.alpha is not None:
+            alphas = (float(self.alpha),)
+        elif self._zs is None:
+            alphas = (1.0,)
+        else:
+            alphas = self.alpha_grid
+        alphas_t = torch.tensor(alphas, dtype=Xv.dtype)
+        cache = cache_logits(aff.unsqueeze(0), self._values, betas[:, None, None])  # (B, Nv, C)
+        scores = self._zs_scores(Xn) + alphas_t[:, None, None, None] * cache.unsqueeze(0)
+        acc, loss = accuracy_and_loss(scores.reshape(-1, *scores.shape[2:]), yv)
+        best = select_best(acc, loss)
+        return float(alphas[best // len(betas)]), float(betas[best % len(betas)])
+
+    def _fit(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor | None,
+             y_val: torch.Tensor | None) -> None:
+        self._check_zs(X.shape[-1])
+        self.keys_ = views_mean_normalized(X)
+        self._values = F.one_hot(y, len(self.classes_)).to(X.dtype)
+        self._choose(X_val, y_val)
+
+    def _choose(self, X_val: torch.Tensor | None, y_val: torch.Tensor | None) -> None:
+        if self.needs_validation:
+            assert X_val is not None and y_val is not None
+            self.alpha_, self.beta_ = self._search(self.keys_, X_val.to(self.keys_.dtype), y_val)
+        else:
+            self.alpha_ = 1.0 if self.alpha is None else float(self.alpha)
+            self.beta_ = float(self.beta)  # type: ignore[arg-type]
+        self.hyperparameters_ = {**getattr(self, "hyperparameters_", {}),
+                                 "alpha": self.alpha_, "beta": self.beta_}
+
+    def _scores(self, X: torch.Tensor) -> torch.Tensor:
+        Xn = l2_normalize(X)
+        keys = self.keys_.to(X.dtype)
+        cache = cache_logits(Xn @ keys.T, self._values.to(X.dtype), self.beta_)
+        return self._zs_scores(Xn) + self.alpha_ * cache
+
+
+class TipAdapterF(TipAdapter):
+    """Tip-Adapter with fine-tuned keys.
+
+    The keys start as Tip-Adapter's and are trained with AdamW (``lr``, ``eps``, ``weight_decay``),
+    cosine decay over all steps, mini-batches of ``batch_size`` shuffled by ``seed``, for ``epochs``
+    epochs, on the cross-entropy of the fused logits at (``init_alpha``, ``init_beta``). When the
+    training input has views (V, N, D), epoch e trains on view e mod V (fresh augmentations per
+    epoch, as the paper does with images). After every epoch the keys are scored on validation
+    data and the best epoch's keys are kept; α/β are then searched as in :class:`TipAdapter`.
+    Validation data is always required (for the epoch choice).
+    """
+
+    needs_validation = True  # type: ignore[assignment]
+
+    def __init__(self, alpha: float | None = None, beta: float | None = None,
+                 zeroshot_weights: ArrayLike | None = None, epochs: int = 20, lr: float = 1e-3,
+                 eps: float = 1e-4, weight_decay: float = 0.01, batch_size: int = 256,
+                 init_alpha: float = 1.0, init_beta: float = 1.0, seed: int = 0,
+                 alpha_grid: tuple[float, ...] = DEFAULT_ALPHA_GRID,
+                 beta_grid: tuple[float, ...] = DEFAULT_BETA_GRID) -> None:
+        super().__init__(alpha, beta, zeroshot_weights, alpha_grid, beta_grid)
+        if epochs < 1 or batch_size < 1:
+            raise ConfigError(f"TipAdapterF epochs and batch_size must be >= 1, got {epochs}, "
+                              f"{batch_size}")
+        self.epochs = epochs
+        self.lr = lr
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.init_alpha = init_alpha
+        self.init_beta = init_beta
+        self.seed = seed
+
+    def _fit(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor | None,
+             y_val: torch.Tensor | None) -> None:
+        assert X_val is not None and y_val is not None
+        self._check_zs(X.shape[-1])
+        views = X.unsqueeze(0) if X.ndim == 2 else X
+        views = l2_normalize(views)
+        init_keys = views_mean_normalized(X)
+        self._values = F.one_hot(y, len(self.classes_)).to(X.dtype)
+        keys = torch.nn.Parameter(init_keys.clone())
+        n = views.shape[1]
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        opt = torch.optim.AdamW([keys], lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(int(self.seed))
+        Xv = l2_normalize(X_val.to(X.dtype))
+        zs_train = self._zs_scores(views[0]) if self._zs is not None else None
+        zs_val = self._zs_scores(Xv)
+        best_keys, best_acc, best_loss, best_epoch = init_keys, -1.0, math.inf, 0
+        for epoch in range(self.epochs):
+            Xe = views[epoch % views.shape[0]]
+            zs_e = self._zs_scores(Xe) if (self._zs is not None and views.shape[0] > 1) \
+                else zs_train
+            order = torch.randperm(n, generator=gen)
+            for s in range(0, n, self.batch_size):
+                idx = order[s:s + self.batch_size]
+                logits = self.init_alpha * cache_logits(Xe[idx] @ keys.T, self._values,
+                                                        self.init_beta)
+                if zs_e is not None:
+                    logits = logits + zs_e[idx]
+                loss = F.cross_entropy(logits, y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            with torch.no_grad():
+                v_scores = zs_val + self.init_alpha * cache_logits(Xv @ keys.T, self._values,
+                                                                   self.init_beta)
+                acc, vloss = (float(t) for t in accuracy_and_loss(v_scores, y_val))
+            if acc > best_acc or (acc == best_acc and vloss < best_loss):
+                best_keys, best_acc, best_loss = keys.detach().clone(), acc, vloss
+                best_epoch = epoch + 1
+        self.keys_ = best_keys
+        self.hyperparameters_ = {"epoch": best_epoch}
+        self._choose(X_val, y_val)
