@@ -1,0 +1,227 @@
+"""PELA, step 2: intermediate distillation of the compressed student against the frozen original.
+
+The loss on a batch of unlabelled images (PELA's ``DeiT/engine.py``, without the task term):
+
+    L = kd_alpha · (1/|F|) Σ_{l∈F} MSE(h_s^l, h_t^l)                      per-layer feature MSE
+      + kd_beta · T² · KL(softmax(z_t/T) ‖ softmax(z_s/T))                 optional logits KL
+      + inf_norm_weight · (1/|P|) Σ_{l∈P} (‖W₂W₁ − W_t‖_∞ − eps)²          weight perturbation
+
+F are the feature layers (default: the PELA-compressed layers, whose outputs are compared with the
+outputs of the same-named layers of the teacher), P the compressed layers, ‖·‖_∞ the largest
+absolute entry of the matrix (``torch.norm(x, inf)`` in PELA's code), h and z module outputs and
+model outputs. PELA's defaults: kd_alpha 1, kd_beta 0, inf_norm_weight 1, eps 0.
+
+:class:`PELADistillLoss` follows fmlab's objective convention, ``loss, logs = loss_module(batch)``,
+so the engine can run it; :func:`pela_distill` is a small loop built from it for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fmlab.errors import ConfigError, DataError, ModelError
+from fmlab.peft.pela import pela_layers
+from fmlab.peft.svd import as_matrix
+from fmlab.peft.targets import select_modules
+
+
+def inf_norm_penalty(student: nn.Module, teacher: nn.Module, eps: float = 0.0) -> Tensor:
+    """mean over PELA layers of (max |W₂W₁ − W_teacher| − eps)², differentiable in the factors."""
+    pairs = pela_layers(student)
+    if not pairs:
+        raise ConfigError("inf_norm_penalty: the student has no PELA layer (apply 'pela' first)")
+    terms = []
+    for name, pair in pairs.items():
+        w_t = _teacher_weight(teacher, name)
+        diff = pair.product() - as_matrix(w_t).detach().to(pair[0].weight.dtype)
+        terms.append((diff.abs().max() - eps) ** 2)
+    return torch.stack(terms).mean()
+
+
+def _teacher_weight(teacher: nn.Module, name: str) -> Tensor:
+    try:
+        layer = teacher.get_submodule(name)
+    except AttributeError:
+        raise ModelError(f"teacher has no layer {name!r} matching the student's PELA layer") from None
+    w = getattr(layer, "weight", None)
+    if not isinstance(w, Tensor):
+        raise ModelError(f"teacher layer {name!r} ({type(layer).__name__}) has no weight")
+    return w
+
+
+def images_of(batch: Any) -> Tensor:
+    """The image tensor of a batch: a tensor/array, the first item of a tuple, or ``batch['image']``."""
+    if isinstance(batch, dict):
+        for key in ("image", "images", "x"):
+            if key in batch:
+                return images_of(batch[key])
+        raise DataError(f"batch dict has no 'image' key (keys: {sorted(batch)})")
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise DataError("empty batch")
+        return images_of(batch[0])
+    if isinstance(batch, np.ndarray):
+        return torch.from_numpy(batch)
+    if isinstance(batch, Tensor):
+        return batch
+    raise DataError(f"cannot read images from a batch of type {type(batch).__name__}")
+
+
+def _first_tensor(out: Any) -> Tensor:
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, Tensor):
+        raise ModelError(f"a feature layer returned {type(out).__name__}, not a tensor")
+    return out
+
+
+class PELADistillLoss(nn.Module):
+    """``loss, logs = PELADistillLoss(student, teacher)(images)``; trains only what the student does.
+
+    The teacher is frozen (``requires_grad=False``) and stays in eval mode even when this module is
+    put in train mode. ``feature_layers``: patterns of the layers whose outputs are matched
+    (default: every PELA layer of the student); each must exist in the teacher under the same name.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        feature_layers: str | Sequence[str] | None = None,
+        kd_alpha: float = 1.0,
+        kd_beta: float = 0.0,
+        temperature: float = 1.0,
+        inf_norm_weight: float = 1.0,
+        inf_norm_eps: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for key, val in (("kd_alpha", kd_alpha), ("kd_beta", kd_beta),
+                         ("inf_norm_weight", inf_norm_weight)):
+            if val < 0:
+                raise ConfigError(f"PELADistillLoss: {key} must be >= 0, got {val!r}")
+        if temperature <= 0:
+            raise ConfigError(f"PELADistillLoss: temperature must be > 0, got {temperature!r}")
+        if student is teacher:
+            raise ConfigError("PELADistillLoss: the teacher must be a separate (uncompressed) model")
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+        if feature_layers is None:
+            names = list(pela_layers(student))
+            if not names and kd_alpha > 0:
+                raise ConfigError("PELADistillLoss: the student has no PELA layer; pass "
+                                  "feature_layers= or apply 'pela' first")
+        else:
+            names = select_modules(student, feature_layers, what="feature_layers")
+        teacher_names = dict(teacher.named_modules())
+        for n in names:
+            if n not in teacher_names:
+                raise ModelError(f"PELADistillLoss: feature layer {n!r} is not in the teacher")
+        self.feature_layers = names
+        self.kd_alpha, self.kd_beta, self.temperature = kd_alpha, kd_beta, temperature
+        self.inf_norm_weight, self.inf_norm_eps = inf_norm_weight, inf_norm_eps
+
+    def train(self, mode: bool = True) -> PELADistillLoss:
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _run(self, model: nn.Module, x: Tensor) -> tuple[Any, list[Tensor]]:
+        feats: list[Tensor] = []
+        handles = [model.get_submodule(n).register_forward_hook(
+            lambda _m, _i, out: feats.append(_first_tensor(out))) for n in self.feature_layers]
+        try:
+            out = model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, feats
+
+    def forward(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
+        x = images_of(batch)
+        with torch.no_grad():
+            t_out, t_feats = self._run(self.teacher, x)
+        s_out, s_feats = self._run(self.student, x)
+        logs: dict[str, float] = {}
+        loss = _first_tensor(s_out).new_zeros(())
+        if self.feature_layers and self.kd_alpha > 0:
+            if len(s_feats) != len(t_feats):
+                raise ModelError("PELADistillLoss: a feature layer ran a different number of times "
+                                 "in student and teacher")
+            feat = torch.stack([F.mse_loss(s, t.detach()) for s, t in zip(s_feats, t_feats)]).mean()
+            loss = loss + self.kd_alpha * feat
+            logs["feature_mse"] = float(feat)
+        if self.kd_beta > 0:
+            tau = self.temperature
+            zs, zt = _first_tensor(s_out), _first_tensor(t_out).detach()
+            kl = F.kl_div(F.log_softmax(zs / tau, -1), F.log_softmax(zt / tau, -1),
+                          log_target=True, reduction="batchmean") * tau * tau
+            loss = loss + self.kd_beta * kl
+            logs["logits_kl"] = float(kl)
+        if self.inf_norm_weight > 0:
+            reg = inf_norm_penalty(self.student, self.teacher, self.inf_norm_eps)
+            loss = loss + self.inf_norm_weight * reg
+            logs["inf_norm"] = float(reg)
+        logs["loss"] = float(loss)
+        return loss, logs
+
+
+def pela_distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    images_iterable: Iterable[Any],
+    steps: int,
+    *,
+    lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    train_mode: bool = False,
+    **loss_options: Any,
+) -> list[dict[str, float]]:
+    """Run ``steps`` AdamW steps of :class:`PELADistillLoss` on the student's trainable parameters.
+
+    ``images_iterable`` yields batches (see :func:`images_of`); it is restarted when exhausted if it
+    can be iterated again (a list, a DataLoader), else the loop stops early. The student runs in eval
+    mode by default (``train_mode=False``): only the factors learn, BatchNorm statistics and dropout
+    stay as in the teacher, so the matched features are comparable. Returns one log dict per step.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"pela_distill: steps must be a positive integer, got {steps!r}")
+    loss_fn = PELADistillLoss(student, teacher, **loss_options)
+    params = [p for p in student.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("pela_distill: the student has no trainable parameter")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    was_training = student.training
+    student.train(train_mode)
+    history: list[dict[str, float]] = []
+    it = iter(images_iterable)
+    try:
+        while len(history) < steps:
+            try:
+                batch = next(it)
+            except StopIteration:
+                it = iter(images_iterable)
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+            loss, logs = loss_fn(batch)
+            if not math.isfinite(logs["loss"]):
+                raise FloatingPointError(f"pela_distill: loss is {logs['loss']} at step "
+                                         f"{len(history)}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            history.append(logs)
+    finally:
+        student.train(was_training)
+    if not history:
+        raise DataError("pela_distill: images_iterable yielded no batch")
+    return history
