@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# No test may reach the network: Hugging Face libraries must use local files only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):

@@ -1,0 +1,1 @@
+"""The ``fmlab`` command line: argument parsing and printing only, one module per command group."""

@@ -1,0 +1,79 @@
+"""``fmlab data list | info SOURCE | download NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from fmlab.cli.common import add_data_root
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="list, inspect and download datasets",
+                       description="List, inspect and download datasets.")
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    dsub.required = True
+    lp = dsub.add_parser("list", help="named datasets and whether they are present",
+                         description="Named datasets and whether they are present under the data root.")
+    add_data_root(lp)
+    lp.set_defaults(func=run_list)
+    ip = dsub.add_parser("info", help="counts, classes, shapes, hashes of a source",
+                         description="Counts per split, classes, image shape, content hash, provenance.")
+    ip.add_argument("source", help="named dataset or npz:PATH, folder:PATH, csv:PATH, jsonl:PATH")
+    ip.add_argument("--json", action="store_true", help="print JSON")
+    add_data_root(ip)
+    ip.set_defaults(func=run_info)
+    dp = dsub.add_parser("download", help="download an official archive (mnist, cifar10)",
+                         description="Download the official MNIST or CIFAR-10 archive, check its "
+                                     "sha256 and convert it to fmlab's npz format in the data root.")
+    dp.add_argument("name", choices=["mnist", "cifar10"])
+    add_data_root(dp)
+    dp.set_defaults(func=run_download)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from fmlab.data import NAMED, data_root
+    from fmlab.errors import DataError
+
+    root = data_root(args.data_root)
+    print(f"data root: {root}")
+    for name, ds in NAMED.items():
+        try:
+            where = str(ds.locate(root))
+        except DataError:
+            where = "not present"
+        print(f"  {name:<13} {ds.kind:<10} {ds.description}  [{where}]")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from fmlab.data import open_source
+
+    info = open_source(args.source, args.data_root).info()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"source: {info['source']}")
+    for k in ("variant", "warning", "file", "folder", "sha256"):
+        if k in info:
+            print(f"{k}: {info[k]}")
+    if info.get("classes"):
+        print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    for s in info["splits"].values():
+        extra = f", {s['n_captions']} captions" if "n_captions" in s else ""
+        print(f"split {s['split']}: {s['n']} images{extra}, shape {tuple(s['image_shape'])}, "
+              f"content hash {s['content_hash'][:16]}")
+        if "per_class" in s:
+            print(f"  per class: {s['per_class']}")
+    if info.get("provenance"):
+        print(f"provenance: {info['provenance']}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from fmlab.data import data_root
+    from fmlab.data.download import download
+
+    path = download(args.name, data_root(args.data_root))
+    print(f"wrote {path}")
+    return 0
