@@ -1,18 +1,53 @@
-"""Offline generative metrics: pure functions of features, streaming wrappers, extractors."""
+"""Offline generative metrics: pure functions of features, streaming wrappers, extractors.
+
+- functions of features: :func:`fid` / :func:`frechet_distance` / :func:`feature_statistics`,
+  :func:`intra_fid`, :func:`kid`, :func:`inception_score`, :func:`prdc`;
+- streaming ``update/compute`` classes in :mod:`fmlab.metrics.streaming`;
+- extractors: :func:`create_extractor` (registry ``EXTRACTORS``), :func:`to_uint8`;
+- :func:`reference_statistics` (cached), :func:`metric_protocol`, and :func:`evaluate`, which
+  ties them together.
+"""
 
 from fmlab.metrics._types import MeanStd
 from fmlab.metrics.classifier_score import inception_score
+from fmlab.metrics.evaluate import METRICS, evaluate
+from fmlab.metrics.extractors import EXTRACTORS, FeatureExtractor, create_extractor, to_uint8
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
 from fmlab.metrics.kernel_distance import kid
 from fmlab.metrics.neighbours import prdc
+from fmlab.metrics.protocol import metric_protocol
+from fmlab.metrics.reference import ReferenceStats, reference_statistics
+from fmlab.metrics.streaming import (
+    FeatureStats,
+    StreamingFID,
+    StreamingIntraFID,
+    StreamingIS,
+    StreamingKID,
+    StreamingPRDC,
+)
 
 __all__ = [
+    "EXTRACTORS",
+    "METRICS",
+    "FeatureExtractor",
+    "FeatureStats",
     "MeanStd",
+    "ReferenceStats",
+    "StreamingFID",
+    "StreamingIS",
+    "StreamingIntraFID",
+    "StreamingKID",
+    "StreamingPRDC",
+    "create_extractor",
+    "evaluate",
     "feature_statistics",
     "fid",
     "frechet_distance",
     "inception_score",
     "intra_fid",
     "kid",
+    "metric_protocol",
     "prdc",
+    "reference_statistics",
+    "to_uint8",
 ]
