@@ -143,7 +143,7 @@ class VisionTransformer(nn.Module):
         """(N, L, p*p*C) -> (N, C, H, W); ``grid`` defaults to a square one."""
         n, length, dim = x.shape
         p = self.patch_size
-        gh, gw = grid or (int(math.isqrt(length)),) * 2
+        gh, gw = grid or (math.isqrt(length),) * 2
         if gh * gw != length:
             raise DataError(f"{length} patches do not form a {gh}x{gw} grid")
         c = dim // (p * p)

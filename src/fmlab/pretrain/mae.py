@@ -1,0 +1,128 @@
+"""MAE: encode the visible 25 % of patches, reconstruct the masked ones with a light decoder.
+
+Per sample, keep floor(L (1 - r)) random patches (r = 0.75); the ViT encodes only those. The
+decoder embeds them, fills the masked slots with a shared learnable mask token, adds fixed 2-D
+sin-cos positions and predicts each patch's pixels. Target: patchified pixels, standardised per
+patch with ``norm_pix_loss`` ((x - mean) / sqrt(var + 1e-6)). Loss: per-patch MSE averaged over
+masked patches only.
+
+Masks come from the batch (``ids_keep``, written by the default transform from the data
+generator, so runs replay exactly) or, when absent, from torch's global RNG (which the engine
+re-seeds from (seed, step, rank) every step).
+The light CPU decoder (128-d, 2 blocks, 4 heads) replaces MAE's 512-d, 8-block one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fmlab.data.masks import mae_mask_fn, num_kept, random_patch_mask
+from fmlab.errors import ConfigError, DataError
+from fmlab.models.vit import Block, VisionTransformer, sincos_pos_embed_2d
+from fmlab.pretrain.base import Objective, require
+
+__all__ = ["MAE", "mae_loss", "patch_targets"]
+
+
+def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:
+    """Reconstruction targets from patchified pixels (N, L, P); per-patch standardised."""
+    if not norm_pix:
+        return patches
+    mean = patches.mean(dim=-1, keepdim=True)
+    var = patches.var(dim=-1, keepdim=True, unbiased=False)
+    return (patches - mean) / (var + eps).sqrt()
+
+
+def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True) -> Tensor:
+    """sum_i m_i mean_d (pred - target)^2 / sum_i m_i, with ``mask`` (N, L) True = masked."""
+    target = patch_targets(patches.float(), norm_pix)
+    per_patch = ((pred.float() - target) ** 2).mean(dim=-1)
+    m = mask.to(per_patch.dtype)
+    return (per_patch * m).sum() / m.sum().clamp(min=1.0)
+
+
+class MAE(Objective):
+    """Masked autoencoder on ``batch["images"]`` (float NCHW) with a ``VisionTransformer``."""
+
+    name = "mae"
+
+    def __init__(self, encoder: VisionTransformer, mask_ratio: float = 0.75,
+                 decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
+                 norm_pix_loss: bool = True) -> None:
+        super().__init__()
+        if not isinstance(encoder, VisionTransformer):
+            raise ConfigError(f"MAE needs a fmlab.models.vit.VisionTransformer encoder, got "
+                              f"{type(encoder).__name__}")
+        if encoder.pos_embed is None:
+            raise ConfigError("MAE needs a ViT with position embeddings (pos_embed=True)")
+        num_kept(encoder.num_patches, mask_ratio)  # validates the ratio
+        self.encoder = encoder
+        self.mask_ratio, self.norm_pix_loss = float(mask_ratio), norm_pix_loss
+        p, c = encoder.patch_size, encoder.in_chans
+        self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.register_buffer("decoder_pos", sincos_pos_embed_2d(
+            decoder_dim, encoder.grid, encoder.grid).unsqueeze(0), persistent=False)
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_dim, p * p * c)
+
+    def _mask(self, batch: Mapping[str, Any], n: int, device: torch.device) -> tuple[Tensor,
+                                                                                       Tensor]:
+        length = self.encoder.num_patches
+        if "ids_keep" in batch:
+            ids_keep = batch["ids_keep"].to(device)
+            if ids_keep.shape[0] != n or ids_keep.max() >= length:
+                raise DataError(f"batch['ids_keep'] of shape {tuple(ids_keep.shape)} does not "
+                                f"fit {n} images of {length} patches")
+            mask = torch.ones(n, length, dtype=torch.bool, device=device)
+            mask.scatter_(1, ids_keep, False)
+            return ids_keep, mask
+        m = random_patch_mask(n, length, self.mask_ratio, None, device)
+        return m.ids_keep, m.mask
+
+    def decode(self, latent: Tensor, ids_keep: Tensor) -> Tensor:
+        """Encoder tokens (N, prefix + K, D) -> pixel predictions for all L patches."""
+        pre = self.encoder.num_prefix_tokens
+        y = self.decoder_embed(latent)
+        n, length = y.shape[0], self.encoder.num_patches
+        full = self.mask_token.expand(n, length, -1).clone()
+        full.scatter_(1, ids_keep.unsqueeze(-1).expand(-1, -1, y.shape[-1]), y[:, pre:])
+        x = torch.cat([y[:, :pre], full + self.decoder_pos], dim=1)
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, pre:]
+
+    def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        images = require(batch, "images", type(self).__name__)
+        if images.shape[-1] != self.encoder.img_size or images.shape[-2] != self.encoder.img_size:
+            raise DataError(f"MAE expects {self.encoder.img_size}px images, got "
+                            f"{tuple(images.shape[-2:])}")
+        ids_keep, mask = self._mask(batch, images.shape[0], images.device)
+        latent = self.encoder.forward_tokens(images, ids_keep=ids_keep)
+        pred = self.decode(latent, ids_keep)
+        loss = mae_loss(pred, self.encoder.patchify(images), mask, self.norm_pix_loss)
+        return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
+
+    @classmethod
+    def default_transform(cls, image_size: int = 32, patch_size: int = 4,
+                          mask_ratio: float = 0.75, scale: tuple[float, float] = (0.2, 1.0),
+                          mean: Sequence[float] | None = None,
+                          std: Sequence[float] | None = None, channels: int | None = None):
+        """RRC (0.2, 1) + flip + normalise -> ``images``, plus ``ids_keep``/``mask``."""
+        from fmlab.data import augment as A
+
+        if image_size % patch_size:
+            raise ConfigError(f"image_size {image_size} is not a multiple of patch_size "
+                              f"{patch_size}")
+        length = (image_size // patch_size) ** 2
+        view = A.mae_view(image_size, scale, mean=mean or A.IMAGENET_MEAN,
+                          std=std or A.IMAGENET_STD)
+        return A.BatchTransform({"images": view}, channels=channels,
+                                masks=[mae_mask_fn(length, mask_ratio)])
