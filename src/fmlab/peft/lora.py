@@ -11,6 +11,12 @@ A Kaiming-uniform and B = 0 (``init=True``; ``"gaussian"`` draws A from N(0, 1/r
 B random too, which only tests want), so outputs equal the base model's before training. A is drawn
 from ``torch.manual_seed(seed)`` inside a forked RNG, so the same seed gives the same adapter.
 
+peft 0.21's LoRA on ``nn.MultiheadAttention`` adds the out-projection's update twice in every
+forward and merge (W_out + 2·(α/r)·BA; huggingface/peft PR #3774). fmlab probes for that once per
+process and, when present, gives the adapted attention layers a corrected merge/unmerge (the update
+is added once, and unmerge restores the original weight tensors exactly instead of subtracting).
+Plain peft loading an fmlab MHA adapter reproduces peft's doubled update until that fix ships.
+
 Files: ``adapter_model.safetensors`` with peft's key names (``base_model.model.<module>.lora_A.weight``)
 and ``adapter_config.json`` (peft's ``LoraConfig``), i.e. what ``PeftModel.save_pretrained`` writes,
 so ``peft.PeftModel.from_pretrained(base, dir)`` loads fmlab's LoRA adapters too.
@@ -18,6 +24,7 @@ so ``peft.PeftModel.from_pretrained(base, dir)`` loads fmlab's LoRA adapters too
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +80,86 @@ def lora_config(targets: list[str], opts: LoraOptions) -> Any:
     )
 
 
+@functools.cache
+def _fixed_mha_class() -> type:
+    """peft's LoRA MultiheadAttention with the out_proj update added once (see module doc)."""
+    from peft.tuners.lora.layer import MultiheadAttention as PeftMHA
+    from peft.tuners.tuners_utils import check_adapters_to_merge
+
+    class FixedLoraMultiheadAttention(PeftMHA):
+        def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+            for name in check_adapters_to_merge(self, adapter_names):
+                if name not in self.lora_A:
+                    continue
+                base = self.get_base_layer()
+                out_lora = base.out_proj
+                out_base = out_lora.get_base_layer()
+                dtype = out_base.weight.dtype
+                # Non-leaf merged tensors keep the graph to the LoRA factors (gradients flow).
+                w_in = base.in_proj_weight.detach() + self.get_delta_weight(name).to(dtype)
+                w_out = out_base.weight.detach() + out_lora.get_delta_weight(name).to(dtype)
+                if safe_merge and not (torch.isfinite(w_in).all() and torch.isfinite(w_out).all()):
+                    raise ValueError(f"NaNs in the merged weights of adapter {name!r}")
+                if not self.merged_adapters:
+                    self._fmlab_originals = (base.in_proj_weight, out_base.weight)
+                del base.in_proj_weight
+                base.in_proj_weight = w_in
+                del out_base.weight
+                out_base.weight = w_out
+                out_lora.merged_adapters.append(name)
+                self.merged_adapters.append(name)
+
+        def unmerge(self) -> None:
+            if not self.merged_adapters:
+                return
+            base = self.get_base_layer()
+            out_lora = base.out_proj
+            out_base = out_lora.get_base_layer()
+            w_in, w_out = self.__dict__.pop("_fmlab_originals")
+            del base.in_proj_weight
+            base.register_parameter("in_proj_weight", w_in)
+            del out_base.weight
+            out_base.register_parameter("weight", w_out)
+            self.merged_adapters.clear()
+            out_lora.merged_adapters.clear()
+
+    return FixedLoraMultiheadAttention
+
+
+@functools.cache
+def _peft_mha_doubles_out_proj() -> bool:
+    """Does this peft add the MHA out_proj update twice? Checked on a 4-wide attention."""
+    from peft import inject_adapter_in_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        holder = nn.Module()
+        holder.attn = nn.MultiheadAttention(4, 1, batch_first=True)
+        ref = nn.MultiheadAttention(4, 1, batch_first=True)
+        ref.load_state_dict(holder.attn.state_dict())
+        opts = LoraOptions(r=1, alpha=1, init=False)
+        inject_adapter_in_model(lora_config(["attn"], opts), holder, adapter_name=ADAPTER)
+        x = torch.randn(1, 3, 4)
+        with torch.no_grad():
+            layer = holder.attn
+            ref.in_proj_weight += layer.get_delta_weight(ADAPTER)
+            ref.out_proj.weight += layer.base_layer.out_proj.get_delta_weight(ADAPTER)
+            got = layer(x, x, x, need_weights=False)[0]
+            want = ref(x, x, x, need_weights=False)[0]
+    return not torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _fix_mha_layers(model: nn.Module, targets: list[str]) -> None:
+    from peft.tuners.lora.layer import MultiheadAttention as PeftMHA
+
+    layers = [get_module(model, t) for t in targets]
+    layers = [m for m in layers if type(m) is PeftMHA]
+    if layers and _peft_mha_doubles_out_proj():
+        fixed = _fixed_mha_class()
+        for m in layers:
+            m.__class__ = fixed
+
+
 @register
 class Lora(PeftMethod):
     name = "lora"
@@ -107,6 +194,7 @@ class Lora(PeftMethod):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(opts.seed)
             inject_adapter_in_model(lora_config(targets, opts), model, adapter_name=ADAPTER)
+        _fix_mha_layers(model, targets)
         return {}
 
     def adapter_params(self, model: nn.Module, stage: Stage) -> dict[str, nn.Parameter]:

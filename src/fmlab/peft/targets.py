@@ -63,7 +63,8 @@ def select_modules(
     kind: str = "module",
     what: str = "targets",
 ) -> list[str]:
-    """Resolve patterns to module names, in ``named_modules()`` order, without duplicates.
+    """Resolve patterns to module names, in ``named_modules()`` order (whatever the pattern order),
+    without duplicates.
 
     ``accept(name, module)`` filters the matches (a method keeps the layer types it supports). Every
     pattern must match at least one module and keep at least one after filtering, else
@@ -87,7 +88,8 @@ def select_modules(
             )
         for n in kept:
             chosen[n] = None
-    return list(chosen)
+    order = {n: i for i, n in enumerate(modules)}
+    return sorted(chosen, key=order.__getitem__)
 
 
 def _examples(modules: dict[str, nn.Module], k: int = 4) -> str:
