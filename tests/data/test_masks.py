@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from fmlab.data.augment import BatchTransform, Compose
-from fmlab.data.masks import (context_subset, mae_mask_fn, mp3_context_fn, num_kept,
-                              random_patch_mask)
+from fmlab.data.masks import (
+    context_subset,
+    mae_mask_fn,
+    mp3_context_fn,
+    num_kept,
+    random_patch_mask,
+)
 from fmlab.errors import ConfigError
 
 

@@ -56,12 +56,21 @@ def train_losses(objective: nn.Module, make_batch, steps: int = 40, lr: float = 
             before(step, steps)
         opt.step()
         objective.on_after_optimizer_step(step, steps)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
 def head_tail(losses: list[float], k: int = 5) -> tuple[float, float]:
     return sum(losses[:k]) / k, sum(losses[-k:]) / k
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: thread start-up costs more than it saves, badly so on a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
