@@ -65,7 +65,7 @@ def test_hundred_steps_on_two_modes():
         logs = gan_step(G, D, opt_g, opt_d, x, None, cfg, g, state)
         assert all(math.isfinite(v) for v in logs.values()), logs
         d_losses.append(logs["d_loss"])
-    assert state.step == 100 and state.ema.num_updates == 100
+    assert state.step == 100 and int(state.ema.num_updates) == 100
     assert {"d_adv", "d_r1", "g_adv", "logits_real", "logits_fake"} <= set(logs)
     assert max(d_losses) - min(d_losses) > 0.5
     assert min(d_losses) < d_losses[0] - 0.3  # D did learn to separate at some point

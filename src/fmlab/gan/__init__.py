@@ -24,6 +24,7 @@ from fmlab.gan.nets import (
     create_generator,
     load_weights,
 )
+from fmlab.gan.prep import to_gan_input
 from fmlab.gan.regularizers import (
     LeCamEMA,
     consistency_loss,
@@ -41,4 +42,5 @@ __all__ = [
     "adc_labels", "cond_d_loss", "cond_g_loss", "consistency_loss", "cr_augment",
     "create_discriminator", "create_generator", "d_step", "diff_augment", "g_step", "gan_step",
     "get_loss", "gradient_penalty", "lecam_loss", "load_weights", "r1_penalty", "sample_grid",
+    "to_gan_input",
 ]
