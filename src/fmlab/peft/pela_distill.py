@@ -157,19 +157,19 @@ class PELADistillLoss(nn.Module):
                                  "in student and teacher")
             feat = torch.stack([F.mse_loss(s, t.detach()) for s, t in zip(s_feats, t_feats)]).mean()
             loss = loss + self.kd_alpha * feat
-            logs["feature_mse"] = float(feat)
+            logs["feature_mse"] = float(feat.detach())
         if self.kd_beta > 0:
             tau = self.temperature
             zs, zt = _first_tensor(s_out), _first_tensor(t_out).detach()
             kl = F.kl_div(F.log_softmax(zs / tau, -1), F.log_softmax(zt / tau, -1),
                           log_target=True, reduction="batchmean") * tau * tau
             loss = loss + self.kd_beta * kl
-            logs["logits_kl"] = float(kl)
+            logs["logits_kl"] = float(kl.detach())
         if self.inf_norm_weight > 0:
             reg = inf_norm_penalty(self.student, self.teacher, self.inf_norm_eps)
             loss = loss + self.inf_norm_weight * reg
-            logs["inf_norm"] = float(reg)
-        logs["loss"] = float(loss)
+            logs["inf_norm"] = float(reg.detach())
+        logs["loss"] = float(loss.detach())
         return loss, logs
 
 
