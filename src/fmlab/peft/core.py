@@ -230,7 +230,10 @@ def run_stage(model: nn.Module, stage: Stage, opts: Any, replay: bool) -> None:
     """Inject a stage (new or replayed), record it and set what trains."""
     impl = get_method(stage.method)
     rec = _ensure_record(model)
+    was_training = model.training
     info = impl.inject(model, stage.targets, opts, stage.info if replay else None)
+    # New submodules (peft's dropout, PELA factors) are born in train mode: match the model's.
+    model.train(was_training)
     if not replay:
         stage.info = info
     rec.stages.append(stage)
