@@ -204,7 +204,7 @@ class Trainer:
                     perm, perm_epoch = epoch_permutation(len(self.source), c.seed,
                                                          self.epoch), self.epoch
                 step = self.step
-                torch.manual_seed(mix_seed(c.seed, step, rank))
+                _seed_global_rng(mix_seed(c.seed, step, rank), device)
                 gen.manual_seed(mix_seed(c.seed, step, rank, 1))
                 lr = self.lr_schedule.apply(self.optimizer, step)
                 for j in range(c.accumulate):
@@ -382,6 +382,16 @@ class Trainer:
             "config": config_to_dict(self._config_to_save()),
         })
         return path
+
+
+def _seed_global_rng(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator (and the training GPU's): what ``torch.manual_seed`` does, minus
+    its lazy seeding of every other backend (CUDA/XPU/MTIA), which records a stack trace per
+    call and cost ~0.4 ms per step on a CUDA build."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
 
 
 class _Window:
