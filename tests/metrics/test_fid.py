@@ -22,16 +22,19 @@ def _pair(rng, n1, n2, d):
     return a, b
 
 
-@pytest.mark.parametrize("n,d", [(400, 32), (300, 64), (50, 64)])
-def test_frechet_distance_matches_sqrtm(n, d):
-    # n < d exercises the rank-deficient (eigh) factor path, n > d the Cholesky path.
-    rng = np.random.default_rng(n + d)
-    a, b = _pair(rng, n, n + 17, d)
+@pytest.mark.parametrize("n1,n2,d", [(400, 417, 32), (300, 317, 64), (50, 300, 64),
+                                      (300, 50, 64), (30, 47, 64)])
+def test_frechet_distance_matches_sqrtm(n1, n2, d):
+    # Full rank on both sides (Cholesky of S1), one side rank-deficient (Cholesky of the other)
+    # and both rank-deficient (eigh factor).
+    rng = np.random.default_rng(n1 + n2 + d)
+    a, b = _pair(rng, n1, n2, d)
     mu1, s1 = np.mean(a, 0), np.cov(a, rowvar=False)
     mu2, s2 = np.mean(b, 0), np.cov(b, rowvar=False)
     ours = frechet_distance(mu1, s1, mu2, s2)
     ref = _fid_sqrtm(mu1, s1, mu2, s2)
     assert ours == pytest.approx(ref, rel=1e-6)
+    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(ours, rel=1e-9)
 
 
 def test_feature_statistics_is_np_cov_float64():

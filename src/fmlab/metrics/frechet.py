@@ -7,7 +7,8 @@ S1 S2 is not symmetric, but it is similar to the symmetric PSD matrix F^T S2 F f
 S1 = F F^T, so Tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(F^T S2 F)). A symmetric eigen-solver is
 accurate, never returns complex numbers, and is several times faster than ``sqrtm`` (which also
 changed behaviour across SciPy releases; see the algorithm notes §3.1). F is the Cholesky factor
-when S1 is positive definite and V sqrt(W) from ``eigh`` otherwise (fewer samples than dimensions);
+of whichever of S1, S2 is positive definite (the eigenvalues of S1 S2 and S2 S1 agree) and
+V sqrt(W) from ``eigh`` when both are singular (fewer samples than dimensions on both sides);
 tiny negative eigenvalues from round-off are clipped to zero.
 """
 
@@ -52,20 +53,30 @@ def _as_stats(mu: Any, sigma: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return m, s
 
 
-def _psd_factor(sigma: np.ndarray) -> np.ndarray:
-    """A matrix F with F F^T = sigma for a symmetric PSD sigma (Cholesky, else eigh)."""
+def _cholesky(sigma: np.ndarray) -> np.ndarray | None:
     try:
         return np.linalg.cholesky(sigma)
     except np.linalg.LinAlgError:
-        w, v = np.linalg.eigh(sigma)
-        return v * np.sqrt(np.clip(w, 0.0, None))
+        return None
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """Tr((sigma1 sigma2)^(1/2)) for symmetric PSD matrices, via a symmetric eigenproblem."""
+    """Tr((sigma1 sigma2)^(1/2)) for symmetric PSD matrices, via a symmetric eigenproblem.
+
+    S1 S2 and S2 S1 have the same eigenvalues, so whichever matrix is positive definite is
+    factored by Cholesky (cheap); only when both are singular (fewer samples than dimensions
+    on both sides) is the factor V sqrt(W) taken from ``eigh``.
+    """
     s1 = (sigma1 + sigma1.T) / 2.0
     s2 = (sigma2 + sigma2.T) / 2.0
-    f = _psd_factor(s1)
+    f = _cholesky(s1)
+    if f is None:
+        f = _cholesky(s2)
+        if f is not None:
+            s1, s2 = s2, s1
+        else:
+            w, v = np.linalg.eigh(s1)
+            f = v * np.sqrt(np.clip(w, 0.0, None))
     m = f.T @ (s2 @ f)
     m = (m + m.T) / 2.0
     eig = np.linalg.eigvalsh(m)
