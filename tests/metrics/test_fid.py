@@ -34,7 +34,7 @@ def test_frechet_distance_matches_sqrtm(n1, n2, d):
     ours = frechet_distance(mu1, s1, mu2, s2)
     ref = _fid_sqrtm(mu1, s1, mu2, s2)
     assert ours == pytest.approx(ref, rel=1e-6)
-    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(ours, rel=1e-9)
+    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(ours, rel=1e-7)
 
 
 def test_feature_statistics_is_np_cov_float64():
