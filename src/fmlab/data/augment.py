@@ -43,6 +43,7 @@ __all__ = [
     "RandomResizedCrop",
     "Resize",
     "Solarize",
+    "adjust_hue",
     "dino_views",
     "hsv_to_rgb",
     "mae_view",
@@ -250,13 +251,38 @@ class RandomResizedCrop:
 
 
 def crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Crop ``boxes`` (B, 4: x0, y0, x1, y1 pixel edges) out of ``x`` and resize each to ``size``."""
+    """Crop ``boxes`` (B, 4: x0, y0, x1, y1 pixel edges) out of ``x`` and resize each to ``size``.
+
+    Output pixel (i, j) averages bilinear samples at the centres of its bin in the box (ROI-align
+    semantics, ``ceil(box / size)`` samples per side). When no box is larger than the output, that
+    is one sample per pixel, and ``grid_sample`` computes exactly the same values about 2-3x
+    faster on CPU; otherwise ``torchvision.ops.roi_align`` does the antialiased average.
+    """
+    oh, ow = size
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    if bool((bw <= ow).all()) and bool((bh <= oh).all()):
+        return _grid_crop(x, boxes, size)
     from torchvision.ops import roi_align
 
     idx = torch.arange(x.shape[0], device=x.device, dtype=x.dtype).unsqueeze(1)
     rois = torch.cat([idx, boxes.to(x.dtype)], dim=1)
     out = roi_align(x, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1,
                     aligned=True)
+    return out.clamp_(0.0, 1.0)
+
+
+def _grid_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """One bilinear sample per output pixel at its bin centre (edges clamped, as roi_align)."""
+    b, _, h, w = x.shape
+    oh, ow = size
+    boxes = boxes.to(device=x.device, dtype=x.dtype)
+    x0, y0, x1, y1 = boxes.unbind(1)
+    fx = (torch.arange(ow, device=x.device, dtype=x.dtype) + 0.5) / ow
+    fy = (torch.arange(oh, device=x.device, dtype=x.dtype) + 0.5) / oh
+    gx = (x0[:, None] + fx[None] * (x1 - x0)[:, None]) * (2.0 / w) - 1.0  # (B, ow)
+    gy = (y0[:, None] + fy[None] * (y1 - y0)[:, None]) * (2.0 / h) - 1.0  # (B, oh)
+    grid = torch.stack([gx[:, None, :].expand(b, oh, ow), gy[:, :, None].expand(b, oh, ow)], -1)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.clamp_(0.0, 1.0)
 
 
@@ -312,42 +338,51 @@ class RandomHorizontalFlip(RandomOp):
 # ----------------------------------------------------------------------------- colour
 
 
-def rgb_to_hsv(x: Tensor) -> Tensor:
-    """RGB (B, 3, H, W) in [0, 1] -> HSV with hue in [0, 1)."""
+def _hue_max_chroma(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue in sextants (in [-1, 5), not yet wrapped), max and chroma (max - min), per pixel."""
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    delta = maxc - minc
-    grey = delta == 0
-    ones = torch.ones_like(maxc)
-    s = delta / torch.where(grey, ones, maxc)
-    d = torch.where(grey, ones, delta)
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    inv = 1.0 / chroma.clamp_min(1e-12)  # grey pixels: every difference below is 0 -> hue 0
     is_r = maxc == r
     is_g = (maxc == g) & ~is_r
-    is_b = ~is_r & ~is_g
-    h = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
-    h = torch.remainder(h / 6.0, 1.0)
-    h = torch.where(grey, torch.zeros_like(h), h)
-    return torch.stack([h, s, maxc], dim=1)
+    h = torch.where(is_r, (g - b) * inv,
+                    torch.where(is_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
+    return h, maxc, chroma
+
+
+def _from_hue_max_chroma(h: Tensor, maxc: Tensor, chroma: Tensor) -> Tensor:
+    """Inverse of ``_hue_max_chroma`` for h in [0, 6): channel = max - chroma * (1 - pure), with
+    the pure hue colour R = clamp(|h - 3| - 1), G = clamp(2 - |h - 2|), B = clamp(2 - |h - 4|)
+    (the closed form of the HSV sextant table, without a modulo)."""
+    out = torch.empty(h.shape[0], 3, *h.shape[1:], dtype=h.dtype, device=h.device)
+    out[:, 0] = maxc - chroma * (2.0 - (h - 3.0).abs()).clamp_(0.0, 1.0)
+    out[:, 1] = maxc - chroma * ((h - 2.0).abs() - 1.0).clamp_(0.0, 1.0)
+    out[:, 2] = maxc - chroma * ((h - 4.0).abs() - 1.0).clamp_(0.0, 1.0)
+    return out
+
+
+def rgb_to_hsv(x: Tensor) -> Tensor:
+    """RGB (B, 3, H, W) in [0, 1] -> HSV with hue in [0, 1)."""
+    h, v, chroma = _hue_max_chroma(x)
+    s = chroma / torch.where(v > 0, v, torch.ones_like(v))
+    return torch.stack([torch.remainder(h, 6.0) / 6.0, s, v], dim=1)
 
 
 def hsv_to_rgb(x: Tensor) -> Tensor:
     """HSV (B, 3, H, W), hue in [0, 1) -> RGB in [0, 1]."""
     h, s, v = x.unbind(1)
-    h6 = h * 6.0
-    i = torch.floor(h6)
-    f = h6 - i
-    i = torch.remainder(i, 6).long()
-    p = v * (1.0 - s)
-    q = v * (1.0 - s * f)
-    t = v * (1.0 - s * (1.0 - f))
-    # sector -> (r, g, b) picks among (v, q, p, t); stacked so one gather does all pixels
-    cand = torch.stack([v, q, p, t], dim=1)  # (B, 4, H, W)
-    table = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]],
-                         device=x.device)
-    sel = table[i]  # (B, H, W, 3)
-    return cand.gather(1, sel.permute(0, 3, 1, 2))
+    return _from_hue_max_chroma(h * 6.0, v, v * s)
+
+
+def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate the HSV hue of each image by ``shift`` (B,) turns; saturation and value are kept.
+
+    Works on (hue, max, chroma) directly: V = max and S * V = chroma, so no division by V.
+    """
+    h, maxc, chroma = _hue_max_chroma(x)
+    h = torch.remainder(h + 6.0 * shift.view(-1, 1, 1), 6.0)
+    return _from_hue_max_chroma(h, maxc, chroma)
 
 
 class ColorJitter(RandomOp):
@@ -402,31 +437,47 @@ class ColorJitter(RandomOp):
         if op == 2:
             f = params["s"].view(-1, 1, 1, 1)
             return (f * x + (1.0 - f) * _grey(x)).clamp_(0.0, 1.0)
-        hsv = rgb_to_hsv(x)
-        h = torch.remainder(hsv[:, 0] + params["h"].view(-1, 1, 1), 1.0)
-        return hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], dim=1))
+        return adjust_hue(x, params["h"])
 
     def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        enabled = self._enabled()
+        """Jitter every row of ``x`` with its parameters (the per-sample order included)."""
+        return self._run(x, params, torch.ones(x.shape[0], dtype=torch.bool, device=x.device))
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        b = x.shape[0]
+        params = self.sample(b, generator, x.device)
+        chosen = _rand(b, generator, x.device) < self.p
+        return self._run(x, params, chosen)
+
+    def _run(self, x: Tensor, params: dict[str, Tensor], chosen: Tensor) -> Tensor:
+        """Rows are regrouped once per step so that each op runs on one contiguous slice.
+
+        At step t every chosen row needs op ``order[row, t]`` (4 = skip: row not chosen, or the
+        op has strength 0). Sorting rows by that key makes each op's rows a slice, so a step
+        costs one gather plus four slice computations, whatever the mix of orders.
+        """
+        enabled = torch.tensor(self._enabled() + [False], device=x.device)
         order = params["order"]
-        if not self.random_order:
-            for op in range(4):
-                if enabled[op]:
-                    x = self._one(op, x, params)
-            return x
+        rows = torch.arange(x.shape[0], device=x.device)  # original row of each current row
         for step in range(4):
-            col = order[:, step]
-            out = x.clone()
-            for op in range(4):
-                if not enabled[op]:
-                    continue
-                rows = (col == op).nonzero().squeeze(1)
-                if rows.numel() == 0:
-                    continue
-                sub = {k: v[rows] for k, v in params.items()}
-                out[rows] = self._one(op, x[rows], sub)
+            key = torch.where(chosen[rows], order[rows, step], torch.full_like(rows, 4))
+            key = torch.where(enabled[key], key, torch.full_like(key, 4))
+            sort = torch.argsort(key, stable=True)
+            key, rows, x = key[sort], rows[sort], x[sort]
+            counts = torch.bincount(key, minlength=5).tolist()
+            out = torch.empty_like(x)
+            start = 0
+            for op, count in enumerate(counts):
+                if count:
+                    sl = slice(start, start + count)
+                    if op == 4:
+                        out[sl] = x[sl]
+                    else:
+                        sub = {k: v[rows[sl]] for k, v in params.items() if k != "order"}
+                        out[sl] = self._one(op, x[sl], sub)
+                start += count
             x = out
-        return x
+        return x[torch.argsort(rows)]
 
 
 class RandomGrayscale(RandomOp):
