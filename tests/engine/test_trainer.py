@@ -247,3 +247,63 @@ def test_bare_array_source_and_transform_seeding():
     first, second = seen[:3], seen[3:]
     assert all(torch.equal(a, b) for a, b in zip(first, second))  # seeded by (seed, step)
     assert not torch.equal(first[0], first[1])  # a fresh stream each step
+
+
+class _FakeWriter:
+    def __init__(self):
+        self.scalars: list[tuple[str, float, int]] = []
+        self.closed = False
+
+    def add_scalar(self, key, value, step):
+        self.scalars.append((key, value, step))
+
+    def close(self):
+        self.closed = True
+
+
+def test_tensorboard_scalars_and_progress_bar(tmp_path, monkeypatch, capsys):
+    from fmlab.engine import logger as logger_mod
+
+    writer = _FakeWriter()
+    monkeypatch.setattr(logger_mod, "_tensorboard_writer", lambda log_dir: writer)
+    x, y = blobs(32)
+    Trainer(TinyObjective(), TensorSource(x, y),
+            _cfg(max_steps=4, log_every=2, tensorboard=True, progress=True),
+            run_dir=tmp_path).fit()
+    keys = {k for k, _, _ in writer.scalars}
+    assert {"loss", "lr", "logs/acc", "images_per_s"} <= keys
+    assert sorted({s for k, _, s in writer.scalars if k == "loss"}) == [2, 4]
+    assert writer.closed
+    err = capsys.readouterr().err
+    assert "4/4" in err and "img_s" in err  # tqdm bar with images/s
+
+
+def test_without_tensorboard_package_runs(tmp_path):
+    x, y = blobs(32)
+    Trainer(TinyObjective(), TensorSource(x, y), _cfg(max_steps=2, tensorboard=True),
+            run_dir=tmp_path).fit()
+    assert len(read_metrics(tmp_path)) == 2
+
+
+def test_from_config_saves_the_whole_nested_config(tmp_path):
+    from dataclasses import dataclass, field
+
+    import yaml
+
+    from fmlab.engine.config import load_config
+
+    @dataclass
+    class Cmd:
+        method: str = "tiny"
+        trainer: TrainerConfig = field(default_factory=TrainerConfig)
+        optim: OptimConfig = field(default_factory=OptimConfig)
+        schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    cfg = load_config(None, Cmd, ["trainer.max_steps=3", "trainer.batch_size=8",
+                                  "trainer.progress=false", "optim.name=lars", "method=x"])
+    x, y = blobs(32)
+    res = Trainer.from_config(TinyObjective(), TensorSource(x, y), cfg, run_dir=tmp_path).fit()
+    assert res.step == 3
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["method"] == "x" and saved["optim"]["name"] == "lars"
+    assert saved["trainer"]["max_steps"] == 3

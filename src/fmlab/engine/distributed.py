@@ -128,11 +128,3 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     parts[get_rank()] = x
     return torch.cat(parts, dim=0)
 
-
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from ``src`` to every rank (used for small metadata only)."""
-    if get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
