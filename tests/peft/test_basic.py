@@ -85,3 +85,8 @@ def test_trainable_parameters_counts_shared_tensors_once():
     lin = nn.Linear(4, 4)
     tied = nn.Sequential(lin, nn.ReLU(), lin)
     assert fp.trainable_parameters(tied) == 20
+
+
+def test_targets_inside_the_head_are_refused():
+    with pytest.raises(ConfigError, match="target 'head' is .* a head module"):
+        fp.apply(make(), "lora", targets=["fc", "head"], head="head")

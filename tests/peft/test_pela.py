@@ -148,12 +148,25 @@ def test_distillation_loss_falls_on_random_images():
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
 
 
-def test_distill_stops_on_a_one_shot_iterable_and_teacher_stays_eval():
+def test_distill_stops_on_a_one_shot_iterable_and_restores_modes():
     teacher = _mlp()
-    student = fp.apply(copy.deepcopy(teacher), "pela", targets="0")
+    student = fp.apply(copy.deepcopy(teacher), "pela", targets="0").train()
     gen = (torch.randn(4, 30) for _ in range(3))
     assert len(fp.pela_distill(student, teacher, gen, steps=10)) == 3
-    fp.PELADistillLoss(student, teacher).train()
     assert student.training and not teacher.training
     with pytest.raises(ConfigError, match="separate"):
         fp.PELADistillLoss(student, student)
+
+
+def test_engine_contract_dict_batch_modes_and_encoder():
+    teacher = _mlp()
+    student = fp.apply(copy.deepcopy(teacher), "pela", targets=["0", "2"])
+    loss_fn = fp.PELADistillLoss(student, teacher).train()
+    assert loss_fn.encoder is student
+    assert not student.training and not teacher.training  # default: student in eval mode
+    fp.PELADistillLoss(student, teacher, student_train_mode=True).train()
+    assert student.training and not teacher.training
+    x = torch.randn(4, 30)
+    loss, logs = loss_fn({"images": x, "labels": torch.zeros(4, dtype=torch.long)})
+    assert loss.requires_grad and logs["loss"] == pytest.approx(loss_fn(x)[1]["loss"])
+    assert set(logs) == {"feature_mse", "inf_norm", "loss"}

@@ -267,6 +267,10 @@ def apply(
     if patterns is not None and not patterns and impl.uses_targets:
         raise ConfigError(f"peft method {method!r}: targets is empty")
     names = impl.resolve_targets(model, patterns, head_names, opts)
+    clash = [t for t in names if t and is_within(t, head_names)]
+    if clash:
+        raise ConfigError(f"peft method {method!r}: target {clash[0]!r} is (inside) a head module; "
+                          "a head is trained in full, so leave it out of targets")
     stage = Stage(method=method, patterns=patterns, targets=names, head=head_names,
                   options=dataclasses.asdict(opts))
     run_stage(model, stage, opts, replay=False)

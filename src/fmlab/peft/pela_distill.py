@@ -83,11 +83,14 @@ def _first_tensor(out: Any) -> Tensor:
 
 
 class PELADistillLoss(nn.Module):
-    """``loss, logs = PELADistillLoss(student, teacher)(images)``; trains only what the student does.
+    """``loss, logs = PELADistillLoss(student, teacher)(batch)``; trains what the student trains.
 
-    The teacher is frozen (``requires_grad=False``) and stays in eval mode even when this module is
-    put in train mode. ``feature_layers``: patterns of the layers whose outputs are matched
-    (default: every PELA layer of the student); each must exist in the teacher under the same name.
+    An engine objective (``fmlab.engine``): ``batch`` is an image tensor or a dict with
+    ``"images"``; ``encoder`` is the student. The teacher is frozen (``requires_grad=False``) and
+    stays in eval mode. So does the student unless ``student_train_mode=True``: only the factors
+    learn, and BatchNorm statistics and dropout stay as in the teacher so the matched features are
+    comparable. ``feature_layers``: patterns of the layers whose outputs are matched (default: every
+    PELA layer of the student); each must exist in the teacher under the same name.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class PELADistillLoss(nn.Module):
         temperature: float = 1.0,
         inf_norm_weight: float = 1.0,
         inf_norm_eps: float = 0.0,
+        student_train_mode: bool = False,
     ) -> None:
         super().__init__()
         for key, val in (("kd_alpha", kd_alpha), ("kd_beta", kd_beta),
@@ -127,9 +131,17 @@ class PELADistillLoss(nn.Module):
         self.feature_layers = names
         self.kd_alpha, self.kd_beta, self.temperature = kd_alpha, kd_beta, temperature
         self.inf_norm_weight, self.inf_norm_eps = inf_norm_weight, inf_norm_eps
+        self.student_train_mode = student_train_mode
+        self.train(self.training)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """What the engine exports at the end of a run: the compressed student."""
+        return self.student
 
     def train(self, mode: bool = True) -> PELADistillLoss:
         super().train(mode)
+        self.student.train(mode and self.student_train_mode)
         self.teacher.eval()
         return self
 
@@ -181,25 +193,25 @@ def pela_distill(
     *,
     lr: float = 1e-4,
     weight_decay: float = 0.0,
-    train_mode: bool = False,
     **loss_options: Any,
 ) -> list[dict[str, float]]:
     """Run ``steps`` AdamW steps of :class:`PELADistillLoss` on the student's trainable parameters.
 
     ``images_iterable`` yields batches (see :func:`images_of`); it is restarted when exhausted if it
-    can be iterated again (a list, a DataLoader), else the loop stops early. The student runs in eval
-    mode by default (``train_mode=False``): only the factors learn, BatchNorm statistics and dropout
-    stay as in the teacher, so the matched features are comparable. Returns one log dict per step.
+    can be iterated again (a list, a DataLoader), else the loop stops early. ``loss_options`` go to
+    :class:`PELADistillLoss` (``kd_alpha``, ``kd_beta``, ``temperature``, ``inf_norm_weight``,
+    ``inf_norm_eps``, ``feature_layers``, ``student_train_mode``). The student's train/eval mode is
+    restored afterwards. Returns one log dict per step.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"pela_distill: steps must be a positive integer, got {steps!r}")
+    was_training = student.training
     loss_fn = PELADistillLoss(student, teacher, **loss_options)
     params = [p for p in student.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("pela_distill: the student has no trainable parameter")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    was_training = student.training
-    student.train(train_mode)
+    loss_fn.train()
     history: list[dict[str, float]] = []
     it = iter(images_iterable)
     try:
