@@ -87,6 +87,8 @@ def test_sigkill_resume_is_bit_exact_fork(tmp_path, reference, ckpt_every, kill_
     assert ref is not None and ref.step < _workers.RESUME_STEPS  # it really was cut short
     _run_to_end(tmp_path, ckpt_every, resume=True)
     _assert_same(_final_weights(tmp_path), reference)
+    leftovers = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # a killed writer's temporary files are swept by the next save
     steps = [r["step"] for r in read_metrics(tmp_path) if "loss" in r]
     assert steps == list(range(1, _workers.RESUME_STEPS + 1))
 

@@ -94,6 +94,19 @@ def test_keep_last_and_latest_pointer(tmp_path):
     assert set(state) >= {"optimizer", "schedule", "rng", "step"}
 
 
+def test_checkpoint_sweeps_a_killed_writers_temp_files(tmp_path):
+    ckpt_dir = tmp_path / "checkpoints"
+    ckpt_dir.mkdir()
+    orphans = [ckpt_dir / ".latest.json.k2j3.tmp",
+               ckpt_dir / ".step-00000003.safetensors.x1y2.safetensors",
+               ckpt_dir / "step-00000009.state.pt"]  # from a dead run that got further
+    for p in orphans:
+        p.write_bytes(b"partial")
+    ckpt_mod.save_checkpoint(tmp_path, 4, TinyObjective(), {"note": 1})
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "latest.json", "step-00000004.safetensors", "step-00000004.state.pt"]
+
+
 class _Stop(Exception):
     pass
 

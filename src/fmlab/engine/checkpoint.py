@@ -135,6 +135,10 @@ def _prune(ckpt_dir: Path, current: int, keep_last: int) -> None:
     for s in doomed:
         for p in steps[s]:
             p.unlink(missing_ok=True)
+    # temporary files of a writer that was killed mid-write (ours are complete by now)
+    for p in ckpt_dir.iterdir():
+        if p.name.startswith((".step-", f".{LATEST}.")):
+            p.unlink(missing_ok=True)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointRef | None:
