@@ -82,7 +82,7 @@ def test_gda_priors(mixture):
 
 
 def test_gda_one_shot_without_views_is_not_constant(mixture):
-    X, y, means = mixture(1, 5, 8, seed=0, spread=0.1)
+    X, y, _means = mixture(1, 5, 8, seed=0, spread=0.1)
     est = GDA().fit(X, y)
     assert est.hyperparameters_.get("degenerate_covariance") is True
     # identity precision: nearest-mean rule on x·μ − ½‖μ‖², so each training point is its own class

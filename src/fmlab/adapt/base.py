@@ -198,7 +198,8 @@ class Estimator:
             return self._scores(Xt).numpy()
 
     def predict(self, X: ArrayLike) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Softmax of the scores (a true posterior for GDA, the linear probe and zero-shot)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fmlab.adapt.base import ArrayLike, Estimator, accuracy_and_loss, select_best
+from fmlab.adapt.base import ArrayLike, Estimator, accuracy_and_loss, select_best, threads_for
 from fmlab.adapt.zeroshot import check_weights, zeroshot_scores
 from fmlab.errors import DataError
 
@@ -45,6 +45,11 @@ class ZeroShotEnsemble(Estimator):
     def fit(self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None,
             y_val: ArrayLike | None = None) -> ZeroShotEnsemble:
         Xt, _ = self._check_train(X, y)
+        with threads_for(Xt.numel() * self._zs.shape[0]):
+            return self._fit_ensemble(Xt, X, y, X_val, y_val)
+
+    def _fit_ensemble(self, Xt: torch.Tensor, X: ArrayLike, y: ArrayLike,
+                      X_val: ArrayLike | None, y_val: ArrayLike | None) -> ZeroShotEnsemble:
         if self.n_features_in_ != self._zs.shape[1]:
             raise DataError(f"X has {self.n_features_in_} features but zeroshot_weights have "
                             f"{self._zs.shape[1]}")

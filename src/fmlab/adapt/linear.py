@@ -2,8 +2,15 @@
 
 The objective is scikit-learn's, C·Σ_i CE_i + ½‖W‖² with the bias unpenalised, minimised in the
 equivalent averaged form mean_i CE_i + ‖W‖²/(2·C·N) (scikit-learn ≥ 1.2 does the same, and its
-``tol`` is the same max-|gradient| test). Computing in float32 with hand-written gradients and a
-strong-Wolfe line search is what makes it several times faster than scikit-learn's float64 run.
+``tol`` is the same max-|gradient| test). Three things make it several times faster than
+scikit-learn's float64 run: float32 products, an L-BFGS whose line search costs no extra pass over
+the data (:mod:`fmlab.adapt.lbfgs`), and a start at the best scaled class-mean classifier.
+
+The default ``tol`` is 1e-5, ten times stricter than scikit-learn's 1e-4: the max-|gradient| test
+on an averaged loss is loose when λ = 1/(C·N) is small (scikit-learn's own tol=1e-4 solution
+predicts differently from its tol=1e-8 one on 0.7% of points at C=1, N=10k, D=512, K=100), and a
+good start makes the gradient small early, so the stricter test is what keeps the result
+independent of the start.
 
 With ``C=None`` the regularisation is chosen on validation data the way CLIP's and CoOp's linear
 probes do: a log-spaced sweep, then bisection in log-space around the best value. Each fit warm-
@@ -13,49 +20,82 @@ starts from its neighbour's solution, so the whole search costs a few full fits.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from fmlab.adapt.base import Estimator, accuracy_and_loss, select_best, views_as_samples
+from fmlab.adapt.lbfgs import softmax_lbfgs
 from fmlab.errors import ConfigError
 
 DEFAULT_C_GRID = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
 
 
-def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int, C: float,
-                 W0: torch.Tensor | None = None, b0: torch.Tensor | None = None,
-                 max_iter: int = 100, tol: float = 1e-4,
-                 history_size: int = 10) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Minimise mean CE + ‖W‖²/(2CN) over W (D, K), b (K); returns (W, b, n_function_evals)."""
+def class_mean_init(X: torch.Tensor, onehot: torch.Tensor, lam: torch.Tensor,
+                    newton_steps: int = 30) -> torch.Tensor:
+    """Starting weights W0 = s·M, M_k = centred class means, s minimising the objective along M.
+
+    A scaled nearest-class-mean classifier is already close to the logistic-regression optimum
+    for feature-like data, so L-BFGS started there needs far fewer full passes than from zero.
+    The 1-D problem over s costs one (N, D)×(D, K) product (A = XMᵀ) plus a few Newton steps on
+    (N, K) arrays. Returns (G, K, D) for the G regularisation strengths in ``lam`` (G,).
+    """
+    n = X.shape[0]
+    counts = onehot.sum(0).clamp_min(1.0)
+    M = (onehot.T @ X) / counts[:, None]
+    M = M - M.mean(0)
+    mm = (M * M).sum()
+    g_n = lam.shape[0]
+    if float(mm) == 0.0:
+        return torch.zeros(g_n, *M.shape, dtype=X.dtype)
+    A = X @ M.T  # (N, K)
+    s = torch.zeros(g_n, 1, 1, dtype=X.dtype)
+    lam3 = lam.reshape(-1, 1, 1)
+    for _ in range(newton_steps):
+        p = torch.softmax(s * A, dim=-1)
+        grad = ((p - onehot) * A).sum((1, 2), keepdim=True) / n + lam3 * s * mm
+        pa = (p * A).sum(-1, keepdim=True)
+        hess = ((p * A * A).sum((1, 2), keepdim=True) - (pa * pa).sum((1, 2), keepdim=True)) / n
+        step = grad / (hess + lam3 * mm)
+        s = s - step
+        if float(step.abs().max()) <= 1e-6 * float(s.abs().max()) + 1e-12:
+            break
+    return s * M
+
+
+def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
+                 C: float | Sequence[float], W0: torch.Tensor | None = None,
+                 b0: torch.Tensor | None = None, max_iter: int = 100, tol: float = 1e-5,
+                 history_size: int = 10, init: str = "class_means",
+                 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Minimise mean CE + ‖W‖²/(2CN) over W (K, D), b (K); returns (W, b, iterations).
+
+    Without ``W0`` the start is ``init``: "class_means" (see :func:`class_mean_init`) or "zeros"
+    (scikit-learn's start). ``C`` may be a sequence of G values: the G problems (sharing X, y)
+    are then solved together by :func:`~fmlab.adapt.lbfgs.softmax_lbfgs`, returning W (G, K, D)
+    and b (G, K) and the largest iteration count.
+    """
+    batched = not isinstance(C, (int, float))
+    Cs = torch.as_tensor([float(c) for c in C] if batched else [float(C)], dtype=X.dtype)
+    g_n = len(Cs)
     n, d = X.shape
-    lam = 1.0 / (C * n)
-    W = (torch.zeros(d, n_classes, dtype=X.dtype) if W0 is None else W0.clone())
-    b = (torch.zeros(n_classes, dtype=X.dtype) if b0 is None else b0.clone())
-    W.requires_grad_(True)
-    b.requires_grad_(True)
-    onehot = torch.zeros(n, n_classes, dtype=X.dtype)
-    onehot[torch.arange(n), y] = 1.0
-    Xt = X.T.contiguous()
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, max_eval=max_iter * 2,
-                            tolerance_grad=tol, tolerance_change=1e-12,
-                            history_size=history_size, line_search_fn="strong_wolfe")
-    evals = 0
-
-    def closure() -> torch.Tensor:
-        # Gradients by hand: no autograd graph, one matmul forward, one backward.
-        nonlocal evals
-        evals += 1
-        with torch.no_grad():
-            logits = torch.addmm(b, X, W)
-            lse = torch.logsumexp(logits, dim=1, keepdim=True)
-            loss = (lse.sum() - (logits * onehot).sum()) / n + 0.5 * lam * (W * W).sum()
-            g = (logits - lse).exp_().sub_(onehot).div_(n)
-            W.grad = torch.addmm(W, Xt, g, beta=lam)
-            b.grad = g.sum(0)
-        return loss
-
-    opt.step(closure)
-    return W.detach(), b.detach(), evals
+    lam = 1.0 / (Cs * n)
+    if W0 is not None:
+        W = W0.reshape(-1, n_classes, d).expand(g_n, n_classes, d)
+    elif init == "class_means":
+        onehot = torch.zeros(n, n_classes, dtype=X.dtype)
+        onehot[torch.arange(n), y] = 1.0
+        W = class_mean_init(X, onehot, lam)
+    elif init == "zeros":
+        W = torch.zeros(g_n, n_classes, d, dtype=X.dtype)
+    else:
+        raise ConfigError(f"fit_logistic init must be 'class_means' or 'zeros', got {init!r}")
+    b = torch.zeros(g_n, n_classes, dtype=X.dtype) if b0 is None else \
+        b0.reshape(-1, n_classes).expand(g_n, n_classes)
+    res = softmax_lbfgs(X, y, n_classes, lam, W, b, max_iter=max_iter, tol=tol,
+                        history_size=history_size)
+    iters = int(res.n_iter.max())
+    return (res.W, res.b, iters) if batched else (res.W[0], res.b[0], iters)
 
 
 class LinearProbe(Estimator):
@@ -65,19 +105,23 @@ class LinearProbe(Estimator):
     ``C_grid`` and ``refine_steps`` bisection steps in log10 space (CoOp's search). ``max_iter``
     and ``tol`` mean what they mean in scikit-learn; ``search_max_iter`` caps the iterations of the
     fits inside the search (the chosen C is then refitted with ``max_iter``, warm-started).
-    ``dtype``: "float32" (fast, default) or "float64". Training views are kept as samples.
+    ``dtype``: "float32" (fast, default) or "float64". ``init``: "class_means" (start from the
+    best scaled nearest-class-mean classifier; fewer L-BFGS passes) or "zeros" (scikit-learn's
+    start). Training views are kept as samples.
     """
 
     views = "samples"
 
-    def __init__(self, C: float | None = None, max_iter: int = 100, tol: float = 1e-4,
+    def __init__(self, C: float | None = None, max_iter: int = 100, tol: float = 1e-5,
                  C_grid: tuple[float, ...] = DEFAULT_C_GRID, refine_steps: int = 8,
                  search_max_iter: int = 50, history_size: int = 10,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", init: str = "class_means") -> None:
         if C is not None and not C > 0:
             raise ConfigError(f"LinearProbe C must be > 0 or None, got {C!r}")
         if dtype not in ("float32", "float64"):
             raise ConfigError(f"LinearProbe dtype must be 'float32' or 'float64', got {dtype!r}")
+        if init not in ("class_means", "zeros"):
+            raise ConfigError(f"LinearProbe init must be 'class_means' or 'zeros', got {init!r}")
         if not C_grid or any(not c > 0 for c in C_grid):
             raise ConfigError(f"LinearProbe C_grid must be positive numbers, got {C_grid!r}")
         self.C = C
@@ -88,6 +132,7 @@ class LinearProbe(Estimator):
         self.search_max_iter = search_max_iter
         self.history_size = history_size
         self.dtype = dtype
+        self.init = init
 
     @property
     def needs_validation(self) -> bool:  # type: ignore[override]
@@ -99,23 +144,24 @@ class LinearProbe(Estimator):
         Xs, ys = views_as_samples(X.to(dt), y)
         k = len(self.classes_)
 
-        def fit(C: float, W0: torch.Tensor | None = None, b0: torch.Tensor | None = None,
+        def fit(C: float | list[float], W0: torch.Tensor | None = None,
+                b0: torch.Tensor | None = None,
                 it: int = self.max_iter) -> tuple[torch.Tensor, torch.Tensor, int]:
             return fit_logistic(Xs, ys, k, C, W0, b0, max_iter=it, tol=self.tol,
-                                history_size=self.history_size)
+                                history_size=self.history_size, init=self.init)
 
         if self.C is not None:
-            W, b, evals = fit(float(self.C))
+            W, b, iters = fit(float(self.C))
             self.hyperparameters_ = {"C": float(self.C)}
         else:
             assert X_val is not None and y_val is not None
             logC, W, b = self._search(fit, X_val.to(dt), y_val)
-            W, b, evals = fit(10.0**logC, W, b)
+            W, b, iters = fit(10.0**logC, W, b)
             self.hyperparameters_ = {"C": 10.0**logC}
         self._W, self._b = W, b
-        self.coef_ = W.T.numpy().copy()  # (K, D) as in scikit-learn
+        self.coef_ = W.numpy().copy()  # (K, D) as in scikit-learn
         self.intercept_ = b.numpy().copy()
-        self.n_evals_ = evals
+        self.n_iter_ = iters
 
     def _search(self, fit, Xv: torch.Tensor, yv: torch.Tensor):  # type: ignore[no-untyped-def]
         """Sweep then bisect log10(C) on validation accuracy (ties: lower validation loss)."""
@@ -124,9 +170,17 @@ class LinearProbe(Estimator):
 
         def evaluate(logC: float, W0=None, b0=None):  # type: ignore[no-untyped-def]
             W, b, _ = fit(10.0**logC, W0, b0, it)
-            acc, loss = accuracy_and_loss(torch.addmm(b, Xv, W), yv)
+            acc, loss = accuracy_and_loss(torch.addmm(b, Xv, W.T), yv)
             cache[logC] = (W, b, float(acc), float(loss))
             return cache[logC]
+
+        def evaluate_many(logCs: list[float], W0: torch.Tensor, b0: torch.Tensor) -> None:
+            W, b, _ = fit([10.0**c for c in logCs], W0, b0, it)
+            scores = torch.baddbmm(b.unsqueeze(1), Xv.expand(len(logCs), *Xv.shape),
+                                   W.transpose(1, 2))
+            acc, loss = accuracy_and_loss(scores, yv)
+            for i, c in enumerate(logCs):
+                cache[c] = (W[i], b[i], float(acc[i]), float(loss[i]))
 
         grid = sorted(math.log10(c) for c in self.C_grid)
         W0 = b0 = None
@@ -140,9 +194,9 @@ class LinearProbe(Estimator):
         for _ in range(self.refine_steps if len(grid) > 1 else 0):
             Wp, bp = cache[peak][:2]
             lo, hi = (left + peak) / 2, (peak + right) / 2
-            for c in (lo, hi):
-                if c not in cache:
-                    evaluate(c, Wp, bp)
+            todo = [c for c in (lo, hi) if c not in cache]
+            if todo:  # both candidates in one vectorised L-BFGS run
+                evaluate_many(todo, Wp, bp)
             winner = self._best([lo, peak, hi], cache)
             if winner == lo:
                 right, peak = peak, lo
@@ -159,4 +213,4 @@ class LinearProbe(Estimator):
         return cands[select_best(acc, loss)]
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self._b.to(X.dtype), X, self._W.to(X.dtype))
+        return torch.addmm(self._b.to(X.dtype), X, self._W.to(X.dtype).T)

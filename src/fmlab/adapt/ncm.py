@@ -46,7 +46,7 @@ class NCM(Estimator):
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
         """Add a batch of samples, of known or new classes, to the running class means."""
-        with threads_for(np.size(X)):
+        with threads_for(X.numel() if isinstance(X, torch.Tensor) else np.size(X)):
             return self._partial_fit(X, y)
 
     def _partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:

@@ -264,6 +264,8 @@ def plot_accuracy_vs_shots(records: Sequence[dict[str, Any]], path: str | os.Pat
         sd = 100 * np.array([b for _, b in stats])
         (line,) = ax.plot(x, mu, marker="o", label=m)
         ax.fill_between(x, mu - sd, mu + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+    if "all" in shots and numeric:
+        ax.axvline(top + 0.5, color="grey", linestyle=":", linewidth=1)  # the axis breaks here
     ax.set_xticks([xpos[s] for s in shots])
     ax.set_xticklabels([str(s) for s in shots])
     ax.set_xlabel("shots per class (log2 scale)")

@@ -27,9 +27,10 @@ from fmlab.adapt.zeroshot import check_weights, zeroshot_scores
 from fmlab.errors import ConfigError, DataError
 
 # Tip-Adapter's search: β_i = 0.1 + i·(s₀ − 0.1)/n_β, α_j = 0.1 + j·(s₁ − 0.1)/n_α; here with
-# search scale [10, 10] and a coarser β grid (50 instead of 200 points).
+# search scale [10, 10] and a coarser β grid (50 instead of 200 points). α also gets 20, 50 and
+# 100 so that validation can let the cache outweigh a weak zero-shot head (small CLIPs).
 DEFAULT_BETA_GRID = tuple(0.1 + i * (10.0 - 0.1) / 50 for i in range(50))
-DEFAULT_ALPHA_GRID = tuple(0.1 + j * (10.0 - 0.1) / 20 for j in range(20))
+DEFAULT_ALPHA_GRID = tuple(0.1 + j * (10.0 - 0.1) / 20 for j in range(20)) + (20.0, 50.0, 100.0)
 
 
 def cache_logits(affinity: torch.Tensor, values: torch.Tensor, beta: float | torch.Tensor
