@@ -320,3 +320,13 @@ def test_from_config_saves_the_whole_nested_config(tmp_path):
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["method"] == "x" and saved["optim"]["name"] == "lars"
     assert saved["trainer"]["max_steps"] == 3
+
+
+def test_warmup_epochs_become_steps_and_lr_is_logged():
+    x, y = blobs(64)  # 4 steps per epoch at batch 16
+    res = Trainer(TinyObjective(), TensorSource(x, y), _cfg(epochs=3),
+                  OptimConfig(name="sgd", lr=0.4),
+                  ScheduleConfig(warmup_epochs=1.0, min_lr=0.04)).fit()
+    lrs = [r["lr"] for r in res.history]
+    assert lrs[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert lrs[4] == pytest.approx(0.4) and lrs[-1] < 0.1 and min(lrs[4:]) > 0.04
