@@ -10,9 +10,12 @@ package:
     coverage  = mean_i 1[min_j d(X_i, Y_j) < NND_k(X_i)]
 
 The reference builds three full N x M float64 matrices (about 20 GB each at 50k x 50k). Here
-distances are formed ``block`` rows at a time (squared, from ||a||^2 + ||b||^2 - 2ab, which keeps
+squared distances are formed a block of rows at a time (from ||a||^2 + ||b||^2 - 2ab, which keeps
 the work in BLAS) and reduced at once, so memory stays near ``block_bytes`` whatever N and M are.
-Comparing squared distances gives the same answers as comparing distances.
+Comparing squared distances gives the same answers as comparing distances. Like the reference
+(sklearn's ``euclidean_distances`` uses the same expansion), distances that tie to within
+floating-point round-off may resolve either way; for quantised features (integers) every
+quantity is exact and ties resolve as with exact distances.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ from fmlab.metrics._checks import as_features, check_same_dim
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def _sq_dists(a: torch.Tensor, a_sq: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor
-              ) -> torch.Tensor:
-    """Squared Euclidean distances between rows of a and b, clamped at zero."""
-    d = torch.addmm(b_sq.unsqueeze(0), a, b.T, beta=1.0, alpha=-2.0)
-    d.add_(a_sq.unsqueeze(1))
-    return d.clamp_(min=0.0)
+def _cross(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """bias - 2 a b^T in one BLAS call.
+
+    A squared distance is ||a_i||^2 + ||b_j||^2 - 2 a_i.b_j. Reductions along one axis (top-k or
+    min along a row, a min down a column) and thresholds per row or column only need the norm
+    that varies along the reduced axis inside the block (passed as ``bias``); the other is a
+    constant added once after the reduction. That saves two passes over every block.
+    """
+    return torch.addmm(bias, a, b.T, alpha=-2.0)
 
 
 def _coarse(v: np.ndarray, bits: int = 8) -> np.ndarray:
@@ -56,8 +62,9 @@ def kth_nn_sq_distance(x: torch.Tensor, k: int, block_bytes: int = 64 << 20) -> 
     out = torch.empty(x.shape[0], dtype=x.dtype)
     rows = _block_rows(x.shape[0], block_bytes, x.element_size())
     for s in range(0, x.shape[0], rows):
-        d = _sq_dists(x[s:s + rows], x_sq[s:s + rows], x, x_sq)
-        out[s:s + rows] = torch.topk(d, k + 1, dim=1, largest=False, sorted=True).values[:, k]
+        g = _cross(x[s:s + rows], x, x_sq.unsqueeze(0))  # row i: d_ij^2 - ||x_i||^2
+        kth = torch.topk(g, k + 1, dim=1, largest=False, sorted=True).values[:, k]
+        out[s:s + rows] = (kth + x_sq[s:s + rows]).clamp_(min=0.0)
     return out
 
 
@@ -95,23 +102,27 @@ def prdc(
         fake_nnd = kth_nn_sq_distance(fake, k, block_bytes)
         real_sq, fake_sq = (real * real).sum(1), (fake * fake).sum(1)
         n, m = real.shape[0], fake.shape[0]
-        inside_count = 0      # pairs (j, i) with fake j inside real ball i -> density
-        fake_inside_any = 0   # fakes inside at least one real ball -> precision
-        nearest_fake = torch.full((n,), float("inf"), dtype=tdt)  # -> coverage
-        real_covered = torch.zeros(n, dtype=torch.bool)           # -> recall
+        # In a block g_ji = d(Y_j, X_i)^2 - ||X_i||^2, so each test moves ||X_i||^2 across.
+        in_ball = real_nnd - real_sq          # g_ji < in_ball_i  <=>  Y_j inside real ball i
+        inside_count = 0                      # pairs (j, i) with Y_j in real ball i -> density
+        fake_inside_any = 0                   # fakes inside at least one real ball -> precision
+        nearest = torch.full((n,), float("inf"), dtype=tdt)  # min_j g_ji -> coverage
+        margin = torch.full((n,), float("inf"), dtype=tdt)   # min_j g_ji - NND(Y_j)^2 -> recall
         rows = _block_rows(n, block_bytes, real.element_size())
         for s in range(0, m, rows):
-            d = _sq_dists(fake[s:s + rows], fake_sq[s:s + rows], real, real_sq)  # (b, n)
-            per_fake = (d < real_nnd.unsqueeze(0)).sum(1)
+            g = _cross(fake[s:s + rows], real, fake_sq[s:s + rows].unsqueeze(1))  # (b, n)
+            per_fake = (g < in_ball).sum(1)
             inside_count += int(per_fake.sum())
             fake_inside_any += int((per_fake > 0).sum())
-            torch.minimum(nearest_fake, d.min(0).values, out=nearest_fake)
-            real_covered |= (d < fake_nnd[s:s + rows].unsqueeze(1)).any(0)
-            del d
+            torch.minimum(nearest, g.amin(0), out=nearest)
+            g.sub_(fake_nnd[s:s + rows].unsqueeze(1))
+            torch.minimum(margin, g.amin(0), out=margin)
+            del g
+        covered = (nearest + real_sq).clamp_(min=0.0) < real_nnd
+        recalled = (margin + real_sq) < 0.0
     return {
         "precision": fake_inside_any / m,
-        "recall": float(real_covered.double().mean()),
+        "recall": float(recalled.double().mean()),
         "density": inside_count / (k * m),
-        "coverage": float((nearest_fake < real_nnd).double().mean()),
+        "coverage": float(covered.double().mean()),
     }
-
