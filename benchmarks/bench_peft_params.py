@@ -30,8 +30,9 @@ RESNET_LAYERS = ["trunk.*conv*"]
 
 
 def _machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{platform.platform()} | python {platform.python_version()} | torch {torch.__version__}"
-            f" | {os.cpu_count()} CPUs | torch threads {torch.get_num_threads()}")
+            f" | {os.cpu_count()} CPUs | torch threads {torch.get_num_threads()} | load avg {load}")
 
 
 def _apply(model: torch.nn.Module, method: str, targets, **kw) -> tuple[torch.nn.Module, float]:
@@ -76,6 +77,8 @@ def report(name: str, model: torch.nn.Module, layers: list[str], extra: dict) ->
 
 
 def main() -> None:
+    import peft  # noqa: F401  (import once before timing: it is slow the first time)
+
     print(_machine())
     torch.manual_seed(0)
     root = os.environ.get("FMLAB_DATA")
@@ -91,6 +94,8 @@ def main() -> None:
         "vpt shallow, 10 tokens": ("vpt", {"num_tokens": 10}),
         "vpt deep, 10 tokens": ("vpt", {"num_tokens": 10, "deep": True}),
     })
+    print(f"\nend: load avg {', '.join(f'{x:.1f}' for x in os.getloadavg())} (apply times include "
+          "SVDs; they swell on a shared machine)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from .nets import TinyAttnNet, TinyConvNet, make, tiny_timm_vit, train_steps
 
 CASES = [
     ("full", TinyConvNet, {}),
-    ("full", TinyConvNet, {"targets": "fc"}),
     ("linear", TinyConvNet, {}),
     ("bitfit", TinyConvNet, {"head": "head"}),
     ("lora", TinyConvNet, {"r": 2, "alpha": 4, "head": "head"}),
