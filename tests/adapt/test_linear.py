@@ -97,3 +97,27 @@ def test_deterministic(mixture):
     a = LinearProbe(C=2.0).fit(X, y)
     b = LinearProbe(C=2.0).fit(torch.as_tensor(X), y)
     np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_batched_solver_equals_independent_runs(mixture):
+    from fmlab.adapt.linear import fit_logistic
+
+    X, y, _ = mixture(20, 4, 8, seed=7, spread=2.0)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    Cs = [0.01, 0.3, 5.0]
+    Wb, bb, _ = fit_logistic(Xt, yt, 4, Cs, tol=1e-9, max_iter=500)
+    for i, C in enumerate(Cs):
+        W, b, _ = fit_logistic(Xt, yt, 4, C, tol=1e-9, max_iter=500)
+        np.testing.assert_allclose(Wb[i].numpy(), W.numpy(), atol=1e-7)
+        np.testing.assert_allclose((bb[i] - bb[i].mean()).numpy(), (b - b.mean()).numpy(),
+                                   atol=1e-7)
+
+
+def test_start_does_not_change_the_optimum(mixture):
+    from fmlab.adapt.linear import fit_logistic
+
+    X, y, _ = mixture(25, 5, 10, seed=8, spread=2.0)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    W0, _, _ = fit_logistic(Xt, yt, 5, 2.0, tol=1e-10, max_iter=1000, init="zeros")
+    W1, _, _ = fit_logistic(Xt, yt, 5, 2.0, tol=1e-10, max_iter=1000, init="class_means")
+    np.testing.assert_allclose(W0.numpy(), W1.numpy(), atol=1e-7)

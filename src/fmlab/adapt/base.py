@@ -37,7 +37,10 @@ def to_tensor(X: ArrayLike, name: str = "X", dtype: torch.dtype | None = None) -
         t = X.detach().cpu()
     else:
         try:
-            t = torch.as_tensor(np.asarray(X))
+            arr = np.asarray(X)
+            if not arr.flags.writeable:  # memory-mapped caches: torch warns on read-only memory
+                arr = arr.copy()
+            t = torch.as_tensor(arr)
         except (TypeError, ValueError) as e:
             raise DataError(f"{name} cannot be read as a numeric array: {e}") from None
     if dtype is None:
