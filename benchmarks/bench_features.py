@@ -52,8 +52,11 @@ def main() -> None:
     t_bare, t_ext, t_bf16 = [], [], []
     bare(bb, images[:512], args.batch_size)  # warm-up
     for _ in range(args.reps):
-        t0 = time.perf_counter(); ref = bare(bb, images, args.batch_size); t_bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); fs = extract_features(bb, split, batch_size=args.batch_size, progress=False)
+        t0 = time.perf_counter()
+        ref = bare(bb, images, args.batch_size)
+        t_bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fs = extract_features(bb, split, batch_size=args.batch_size, progress=False)
         t_ext.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         fb = extract_features(bb, split, batch_size=args.batch_size, progress=False, autocast="bf16")

@@ -95,14 +95,10 @@ def _lenet5(weights: Path | None = None, num_classes: int = 10) -> Backbone:
 
 @BACKBONES.register("vit_tiny_cifar")
 def _vit_tiny_cifar(weights: Path | None = None, num_classes: int = 10, **kw) -> Backbone:
-    try:
-        from fmlab.models.vit import ViT
-    except ImportError as e:  # pragma: no cover - lands with the pre-training work
-        raise ModelError(f"vit_tiny_cifar is not available: {e}") from None
-    trunk = ViT(**kw)
-    dim = int(getattr(trunk, "feature_dim", getattr(trunk, "embed_dim", 192)))
-    img = getattr(trunk, "img_size", 32)
-    chans = getattr(trunk, "in_chans", 3)
+    from fmlab.models.vit import vit_tiny_cifar
+
+    trunk = vit_tiny_cifar(**kw)
+    dim, img, chans = int(trunk.feature_dim), int(trunk.img_size), int(trunk.in_chans)
     spec = PreprocessSpec((img, img), chans, IMAGENET_MEAN if chans == 3 else (0.5,),
                           IMAGENET_STD if chans == 3 else (0.25,), "bilinear")
     bb = Backbone("vit_tiny_cifar", trunk, dim, spec, nn.Linear(dim, num_classes) if num_classes else None)
