@@ -1,7 +1,13 @@
-"""Distributed helpers for losses, with single-process fallbacks.
+"""Distributed helpers for losses, with single-process fallbacks (identity in one process).
 
-The engine owns DDP (``fmlab.engine.distributed``); objectives import it lazily so this package
-works (as identity) before or without the engine, and never imports the training loop.
+Why ``gather_with_grad`` is not the engine's: ``fmlab.engine.distributed.gather_with_grad`` keeps
+the autograd graph of the local rows only. Our contrastive losses take the local rows as anchors
+and *all* gathered rows as keys, so each rank's loss also depends on the other ranks' rows; with
+local-only gradients those key-side terms are lost and the DDP-averaged gradient is not the
+gradient of the global loss. ``_GatherSum`` below sums every rank's gradient for each shard in its
+backward (as ``torch.distributed.nn.functional.all_gather`` did before its deprecation), which
+makes the DDP mean of the ranks' gradients exactly the global loss's gradient;
+``tests/pretrain/test_distributed.py`` checks this against a single-process run.
 """
 
 from __future__ import annotations
@@ -21,18 +27,29 @@ def rank_and_world() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+class _GatherSum(torch.autograd.Function):
+    """all_gather forward; backward all-reduces (sums) the gradient and keeps this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` from all ranks along dim 0; the local rows keep their gradient."""
+    """Concatenate ``x`` from all ranks along dim 0, differentiably: the backward pass gives each
+    rank the sum over ranks of the gradient of its own rows. Every rank passes the same shape."""
     if not _initialised():
         return x
-    try:
-        from fmlab.engine.distributed import gather_with_grad as engine_gather
-    except ImportError:  # engine not there: same semantics, written here
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.detach().contiguous())
-        parts[dist.get_rank()] = x
-        return torch.cat(parts, dim=0)
-    return engine_gather(x)
+    return _GatherSum.apply(x)
 
 
 def all_gather_nograd(x: Tensor) -> Tensor:
