@@ -67,7 +67,7 @@ def test_two_ranks_match_one_process(tmp_path: Path):
         loss.backward()
         # equal shards: the mean of the ranks' losses is the global loss ...
         mean_loss = sum(float(r[name][0]) for r in ranks) / WORLD
-        assert mean_loss == pytest.approx(float(loss), rel=1e-5), name
+        assert mean_loss == pytest.approx(float(loss.detach()), rel=1e-5), name
         # ... and the DDP-averaged gradient is the global gradient (key-side terms included)
         for r in ranks:
             assert torch.allclose(r[name][1], wp.grad, atol=1e-5), name
