@@ -542,7 +542,11 @@ class Solarize(RandomOp):
 
 
 class Normalize:
-    """(x - mean) / std per channel; the last op of a pipeline."""
+    """(x - mean) / std per channel; the last op of a pipeline.
+
+    Grey images with 3-channel statistics are normalised with the luma-weighted mean and std, so
+    the default ImageNet statistics work for a 1-channel model; any other mismatch is an error.
+    """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
