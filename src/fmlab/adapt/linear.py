@@ -31,23 +31,27 @@ from fmlab.errors import ConfigError
 DEFAULT_C_GRID = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
 
 
-def class_mean_init(X: torch.Tensor, onehot: torch.Tensor, lam: torch.Tensor,
-                    newton_steps: int = 30) -> torch.Tensor:
+def class_mean_init(X: torch.Tensor, y: torch.Tensor, n_classes: int, lam: torch.Tensor,
+                    newton_steps: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
     """Starting weights W0 = s·M, M_k = centred class means, s minimising the objective along M.
 
     A scaled nearest-class-mean classifier is already close to the logistic-regression optimum
-    for feature-like data, so L-BFGS started there needs far fewer full passes than from zero.
-    The 1-D problem over s costs one (N, D)×(D, K) product (A = XMᵀ) plus a few Newton steps on
-    (N, K) arrays. Returns (G, K, D) for the G regularisation strengths in ``lam`` (G,).
+    for feature-like data, so L-BFGS started there needs far fewer passes than from zero. The
+    1-D problem over s costs one (N, D)×(D, K) product A = XMᵀ plus a few Newton steps on (N, K)
+    arrays, and the start's logits s·A come for free. Returns W0 (G, K, D) and its logits
+    (G, N, K) for the G regularisation strengths in ``lam`` (G,), with zero biases.
     """
-    n = X.shape[0]
+    n, d = X.shape
+    g_n = lam.shape[0]
+    onehot = torch.zeros(n, n_classes, dtype=X.dtype)
+    onehot[torch.arange(n), y] = 1.0
     counts = onehot.sum(0).clamp_min(1.0)
-    M = (onehot.T @ X) / counts[:, None]
+    M = torch.zeros(n_classes, d, dtype=X.dtype).index_add_(0, y, X) / counts[:, None]
     M = M - M.mean(0)
     mm = (M * M).sum()
-    g_n = lam.shape[0]
     if float(mm) == 0.0:
-        return torch.zeros(g_n, *M.shape, dtype=X.dtype)
+        return (torch.zeros(g_n, n_classes, d, dtype=X.dtype),
+                torch.zeros(g_n, n, n_classes, dtype=X.dtype))
     A = X @ M.T  # (N, K)
     s = torch.zeros(g_n, 1, 1, dtype=X.dtype)
     lam3 = lam.reshape(-1, 1, 1)
@@ -60,7 +64,7 @@ def class_mean_init(X: torch.Tensor, onehot: torch.Tensor, lam: torch.Tensor,
         s = s - step
         if float(step.abs().max()) <= 1e-6 * float(s.abs().max()) + 1e-12:
             break
-    return s * M
+    return s * M, s * A
 
 
 def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
@@ -80,12 +84,13 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
     g_n = len(Cs)
     n, d = X.shape
     lam = 1.0 / (Cs * n)
+    Z0 = None
     if W0 is not None:
         W = W0.reshape(-1, n_classes, d).expand(g_n, n_classes, d)
+    elif init == "class_means" and b0 is None:
+        W, Z0 = class_mean_init(X, y, n_classes, lam)
     elif init == "class_means":
-        onehot = torch.zeros(n, n_classes, dtype=X.dtype)
-        onehot[torch.arange(n), y] = 1.0
-        W = class_mean_init(X, onehot, lam)
+        W, _ = class_mean_init(X, y, n_classes, lam)
     elif init == "zeros":
         W = torch.zeros(g_n, n_classes, d, dtype=X.dtype)
     else:
@@ -93,7 +98,7 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
     b = torch.zeros(g_n, n_classes, dtype=X.dtype) if b0 is None else \
         b0.reshape(-1, n_classes).expand(g_n, n_classes)
     res = softmax_lbfgs(X, y, n_classes, lam, W, b, max_iter=max_iter, tol=tol,
-                        history_size=history_size)
+                        history_size=history_size, Z0=Z0)
     iters = int(res.n_iter.max())
     return (res.W, res.b, iters) if batched else (res.W[0], res.b[0], iters)
 
@@ -103,8 +108,9 @@ class LinearProbe(Estimator):
 
     ``C``: inverse regularisation strength; ``None`` chooses it on (X_val, y_val) by a sweep over
     ``C_grid`` and ``refine_steps`` bisection steps in log10 space (CoOp's search). ``max_iter``
-    and ``tol`` mean what they mean in scikit-learn; ``search_max_iter`` caps the iterations of the
-    fits inside the search (the chosen C is then refitted with ``max_iter``, warm-started).
+    and ``tol`` mean what they mean in scikit-learn (tol defaults to a stricter 1e-5, see the
+    module doc); ``search_max_iter`` caps the iterations of the fits inside the search (the
+    chosen C is then refitted with ``max_iter``, warm-started).
     ``dtype``: "float32" (fast, default) or "float64". ``init``: "class_means" (start from the
     best scaled nearest-class-mean classifier; fewer L-BFGS passes) or "zeros" (scikit-learn's
     start). Training views are kept as samples.
