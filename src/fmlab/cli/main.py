@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": "fmlab.cli.eval",
     "adapt": "fmlab.cli.adapt",
     "results": "fmlab.cli.results",
+    "gan": "fmlab.cli.gan",
 }
 
 

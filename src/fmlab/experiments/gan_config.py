@@ -1,0 +1,186 @@
+"""The typed config of ``fmlab gan train``: one YAML file per experiment, ``--set`` overrides.
+
+It nests the engine's own sections (``trainer``, ``optim_g``/``optim_d`` as :class:`OptimConfig`,
+``schedule``) and the GAN step's :class:`~fmlab.gan.GANStepConfig` (section ``gan``), so every
+key is loaded, type-converted and rejected-when-unknown by :func:`fmlab.engine.load_config`;
+this module only adds the GAN-specific sections and the cross-field checks.
+
+A GAN trains with two optimisers and no gradient accumulation, so ``trainer.accumulate``,
+``trainer.bf16`` and ``trainer.grad_clip`` must keep their neutral values (they are refused, not
+silently ignored). The learning-rate schedule defaults to ``constant`` (the GAN convention); a
+cosine schedule depends on ``trainer.max_steps``, so resuming with a larger ``max_steps`` then
+changes the remaining learning rates.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
+from fmlab.errors import ConfigError
+from fmlab.gan.step import GANStepConfig
+
+# Metric names accepted in ``eval.metrics`` / ``--metrics``: fmlab.metrics.METRICS plus the
+# per-class recall of a conditional generator under the extractor's classifier.
+EVAL_METRICS = ("fid", "kid", "is", "prdc", "ifid", "class_recall")
+
+
+def _check(ok: bool, key: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} {why}")
+
+
+@dataclass
+class GANDataConfig:
+    """Where the training images come from and how they reach the nets."""
+
+    source: str = "mnist"        # fmlab.data.open_source spec: mnist, cifar10, npz:PATH, ...
+    split: str = "train"
+    data_root: str | None = None  # default: $FMLAB_DATA
+    limit: int = 0               # keep the first M images of the split (0: all)
+    fraction: float = 1.0        # then keep this fraction, class-balanced and seeded
+    fraction_seed: int = 0
+    channels: int = 1            # grey (1) or RGB (3); converted by fmlab.gan.to_gan_input
+    img_size: int = 32           # images are resized (bilinear, antialiased) to this size
+    conditional: bool = False    # feed class labels to G and D
+
+    def validate(self, prefix: str = "data") -> None:
+        _check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
+        _check(0.0 < self.fraction <= 1.0, f"{prefix}.fraction", self.fraction,
+               "must lie in (0, 1]")
+        _check(self.channels in (1, 3), f"{prefix}.channels", self.channels, "must be 1 or 3")
+        _check(self.img_size >= 4, f"{prefix}.img_size", self.img_size, "must be >= 4")
+
+
+@dataclass
+class GANModelConfig:
+    """Registry names of G and D (fmlab.gan.GENERATORS / DISCRIMINATORS) and their options.
+
+    ``z_dim``, ``ch``, the image shape and the number of classes are passed to a factory only
+    when it takes them; ``g_kwargs`` / ``d_kwargs`` add the rest (e.g. ``hidden`` for ``mlp``).
+    """
+
+    generator: str = "dcgan"
+    discriminator: str = "dcgan"
+    z_dim: int = 128
+    ch: int = 32
+    cond: str = "proj"           # D head when data.conditional: proj | ac | acmod | adc
+    d_sn: bool = True            # spectral norm in D
+    g_kwargs: dict[str, Any] = field(default_factory=dict)
+    d_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, prefix: str = "model") -> None:
+        _check(self.z_dim >= 1, f"{prefix}.z_dim", self.z_dim, "must be >= 1")
+        _check(self.ch >= 1, f"{prefix}.ch", self.ch, "must be >= 1")
+        _check(self.cond in ("proj", "ac", "acmod", "adc"), f"{prefix}.cond", self.cond,
+               "must be one of proj, ac, acmod, adc")
+
+
+@dataclass
+class GANEMAConfig:
+    """The generator EMA that grids, metrics and the exported generator use."""
+
+    enabled: bool = True
+    decay: float = 0.999
+    start_step: int = 0          # plain copy of G for the first start_step updates
+
+    def validate(self, prefix: str = "ema") -> None:
+        _check(0.0 <= self.decay < 1.0, f"{prefix}.decay", self.decay, "must lie in [0, 1)")
+        _check(self.start_step >= 0, f"{prefix}.start_step", self.start_step, "must be >= 0")
+
+
+@dataclass
+class GANSampleConfig:
+    """PNG sample grids written to ``RUN_DIR/samples/step_XXXXXX.png``."""
+
+    every: int = 500             # steps between grids (0: only the final grid)
+    n: int = 100
+    seed: int = 0                # fixed z, so grids of different steps are comparable
+
+    def validate(self, prefix: str = "samples") -> None:
+        _check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
+        _check(self.n >= 1, f"{prefix}.n", self.n, "must be >= 1")
+
+
+@dataclass
+class GANEvalConfig:
+    """Generative metrics of the (EMA) generator against a reference split."""
+
+    every: int = 0               # steps between evaluations (0: none during training)
+    final: bool = True           # evaluate once more at the end of the run
+    n: int = 10000               # generated samples per evaluation
+    ref: str = "mnist:test"      # SOURCE:SPLIT
+    ref_n: int = 0               # first ref_n reference images (0: the whole split)
+    features: str = "lenet5_mnist"
+    features_weights: str | None = None  # default: the known file under the data root
+    metrics: list[str] = field(default_factory=lambda: ["fid", "kid", "is", "prdc"])
+    seed: int = 0
+    batch_size: int = 500
+    use_ema: bool = True
+
+    def validate(self, prefix: str = "eval") -> None:
+        _check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
+        _check(self.n >= 2, f"{prefix}.n", self.n, "must be >= 2")
+        _check(self.ref_n >= 0, f"{prefix}.ref_n", self.ref_n, "must be >= 0")
+        _check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
+        bad = [m for m in self.metrics if m not in EVAL_METRICS]
+        _check(not bad and bool(self.metrics), f"{prefix}.metrics", self.metrics,
+               f"must be a non-empty list of {', '.join(EVAL_METRICS)}")
+
+
+def _default_schedule() -> ScheduleConfig:
+    return ScheduleConfig(name="constant")
+
+
+def _gan_adam() -> OptimConfig:
+    # DCGAN/StudioGAN defaults: Adam, lr 2e-4, betas (0.5, 0.999); AdamW with decay 0 is Adam.
+    return OptimConfig(name="adamw", lr=2e-4, betas=(0.5, 0.999))
+
+
+@dataclass
+class GANConfig:
+    """One GAN experiment (see ``configs/gan/*.yaml``)."""
+
+    name: str = "gan"
+    data: GANDataConfig = field(default_factory=GANDataConfig)
+    model: GANModelConfig = field(default_factory=GANModelConfig)
+    gan: GANStepConfig = field(default_factory=GANStepConfig)
+    ema: GANEMAConfig = field(default_factory=GANEMAConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(batch_size=64,
+                                                                         log_every=100))
+    optim_g: OptimConfig = field(default_factory=_gan_adam)
+    optim_d: OptimConfig = field(default_factory=_gan_adam)
+    schedule: ScheduleConfig = field(default_factory=_default_schedule)
+    samples: GANSampleConfig = field(default_factory=GANSampleConfig)
+    eval: GANEvalConfig = field(default_factory=GANEvalConfig)
+    cpu_minutes: float = 0.0     # stop once training steps used this much process CPU (0: off)
+
+    def validate(self) -> None:
+        t = self.trainer
+        _check(t.accumulate == 1, "trainer.accumulate", t.accumulate,
+               "must be 1: a GAN step is one D and one G update on one batch")
+        _check(not t.bf16, "trainer.bf16", t.bf16, "is not supported by the GAN loop")
+        _check(t.grad_clip == 0, "trainer.grad_clip", t.grad_clip,
+               "is not supported by the GAN loop (use gan.r1_lambda or gan.gp_lambda)")
+        _check(self.cpu_minutes >= 0, "cpu_minutes", self.cpu_minutes, "must be >= 0")
+        # GANStepConfig checks itself on construction only; --set bypasses that, so re-check.
+        try:
+            GANStepConfig(**vars(self.gan))
+        except ConfigError as e:
+            raise ConfigError(f"gan: {e}") from None
+        except Exception as e:  # an unknown loss name (registry lookup)
+            raise ConfigError(f"gan.loss: {e}") from None
+        _check(not (self.gan.loss == "wgan_gp" and not self.gan.gp_lambda), "gan.gp_lambda",
+               self.gan.gp_lambda, "is 0 with gan.loss=wgan_gp; set gan.gp_lambda=10")
+        if "ifid" in self.eval.metrics or "class_recall" in self.eval.metrics:
+            _check(self.data.conditional, "eval.metrics", self.eval.metrics,
+                   "ask for ifid/class_recall, which need a conditional generator "
+                   "(data.conditional: true)")
+
+
+def load_gan_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()
+                    ) -> GANConfig:
+    """Read a GAN experiment YAML (or the defaults) with ``--set`` overrides, validated."""
+    return load_config(path, GANConfig, overrides)
