@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}, "
           f"torch threads {torch.get_num_threads()}, numpy {np.__version__}, "
           f"scipy {scipy.__version__}")
     rng = np.random.default_rng(0)

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--block-mb", type=int, default=64)
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}, "
           f"torch threads {torch.get_num_threads()}, torch {torch.__version__}")
     rng = np.random.default_rng(0)
     real = rng.standard_normal((args.n, args.dim))

@@ -39,6 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(os.environ.get("FMLAB_DATA", "/work/shared/data"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}, "
           f"torch threads {torch.get_num_threads()}, torch {torch.__version__}")
     ext = create_extractor(
         "lenet5_mnist", weights=root / "weights/mnist_small/lenet_epoch=12_test_acc=0.991.pth")

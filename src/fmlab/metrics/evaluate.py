@@ -78,7 +78,7 @@ def evaluate(
     reference: str | None = None,
     reference_split: str | None = None,
 ) -> dict[str, Any]:
-    """Compute ``metrics`` of ``fake`` against ``ref``; returns ``{metric: value, "protocol": {...}}``.
+    """Compute ``metrics`` of ``fake`` against ``ref``: ``{metric: value, "protocol": {...}}``.
 
     ``fake``: uint8 images (N,H,W[,C]) or float features (N, D). ``ref``: the same, or an fmlab
     ImageSplit (its labels and content hash are used; ``ref_n``/``ref_seed`` pick the first or
@@ -121,8 +121,8 @@ def evaluate(
             selection, n_real = ref_stats.key["selection"], ref_stats.n
         else:
             idx, selection = select_indices(len(ref), ref_n, ref_seed)
-            parts = [f for _, f, _ in _need_extractor(ext, "reference samples").iter_split(ref, idx)]
-            ref_feats = np.concatenate(parts)
+            ref_ext = _need_extractor(ext, "reference samples")
+            ref_feats = np.concatenate([f for _, f, _ in ref_ext.iter_split(ref, idx)])
             if labels is not None and ref_labels is None:
                 ref_labels = labels[idx]
     elif _is_images(ref, "ref"):

@@ -98,7 +98,8 @@ class StreamingFID:
 
     def update(self, features: Any, real: bool = False) -> StreamingFID:
         if real and self._reference is not None:
-            raise DataError("StreamingFID: reference statistics were given; do not add real batches")
+            raise DataError("StreamingFID: reference statistics were given; "
+                            "do not add real batches")
         (self.real if real else self.fake).update(features, "real features" if real else
                                                    "fake features")
         return self
