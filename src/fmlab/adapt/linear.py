@@ -24,7 +24,13 @@ from collections.abc import Sequence
 
 import torch
 
-from fmlab.adapt.base import Estimator, accuracy_and_loss, select_best, views_as_samples
+from fmlab.adapt.base import (
+    Estimator,
+    accuracy_and_loss,
+    select_best,
+    threads_for,
+    views_as_samples,
+)
 from fmlab.adapt.lbfgs import softmax_lbfgs
 from fmlab.errors import ConfigError
 
@@ -84,21 +90,23 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
     g_n = len(Cs)
     n, d = X.shape
     lam = 1.0 / (Cs * n)
-    Z0 = None
+    Z0: torch.Tensor | None = None
     if W0 is not None:
         W = W0.reshape(-1, n_classes, d).expand(g_n, n_classes, d)
-    elif init == "class_means" and b0 is None:
-        W, Z0 = class_mean_init(X, y, n_classes, lam)
     elif init == "class_means":
-        W, _ = class_mean_init(X, y, n_classes, lam)
+        with threads_for(X.numel() * n_classes):
+            W, Z0 = class_mean_init(X, y, n_classes, lam)
+        if b0 is not None:
+            Z0 = None  # the start's logits assume zero biases
     elif init == "zeros":
         W = torch.zeros(g_n, n_classes, d, dtype=X.dtype)
     else:
         raise ConfigError(f"fit_logistic init must be 'class_means' or 'zeros', got {init!r}")
     b = torch.zeros(g_n, n_classes, dtype=X.dtype) if b0 is None else \
         b0.reshape(-1, n_classes).expand(g_n, n_classes)
-    res = softmax_lbfgs(X, y, n_classes, lam, W, b, max_iter=max_iter, tol=tol,
-                        history_size=history_size, Z0=Z0)
+    with threads_for(X.numel() * n_classes * g_n):
+        res = softmax_lbfgs(X, y, n_classes, lam, W, b, max_iter=max_iter, tol=tol,
+                            history_size=history_size, Z0=Z0)
     iters = int(res.n_iter.max())
     return (res.W, res.b, iters) if batched else (res.W[0], res.b[0], iters)
 
