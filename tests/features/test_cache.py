@@ -19,8 +19,9 @@ def test_extract_matches_direct_forward(tiny_npz):
     assert fs.meta["split_content_hash"] == split.content_hash and fs.meta["backbone"] == "resnet20_cifar"
 
 
-def test_cache_hit_and_atomic_file(tiny_npz, tmp_path, monkeypatch):
+def test_cache_hit_and_atomic_file(tiny_npz, monkeypatch):
     import fmlab.features.extract as ex
+    from fmlab.utils.io import cache_dir
 
     bb = create_backbone("resnet20_cifar")
     split = open_source(f"npz:{tiny_npz}").split("train")
@@ -31,8 +32,8 @@ def test_cache_hit_and_atomic_file(tiny_npz, tmp_path, monkeypatch):
     b = cached_features(bb, split, progress=False)
     assert b.meta["cache"] == "hit" and not calls and torch.equal(a.features, b.features)
     # leftovers of an interrupted write never appear: only the final file is in the cache dir
-    files = list((tmp_path.parent).rglob("*.tmp"))
-    assert files == []
+    entries = sorted(p.name for p in (cache_dir() / "features").iterdir())
+    assert len(entries) == 1 and entries[0].endswith(".safetensors") and not entries[0].startswith(".")
 
 
 def test_views_shape_and_determinism(tiny_npz):
