@@ -60,3 +60,20 @@ def test_backbone_from_the_model_registry_is_accepted():
     with torch.no_grad():
         feats = obj.embed(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
     assert feats.shape == (2, bb.feature_dim)
+
+
+def test_vit_backbone_from_the_model_registry_feeds_mae_and_mp3():
+    models = pytest.importorskip("fmlab.models")
+    torch.manual_seed(0)
+    bb = models.create_backbone("vit_tiny_cifar", img_size=16, embed_dim=32, depth=1,
+                                num_heads=2)
+    mae = create_objective("mae", encoder=bb, decoder_dim=16, decoder_depth=1, decoder_heads=2)
+    assert mae.encoder is bb.trunk and mae.preprocess is bb.preprocess
+    loss, _ = mae({"images": torch.rand(2, 3, 16, 16)})
+    assert loss.ndim == 0
+    with pytest.raises(ConfigError, match="pos_embed=False"):
+        create_objective("mp3", encoder=bb)
+    bb_nope = models.create_backbone("vit_tiny_cifar", img_size=16, embed_dim=32, depth=1,
+                                     num_heads=2, pos_embed=False)
+    mp3 = create_objective("mp3", encoder=bb_nope)
+    assert mp3({"images": torch.rand(2, 3, 16, 16)})[0].ndim == 0

@@ -50,24 +50,25 @@ class MAE(Objective):
 
     name = "mae"
 
-    def __init__(self, encoder: VisionTransformer, mask_ratio: float = 0.75,
+    def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75,
                  decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
                  norm_pix_loss: bool = True) -> None:
         super().__init__()
-        if not isinstance(encoder, VisionTransformer):
+        trunk = getattr(encoder, "trunk", encoder)  # a Backbone("vit_tiny_cifar") is fine too
+        if not isinstance(trunk, VisionTransformer):
             raise ConfigError(f"MAE needs a fmlab.models.vit.VisionTransformer encoder, got "
-                              f"{type(encoder).__name__}")
-        if encoder.pos_embed is None:
+                              f"{type(trunk).__name__}")
+        if trunk.pos_embed is None:
             raise ConfigError("MAE needs a ViT with position embeddings (pos_embed=True)")
-        num_kept(encoder.num_patches, mask_ratio)  # validates the ratio
-        self.encoder = encoder
+        num_kept(trunk.num_patches, mask_ratio)  # validates the ratio
+        self._set_encoder(encoder, None)
         self.mask_ratio, self.norm_pix_loss = float(mask_ratio), norm_pix_loss
-        p, c = encoder.patch_size, encoder.in_chans
-        self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
+        p, c = trunk.patch_size, trunk.in_chans
+        self.decoder_embed = nn.Linear(trunk.embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         nn.init.normal_(self.mask_token, std=0.02)
         self.register_buffer("decoder_pos", sincos_pos_embed_2d(
-            decoder_dim, encoder.grid, encoder.grid).unsqueeze(0), persistent=False)
+            decoder_dim, trunk.grid, trunk.grid).unsqueeze(0), persistent=False)
         self.decoder_blocks = nn.ModuleList(
             Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)

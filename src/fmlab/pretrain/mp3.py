@@ -42,17 +42,18 @@ class MP3(Objective):
 
     name = "mp3"
 
-    def __init__(self, encoder: VisionTransformer, mask_ratio: float = 0.75) -> None:
+    def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75) -> None:
         super().__init__()
-        if not isinstance(encoder, VisionTransformer):
+        trunk = getattr(encoder, "trunk", encoder)  # a Backbone("vit_tiny_cifar") is fine too
+        if not isinstance(trunk, VisionTransformer):
             raise ConfigError(f"MP3 needs a fmlab.models.vit.VisionTransformer encoder, got "
-                              f"{type(encoder).__name__}")
-        if encoder.pos_embed is not None:
+                              f"{type(trunk).__name__}")
+        if trunk.pos_embed is not None:
             raise ConfigError("MP3 needs a ViT without position embeddings (pos_embed=False)")
-        num_kept(encoder.num_patches, mask_ratio)
-        self.encoder = encoder
+        num_kept(trunk.num_patches, mask_ratio)
+        self._set_encoder(encoder, None)
         self.mask_ratio = float(mask_ratio)
-        self.head = nn.Linear(encoder.embed_dim, encoder.num_patches)
+        self.head = nn.Linear(trunk.embed_dim, trunk.num_patches)
 
     def _context(self, batch: Mapping[str, Any], n: int, device: torch.device) -> Tensor:
         length = self.encoder.num_patches
