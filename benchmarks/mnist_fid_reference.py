@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fmlab.metrics import create_extractor, fid, kid, metric_protocol, to_uint8
@@ -62,11 +63,17 @@ def main() -> None:
     for s in range(args.seeds):
         z = torch.randn(N, 64, generator=torch.Generator().manual_seed(s))
         with torch.no_grad():
-            imgs = to_uint8(gen(z).view(N, 28, 28))
-        fake_f = ext(imgs)
+            out = gen(z).view(N, 1, 28, 28)
+            # For comparison only: the same samples left in float (no uint8 rounding), resized
+            # and fed to the network exactly as the extractor's preprocessing would.
+            x01 = F.interpolate((out + 1) / 2, size=(32, 32), mode="bilinear",
+                                align_corners=False)
+            float_f = ext.net(x01)[0].double().numpy()
+        fake_f = ext(to_uint8(out[:, 0]))
         k = kid(test_f, fake_f, subsets=100, subset_size=1000, seed=0)
         print(f"  z seed={s} (torch.Generator().manual_seed)  FID {fid(test_f, fake_f):.4f}  "
-              f"KID {k.mean:.4f} +- {k.std:.4f}")
+              f"KID {k.mean:.4f} +- {k.std:.4f}  (float, unquantised: FID "
+              f"{fid(test_f, float_f):.4f})")
     proto = metric_protocol(ext, n_real=N, n_fake=N, reference="mnist", split="test", seed=0)
     print("\nprotocol:", {k: proto[k] for k in ("extractor", "weights_sha256", "resize",
                                                    "input_size", "n_real", "n_fake")})
