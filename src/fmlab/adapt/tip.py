@@ -126,11 +126,14 @@ class TipAdapterF(TipAdapter):
 
     The keys start as Tip-Adapter's and are trained with AdamW (``lr``, ``eps``, ``weight_decay``),
     cosine decay over all steps, mini-batches of ``batch_size`` shuffled by ``seed``, for ``epochs``
-    epochs, on the cross-entropy of the fused logits at (``init_alpha``, ``init_beta``). When the
-    training input has views (V, N, D), epoch e trains on view e mod V (fresh augmentations per
-    epoch, as the paper does with images). After every epoch the keys are scored on validation
-    data and the best epoch's keys are kept; α/β are then searched as in :class:`TipAdapter`.
-    Validation data is always required (for the epoch choice).
+    epochs, on the cross-entropy of the fused logits at (``init_alpha``, ``init_beta``); left at
+    ``None`` these are the values the training-free search picks on the validation split, so the
+    training starts from the operating point Tip-Adapter would use. When the training input has
+    views (V, N, D), epoch e trains on view e mod V (fresh augmentations per epoch, as the paper
+    does with images). The untrained keys (epoch 0) and the keys after every epoch are scored on
+    validation data and the best are kept, so fine-tuning never does worse than Tip-Adapter on
+    validation; α/β are then searched as in :class:`TipAdapter`. Validation data is always
+    required (for the epoch choice).
     """
 
     needs_validation = True  # type: ignore[assignment]
@@ -138,7 +141,7 @@ class TipAdapterF(TipAdapter):
     def __init__(self, alpha: float | None = None, beta: float | None = None,
                  zeroshot_weights: ArrayLike | None = None, epochs: int = 20, lr: float = 1e-3,
                  eps: float = 1e-4, weight_decay: float = 0.01, batch_size: int = 256,
-                 init_alpha: float = 1.0, init_beta: float = 1.0, seed: int = 0,
+                 init_alpha: float | None = None, init_beta: float | None = None, seed: int = 0,
                  alpha_grid: tuple[float, ...] = DEFAULT_ALPHA_GRID,
                  beta_grid: tuple[float, ...] = DEFAULT_BETA_GRID) -> None:
         super().__init__(alpha, beta, zeroshot_weights, alpha_grid, beta_grid)
@@ -171,7 +174,12 @@ class TipAdapterF(TipAdapter):
         Xv = l2_normalize(X_val.to(X.dtype))
         zs_train = self._zs_scores(views[0]) if self._zs is not None else None
         zs_val = self._zs_scores(Xv)
-        best_keys, best_acc, best_loss, best_epoch = init_keys, -1.0, math.inf, 0
+        a0, b0 = self._search(init_keys, X_val.to(X.dtype), y_val)
+        train_alpha = a0 if self.init_alpha is None else float(self.init_alpha)
+        train_beta = b0 if self.init_beta is None else float(self.init_beta)
+        v0 = zs_val + train_alpha * cache_logits(Xv @ init_keys.T, self._values, train_beta)
+        best_acc, best_loss = (float(t) for t in accuracy_and_loss(v0, y_val))
+        best_keys, best_epoch = init_keys, 0
         for epoch in range(self.epochs):
             Xe = views[epoch % views.shape[0]]
             zs_e = self._zs_scores(Xe) if (self._zs is not None and views.shape[0] > 1) \
@@ -179,8 +187,7 @@ class TipAdapterF(TipAdapter):
             order = torch.randperm(n, generator=gen)
             for s in range(0, n, self.batch_size):
                 idx = order[s:s + self.batch_size]
-                logits = self.init_alpha * cache_logits(Xe[idx] @ keys.T, self._values,
-                                                        self.init_beta)
+                logits = train_alpha * cache_logits(Xe[idx] @ keys.T, self._values, train_beta)
                 if zs_e is not None:
                     logits = logits + zs_e[idx]
                 loss = F.cross_entropy(logits, y[idx])
@@ -189,12 +196,11 @@ class TipAdapterF(TipAdapter):
                 opt.step()
                 sched.step()
             with torch.no_grad():
-                v_scores = zs_val + self.init_alpha * cache_logits(Xv @ keys.T, self._values,
-                                                                   self.init_beta)
+                v_scores = zs_val + train_alpha * cache_logits(Xv @ keys.T, self._values, train_beta)
                 acc, vloss = (float(t) for t in accuracy_and_loss(v_scores, y_val))
             if acc > best_acc or (acc == best_acc and vloss < best_loss):
                 best_keys, best_acc, best_loss = keys.detach().clone(), acc, vloss
                 best_epoch = epoch + 1
         self.keys_ = best_keys
-        self.hyperparameters_ = {"epoch": best_epoch}
+        self.hyperparameters_ = {"epoch": best_epoch, "train_alpha": train_alpha, "train_beta": train_beta}
         self._choose(X_val, y_val)

@@ -65,9 +65,9 @@ def _needs_zeroshot(methods: list[str]) -> bool:
 
 def zeroshot_weights(text_encoder: str, class_names: list[str], templates: str | None) -> torch.Tensor:
     from fmlab.adapt.zeroshot import build_zeroshot_weights
-    from fmlab.models import create_backbone
+    from fmlab.models.text import create_text_encoder
 
-    enc = create_backbone(text_encoder)
+    enc = create_text_encoder(text_encoder)
     with torch.no_grad():
         return build_zeroshot_weights(class_names, templates or DEFAULT_TEMPLATES,
                                       lambda texts: enc.encode(texts).float())

@@ -62,8 +62,8 @@ class PreprocessSpec:
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         x = self._convert_channels(x[:, :3] if x.shape[1] == 4 else x)
         x = self._resize(x)
-        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
     def _convert_channels(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ class PreprocessSpec:
         if c == 1 and self.channels == 3:
             return x.expand(-1, 3, -1, -1)
         if c == 3 and self.channels == 1:
-            w = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+            w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             return (x * w).sum(1, keepdim=True)
         raise DataError(f"cannot convert {c}-channel images to {self.channels} channels")
 
