@@ -92,7 +92,7 @@ def ddp_run(rank: int, world: int, port: int, out_dir: str, steps: int) -> None:
 
 
 def _check_collectives(rank: int, world: int) -> None:
-    """gather_with_grad keeps the local shard's graph only; all_reduce_mean averages."""
+    """gather_with_grad sends every rank's gradient back to the rows' owner; all_reduce_mean averages."""
     from fmlab.engine import distributed as D
 
     x = torch.full((2, 3), float(rank + 1), requires_grad=True)
@@ -101,7 +101,8 @@ def _check_collectives(rank: int, world: int) -> None:
     assert torch.equal(g.detach(), expected), g
     coef = torch.arange(g.numel(), dtype=torch.float32).reshape(g.shape)
     (g * coef).sum().backward()
-    assert torch.equal(x.grad, coef[2 * rank:2 * rank + 2]), x.grad
+    # every rank's loss touches every row with the same coefficients: the owner gets their sum
+    assert torch.equal(x.grad, world * coef[2 * rank:2 * rank + 2]), x.grad
     m = D.all_reduce_mean(torch.tensor([float(rank)]))
     assert torch.allclose(m, torch.tensor([(world - 1) / 2])), m
     assert torch.equal(D.all_gather_nograd(torch.tensor([rank])), torch.arange(world))

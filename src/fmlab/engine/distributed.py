@@ -112,19 +112,34 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """All-gather ``x`` along dim 0; the local shard keeps its autograd graph.
+class _GatherSum(torch.autograd.Function):
+    """all_gather forward; backward sums every rank's gradient and keeps this rank's rows."""
 
-    Other ranks' rows are constants here, exactly like open_clip's ``gather_features`` without
-    ``gather_with_grad``: each rank back-propagates through its own rows only, and DDP's gradient
-    averaging then sums the symmetric contributions. Every rank must pass the same shape.
-    Identity in one process.
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All-gather ``x`` along dim 0, differentiably for every rank's rows.
+
+    A contrastive loss on rank r uses its local rows as anchors and *all* gathered rows as keys,
+    so it depends on the other ranks' rows too. The backward pass therefore all-reduces (sums) the
+    gradient of the gathered tensor and hands each rank the slice of its own rows: with DDP's mean
+    over ranks, the parameter gradient is then exactly that of the global-batch loss averaged
+    over ranks' anchors (a local-shard-only gather, as open_clip's default, drops the key-side
+    terms). Every rank must pass the same shape. Identity in one process.
     """
-    world = get_world_size()
-    if world == 1:
+    if get_world_size() == 1:
         return x
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[get_rank()] = x
-    return torch.cat(parts, dim=0)
+    return _GatherSum.apply(x)
 
