@@ -15,6 +15,7 @@ COMMANDS = {
     "adapt": "fmlab.cli.adapt",
     "results": "fmlab.cli.results",
     "gan": "fmlab.cli.gan",
+    "pretrain": "fmlab.cli.pretrain",
 }
 
 

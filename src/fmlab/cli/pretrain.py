@@ -1,0 +1,74 @@
+"""``fmlab pretrain``: pre-train a backbone with one objective from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "pretrain", help="pre-train a backbone (SimCLR, MoCo, DINO, MAE, MP3, LOOK, distill, ...)",
+        description="Pre-train a backbone with one objective. RUN_DIR receives config.yaml "
+                    "(resolved), metrics.jsonl, checkpoints/, encoder.safetensors and "
+                    "encoder.json (how to load it: create_backbone(architecture, "
+                    "weights=RUN_DIR/encoder.safetensors, **kwargs)). Runs DDP under "
+                    "`torchrun --nproc_per_node N -m fmlab pretrain ...`.")
+    p.add_argument("--config", default=None,
+                   help="YAML config, e.g. configs/pretrain/simclr_cifar10.yaml")
+    p.add_argument("--out", default=None, help="run directory (default with --resume: RUN_DIR)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. trainer.max_steps=100, data.limit=2000, "
+                        "objective.temperature=0.5 (repeatable)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint with the "
+                        "configuration saved there (--set still applies)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fmlab.errors import ConfigError
+    from fmlab.experiments.pretrain import load_pretrain_config, run_pretrain
+
+    if args.resume:
+        if args.config:
+            raise ConfigError(f"--resume uses {Path(args.resume) / 'config.yaml'}; drop --config "
+                              f"(change keys such as trainer.max_steps with --set)")
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--resume {args.resume} and --out {args.out} differ; a run is "
+                              f"resumed in place, so give one directory")
+        config = Path(args.resume) / "config.yaml"
+        if not config.is_file():
+            raise ConfigError(f"--resume {args.resume}: no config.yaml there (not a run "
+                              f"directory of fmlab pretrain)")
+        out = Path(args.resume)
+    else:
+        if not args.config:
+            raise ConfigError("give --config FILE (configs/pretrain/<objective>_<data>.yaml)")
+        if not args.out:
+            raise ConfigError("give --out RUN_DIR")
+        config, out = Path(args.config), Path(args.out)
+    cfg = load_pretrain_config(config, args.overrides)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        res = run_pretrain(cfg, out, resume=bool(args.resume))
+    if not res.is_main:
+        return 0
+    how = f" (resumed from step {res.resumed_from})" if res.resumed_from is not None else ""
+    loss = f", loss {res.last_loss:.4g}" if res.last_loss is not None else ""
+    print(f"pre-trained {cfg.model.arch} with {cfg.objective.name} to step "
+          f"{res.step}/{res.max_steps}{how}{loss}")
+    if res.monitor:
+        print("monitor: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(res.monitor.items())))
+    if res.encoder:
+        print(f"wrote {out}/encoder.safetensors; load it with {res.encoder['load']}")
+        if res.encoder.get("load_check") != "ok":
+            print(f"warning: load check {res.encoder.get('load_check')}")
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings (collapse alarms, a shortened warm-up) as one line, without source excerpts."""
+    print(f"fmlab: warning: {message}", file=sys.stderr)
