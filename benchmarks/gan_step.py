@@ -1,0 +1,94 @@
+"""Time of one GAN step on CPU: bare ``gan_step`` vs the ``fmlab gan train`` loop's step.
+
+For each variant of the MNIST configs (DCGAN 32×32 grey, batch 64): the median wall time of a
+bare :func:`fmlab.gan.gan_step` on a fixed batch, and of :meth:`GANTrainer.train_step` (batch
+fetch from the seeded permutation, uint8 → [-1, 1] with the 28 → 32 resize, per-step seeding,
+schedule) — measured side by side in one process, so their ratio is the loop's overhead.
+The CPU-minute budgets of ``benchmarks/gan_runs.py`` translate into steps with these numbers.
+Synthetic uint8 28×28 images stand in for MNIST (the step time does not depend on content).
+
+    python benchmarks/gan_step.py [--ch 32] [--steps 15] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from fmlab.experiments.gan import GANTrainer
+from fmlab.experiments.gan_config import load_gan_config
+from fmlab.experiments.gan_data import GANTrainData
+from fmlab.gan import gan_step, to_gan_input
+
+VARIANTS = {
+    "hinge": [],
+    "ac": ["data.conditional=true", "model.cond=ac"],
+    "adc": ["data.conditional=true", "model.cond=adc"],
+    "adaptivemix": ["gan.adaptivemix=true"],
+    "diffaug": ["gan.diffaug=color,translation,cutout"],
+}
+
+
+def fake_mnist(n: int = 2048, seed: int = 0) -> GANTrainData:
+    rng = np.random.default_rng(seed)
+    return GANTrainData(images=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                        labels=(np.arange(n) % 10).astype(np.int64), indices=np.arange(n),
+                        class_names=[str(i) for i in range(10)], content_hash=None,
+                        origin="synthetic")
+
+
+def median_ms(fn, steps: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN ch={args.ch}, "
+          f"batch {args.batch}, 32x32 grey; median of {args.steps} steps")
+    print(f"{'variant':12s} {'gan_step ms':>12s} {'loop step ms':>13s} {'loop/bare':>10s} "
+          f"{'steps/CPU-min':>14s}")
+    data = fake_mnist()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in VARIANTS.items():
+            cfg = load_gan_config(None, [f"model.ch={args.ch}", f"trainer.batch_size={args.batch}",
+                                         "trainer.max_steps=100000", *extra])
+            tr = GANTrainer(cfg, tmp, data=data)
+            x = to_gan_input(data.images[:args.batch], 1, 32)
+            y = torch.from_numpy(data.labels[:args.batch]) if tr.num_classes else None
+            g = torch.Generator().manual_seed(0)
+
+            def bare(tr=tr, x=x, y=y, g=g) -> None:
+                gan_step(tr.nets.G, tr.nets.D, tr.opt_g, tr.opt_d, x, y, tr.step_cfg, g,
+                         tr.state)
+
+            bare_ms = median_ms(bare, args.steps)
+            c0 = time.process_time()
+            loop_ms = median_ms(tr.train_step, args.steps)
+            cpu_per_step = (time.process_time() - c0) / (args.steps + 3)
+            print(f"{name:12s} {bare_ms:12.1f} {loop_ms:13.1f} {loop_ms / bare_ms:10.2f} "
+                  f"{60 / cpu_per_step:14.0f}")
+
+
+if __name__ == "__main__":
+    main()
