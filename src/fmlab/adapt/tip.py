@@ -39,6 +39,27 @@ def cache_logits(affinity: torch.Tensor, values: torch.Tensor, beta: float | tor
     return torch.exp(-beta * (1.0 - affinity)) @ values
 
 
+def cache_scores(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                 beta: float | torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """:func:`cache_logits` of normalised ``queries`` against ``keys``, a block of queries at a time.
+
+    With a full train split as the cache (tens of thousands of keys) the affinity matrix of all
+    queries — times every β of a search grid — does not fit in memory; blocks keep it to
+    ``block × N_cache`` floats. A 1-D tensor ``beta`` gives one score matrix per value:
+    (len(beta), N_query, C); a scalar gives (N_query, C).
+    """
+    betas = torch.as_tensor(beta, dtype=queries.dtype)
+    out = torch.empty((*betas.shape, queries.shape[0], values.shape[1]), dtype=queries.dtype)
+    for s in range(0, queries.shape[0], block):
+        aff = queries[s:s + block] @ keys.T
+        if betas.ndim == 0:
+            out[s:s + block] = cache_logits(aff, values, betas)
+        else:
+            for i, b in enumerate(betas):
+                out[i, s:s + block] = cache_logits(aff, values, b)
+    return out
+
+
 class TipAdapter(Estimator):
     """Training-free cache model.
 
@@ -81,7 +102,6 @@ class TipAdapter(Estimator):
     def _search(self, keys: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor) -> tuple[float, float]:
         """Vectorised grid search of (α, β) on validation accuracy, ties by validation loss."""
         Xn = l2_normalize(Xv)
-        aff = Xn @ keys.T
         betas = torch.tensor(self.beta_grid if self.beta is None else (self.beta,),
                              dtype=Xv.dtype)
         if self.alpha is not None:
@@ -91,7 +111,7 @@ class TipAdapter(Estimator):
         else:
             alphas = self.alpha_grid
         alphas_t = torch.tensor(alphas, dtype=Xv.dtype)
-        cache = cache_logits(aff.unsqueeze(0), self._values, betas[:, None, None])  # (B, Nv, C)
+        cache = cache_scores(Xn, keys, self._values, betas)  # (B, Nv, C)
         scores = self._zs_scores(Xn) + alphas_t[:, None, None, None] * cache.unsqueeze(0)
         acc, loss = accuracy_and_loss(scores.reshape(-1, *scores.shape[2:]), yv)
         best = select_best(acc, loss)
@@ -117,7 +137,7 @@ class TipAdapter(Estimator):
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         Xn = l2_normalize(X)
         keys = self.keys_.to(X.dtype)
-        cache = cache_logits(Xn @ keys.T, self._values.to(X.dtype), self.beta_)
+        cache = cache_scores(Xn, keys, self._values.to(X.dtype), self.beta_)
         return self._zs_scores(Xn) + self.alpha_ * cache
 
 
@@ -177,7 +197,7 @@ class TipAdapterF(TipAdapter):
         a0, b0 = self._search(init_keys, X_val.to(X.dtype), y_val)
         train_alpha = a0 if self.init_alpha is None else float(self.init_alpha)
         train_beta = b0 if self.init_beta is None else float(self.init_beta)
-        v0 = zs_val + train_alpha * cache_logits(Xv @ init_keys.T, self._values, train_beta)
+        v0 = zs_val + train_alpha * cache_scores(Xv, init_keys, self._values, train_beta)
         best_acc, best_loss = (float(t) for t in accuracy_and_loss(v0, y_val))
         best_keys, best_epoch = init_keys, 0
         for epoch in range(self.epochs):
@@ -196,7 +216,7 @@ class TipAdapterF(TipAdapter):
                 opt.step()
                 sched.step()
             with torch.no_grad():
-                v_scores = zs_val + train_alpha * cache_logits(Xv @ keys.T, self._values, train_beta)
+                v_scores = zs_val + train_alpha * cache_scores(Xv, keys, self._values, train_beta)
                 acc, vloss = (float(t) for t in accuracy_and_loss(v_scores, y_val))
             if acc > best_acc or (acc == best_acc and vloss < best_loss):
                 best_keys, best_acc, best_loss = keys.detach().clone(), acc, vloss
