@@ -1,0 +1,349 @@
+"""Adapt-then-Unlearn end to end (``fmlab gan unlearn``): split, adapt, unlearn, measure, save.
+
+Stage 0 splits G's samples with a classifier (or takes user-given sets), stage 1 adapts copies
+of G to the negatives with EWC (θ_N^(1..M), one per seed), stage 2 trains the original G on the
+positives with a repulsion from θ_N. Metrics, before and after: the share of samples the
+classifier puts in the target class, the class histogram, and FID (``lenet5_mnist`` features)
+of all samples and of the positive samples against the real images of the other classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmlab.errors import ConfigError, DataError, ModelError
+from fmlab.gan import create_discriminator, to_gan_input
+from fmlab.gan.nets.base import Discriminator, Generator
+from fmlab.gan.unlearn import (
+    REPULSIONS,
+    Repulsion,
+    StageConfig,
+    check_same_names,
+    ewc_penalty,
+    extrapolate,
+    fisher_diagonal,
+    param_snapshot,
+    predict,
+    split_by_class,
+    train_stage,
+)
+
+CLASSIFIER_WEIGHTS = {"lenet5_mnist": "weights/mnist_small/lenet_epoch=12_test_acc=0.991.pth"}
+
+
+@dataclass
+class UnlearnConfig:
+    generator: str
+    target_class: int
+    out: Path
+    discriminator: str | None = None
+    arch: str | None = None
+    arch_kwargs: dict | None = None
+    classifier: str = "lenet5_mnist"
+    classifier_weights: str | None = None
+    negatives: str | None = None      # npz with uint8 'images'
+    positives: str | None = None
+    repulsion: str = "nl2"
+    gamma: float = 1.0
+    ewc_lambda: float = 1.0
+    fisher_samples: int = 32
+    adapted_models: int = 1           # M
+    n_split: int = 5000               # samples drawn for stage 0
+    n_eval: int = 5000                # samples drawn for the metrics
+    reference: str = "mnist:test"
+    seed: int = 0
+    adapt: StageConfig = field(default_factory=StageConfig)
+    unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=400))
+    data_root: str | None = None
+    db: Path | None = None
+
+    def __post_init__(self) -> None:
+        REPULSIONS.get(self.repulsion)
+        for k in ("fisher_samples", "adapted_models"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("n_split", "n_eval"):
+            if getattr(self, k) < 10:
+                raise ConfigError(f"{k} must be >= 10, got {getattr(self, k)}")
+        if self.gamma < 0 or self.ewc_lambda < 0:
+            raise ConfigError("gamma and ewc_lambda must be >= 0")
+        if self.target_class < 0:
+            raise ConfigError(f"--target-class must be >= 0, got {self.target_class}")
+
+
+# --------------------------------------------------------------------------------- loading
+
+
+def load_nets(cfg: UnlearnConfig) -> tuple[Generator, Discriminator, dict[str, Any]]:
+    """G (from any form :func:`load_generator` takes) and its D: ``--discriminator FILE`` (same
+    ``--arch``), or the D of the run directory's latest checkpoint."""
+    from fmlab.experiments.gan_io import RUN_JSON, load_generator
+
+    G, info = load_generator(cfg.generator, cfg.arch, cfg.arch_kwargs)
+    if cfg.discriminator is not None:
+        arch = cfg.arch or info["arch"]
+        kw = cfg.arch_kwargs if cfg.arch is not None else {}
+        D = create_discriminator(arch, weights=cfg.discriminator, **(kw or {}))
+    else:
+        D = _run_dir_discriminator(Path(cfg.generator), RUN_JSON)
+    return G, D, info
+
+
+def _run_dir_discriminator(run_dir: Path, run_json: str) -> Discriminator:
+    from safetensors.torch import load_file
+
+    from fmlab.engine.checkpoint import latest_checkpoint
+
+    ref = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if ref is None or not (run_dir / run_json).is_file():
+        raise ConfigError(f"{run_dir}: no discriminator; pass --discriminator FILE (e.g. the "
+                          "MLP D--300.ckpt) or a run directory with checkpoints")
+    spec = json.loads((run_dir / run_json).read_text())["discriminator"]
+    D = create_discriminator(spec["arch"], **spec["kwargs"])
+    sd = load_file(str(ref.weights))
+    D.load_state_dict({k[2:]: v for k, v in sd.items() if k.startswith("D.")})
+    return D
+
+
+def load_classifier(name: str, weights: str | None, data_root: str | None):
+    """A backbone with a classifier head, in eval mode; weights default to the known file."""
+    from fmlab.data import data_root as root_of
+    from fmlab.models import create_backbone
+
+    if weights is None and name in CLASSIFIER_WEIGHTS:
+        p = root_of(data_root) / CLASSIFIER_WEIGHTS[name]
+        if not p.is_file():
+            raise ModelError(f"classifier weights not found: {p}; pass --classifier-weights "
+                             "or set FMLAB_DATA")
+        weights = str(p)
+    if weights is None:
+        raise ConfigError(f"--classifier {name}: give --classifier-weights (a random classifier "
+                          "cannot say which samples are negatives)")
+    bb = create_backbone(name, weights=weights)
+    if getattr(bb, "head", None) is None:
+        raise ModelError(f"--classifier {name}: the backbone has no classifier head")
+    return bb.eval()
+
+
+def classifier_fn(bb) -> Any:
+    """uint8 images → numpy logits, without gradients."""
+    def fn(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return bb(torch.as_tensor(np.ascontiguousarray(images))).numpy()
+    return fn
+
+
+def load_image_set(path: str, what: str) -> np.ndarray:
+    from fmlab.experiments.gan_io import load_fake_npz
+
+    images, _ = load_fake_npz(path)
+    if len(images) < 2:
+        raise DataError(f"{what} {path}: needs at least 2 images")
+    return images
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+class Evaluator:
+    """Target share, class histogram and FID of a generator against the real non-target images.
+
+    The reference features are computed once; every generator is scored on the same z (``seed``).
+    """
+
+    def __init__(self, classifier, target_class: int, reference: str = "mnist:test",
+                 data_root: str | None = None, n: int = 5000, seed: int = 12345) -> None:
+        from fmlab.experiments.gan_eval import make_extractor, open_reference
+
+        self.classify = classifier_fn(classifier)
+        self.target, self.n, self.seed = int(target_class), int(n), int(seed)
+        self.extractor = make_extractor("lenet5_mnist", None, data_root)
+        split = open_reference(reference, data_root)
+        if split.labels is None:
+            raise DataError(f"reference {reference}: needs labels to drop the target class")
+        keep = np.flatnonzero(np.asarray(split.labels) != self.target)
+        self.ref_feats = np.concatenate([f for _, f, _ in self.extractor.iter_split(split, keep)])
+        self.reference = reference
+        self.protocol = {"extractor": self.extractor.protocol, "reference": reference,
+                         "reference_n": int(len(keep)),
+                         "reference_hash": getattr(split, "content_hash", None),
+                         "n_fake": self.n, "z_seed": self.seed}
+
+    def __call__(self, G: Generator) -> dict[str, Any]:
+        from fmlab.experiments.gan_io import generate_images
+        from fmlab.metrics import fid
+
+        images, _ = generate_images(G, self.n, self.seed)
+        pred = predict(self.classify, images)
+        feats = self.extractor(images)
+        pos = pred != self.target
+        k = max(10, int(pred.max()) + 1)
+        return {
+            "target_share": float(np.mean(pred == self.target)),
+            "histogram": np.bincount(pred, minlength=k).tolist(),
+            "fid": float(fid(self.ref_feats, feats)),
+            "fid_positives": float(fid(self.ref_feats, feats[pos])) if pos.sum() > 2 else None,
+        }
+
+
+# -------------------------------------------------------------------------------- stages
+
+
+def adapt_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, cfg: StageConfig,
+                    ewc_lambda: float, fisher_samples: int, seed: int
+                    ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]]]:
+    """Stage 1 on copies of G and D: returns θ_N and the logs (G and D are not touched)."""
+    Ga, Da = copy.deepcopy(G), copy.deepcopy(D)
+    theta_g = param_snapshot(G)
+    fisher = fisher_diagonal(Ga, Da, fisher_samples, torch.Generator().manual_seed(seed))
+
+    def penalty(m):
+        e = ewc_penalty(m, theta_g, fisher, ewc_lambda)
+        return e, {"ewc": float(e.detach())}
+
+    logs = train_stage(Ga, Da, negatives, cfg, penalty if ewc_lambda > 0 else None, seed)
+    return param_snapshot(Ga), logs
+
+
+def unlearn_positives(G: Generator, D: Discriminator, positives: torch.Tensor,
+                      anchors: list[dict[str, torch.Tensor]] | None, cfg: StageConfig,
+                      kind: str, gamma: float, seed: int
+                      ) -> tuple[Generator, list[dict[str, float]], float | None]:
+    """Stage 2 on copies: G trained on positives with the repulsion (none when ``anchors`` is
+    None: the fine-tune baseline). Returns (new G, logs, d₀)."""
+    Gu, Du = copy.deepcopy(G), copy.deepcopy(D)
+    rep = Repulsion(Gu, anchors, kind, gamma) if anchors else None
+    logs = train_stage(Gu, Du, positives, cfg, rep, seed)
+    return Gu, logs, (rep.d0 if rep else None)
+
+
+def extrapolated(G: Generator, theta_n: dict[str, torch.Tensor], gamma: float) -> Generator:
+    """A copy of G with parameters θ_N + γ(θ_G − θ_N)."""
+    Ge = copy.deepcopy(G)
+    new = extrapolate(theta_n, param_snapshot(G), gamma)
+    with torch.no_grad():
+        for k, p in Ge.named_parameters():
+            if k in new:
+                p.copy_(new[k])
+    return Ge
+
+
+# ----------------------------------------------------------------------------------- run
+
+
+def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
+    """All stages; writes generator.safetensors(+.json), samples_{before,adapted,after}.png,
+    report.json and results-store rows under ``cfg.out``; returns the report."""
+    from fmlab.experiments.gan_io import export_generator
+    from fmlab.gan import sample_grid
+    from fmlab.utils.io import write_json
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    G, D, info = load_nets(cfg)
+    bb = load_classifier(cfg.classifier, cfg.classifier_weights, cfg.data_root)
+    clf = classifier_fn(bb)
+
+    # Stage 0
+    if cfg.negatives is not None:
+        neg = load_image_set(cfg.negatives, "--negatives")
+    if cfg.positives is not None:
+        pos = load_image_set(cfg.positives, "--positives")
+    if cfg.negatives is None or cfg.positives is None:
+        split = split_by_class(G, clf, cfg.target_class, cfg.n_split, cfg.seed)
+        neg = split.negatives if cfg.negatives is None else neg
+        pos = split.positives if cfg.positives is None else pos
+    shape = (G.img_shape[0], G.img_shape[1])
+    neg_t = to_gan_input(neg, channels=shape[0], size=shape[1])
+    pos_t = to_gan_input(pos, channels=shape[0], size=shape[1])
+
+    evaluator = Evaluator(bb, cfg.target_class, cfg.reference, cfg.data_root, cfg.n_eval)
+    before = evaluator(G)
+
+    # Stage 1
+    anchors, adapt_logs = [], []
+    for m in range(cfg.adapted_models):
+        theta_n, logs = adapt_negatives(G, D, neg_t, cfg.adapt, cfg.ewc_lambda,
+                                        cfg.fisher_samples, cfg.seed + 1000 * m)
+        anchors.append(theta_n)
+        adapt_logs.append(logs)
+    adapted = extrapolated(G, anchors[0], 0.0)  # θ_N^(1) itself, for its metrics and grid
+    adapted_metrics = evaluator(adapted)
+
+    # Stage 2
+    Gu, unlearn_logs, d0 = unlearn_positives(G, D, pos_t, anchors, cfg.unlearn, cfg.repulsion,
+                                             cfg.gamma, cfg.seed)
+    after = evaluator(Gu)
+    check_same_names(G.state_dict(), Gu.state_dict(), "unlearned generator")
+
+    spec = {"arch": info["arch"], "kwargs": info.get("kwargs") or {}}
+    export_generator(Gu, spec, out, writer="fmlab.experiments.unlearn",
+                     source_generator=str(cfg.generator), target_class=cfg.target_class,
+                     repulsion=cfg.repulsion, gamma=cfg.gamma)
+    grids = {}
+    for name, g in (("before", G), ("adapted", adapted), ("after", Gu)):
+        grids[name] = f"samples_{name}.png"
+        sample_grid(g, 64, out / grids[name], seed=cfg.seed, nrow=8)
+
+    report = {
+        "config": _jsonable(asdict(cfg)),
+        "generator": {k: info.get(k) for k in ("arch", "kwargs", "weights", "weights_sha256")},
+        "stage0": {"negatives": int(len(neg)), "positives": int(len(pos)),
+                   "from": {"negatives": cfg.negatives or "classifier",
+                            "positives": cfg.positives or "classifier"}},
+        "stage1": {"logs": adapt_logs},
+        "stage2": {"d0": d0, "distance_normalisation": "d / d0, d0 = d(theta_G, theta_N)",
+                   "logs": unlearn_logs},
+        "metrics": {"before": before, "adapted": adapted_metrics, "after": after},
+        "protocol": evaluator.protocol,
+        "files": {"generator": "generator.safetensors", "grids": grids},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json(out / "report.json", report)
+    if cfg.db is not None:
+        _store(cfg, report)
+    return report
+
+
+def _store(cfg: UnlearnConfig, report: dict[str, Any]) -> None:
+    from fmlab.results import ResultsStore, new_run_id
+
+    run_id, proto = new_run_id(), report["protocol"]
+    hp = {"repulsion": cfg.repulsion, "gamma": cfg.gamma, "ewc_lambda": cfg.ewc_lambda,
+          "target_class": cfg.target_class, "adapted_models": cfg.adapted_models,
+          "adapt_steps": cfg.adapt.steps, "unlearn_steps": cfg.unlearn.steps}
+    rows = []
+    for when in ("before", "after"):
+        for metric in ("target_share", "fid", "fid_positives"):
+            v = report["metrics"][when][metric]
+            if v is not None:
+                rows.append({"run_id": run_id, "task": "gan_unlearn", "source": cfg.reference,
+                             "split_hash": proto.get("reference_hash"),
+                             "backbone": "lenet5_mnist",
+                             "weights_hash": proto["extractor"].get("weights_sha256"),
+                             "method": cfg.repulsion, "hyperparameters": hp, "seed": cfg.seed,
+                             "metric": f"{metric}_{when}", "value": float(v),
+                             "seconds": report["seconds"],
+                             "extra": {"histogram": report["metrics"][when]["histogram"]}})
+    ResultsStore(cfg.db).append(rows)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {k: _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (Path, os.PathLike)):
+        return str(o)
+    return o
