@@ -1,0 +1,39 @@
+"""fmlab.multimodal — image-text towers, CLIP/SigLIP/multi-positive losses, zero-shot and
+retrieval evaluation, prompt learning (CoOp lives in :mod:`fmlab.adapt.coop`).
+
+Names load on first use so ``import fmlab.multimodal`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "clip_loss": "losses", "siglip_loss": "losses", "multi_positive_loss": "losses",
+    "multi_positive_targets": "losses",
+    "ImageTextModel": "model", "ImageTextSpec": "model", "lock_groups": "model",
+    "count_trainable": "model",
+    "TextTower": "towers", "MiniLMTower": "towers", "OpenClipTower": "towers",
+    "text_tower": "towers",
+    "ContrastiveObjective": "objective",
+    "ImageTextPairs": "data", "TemplateCaptions": "data",
+    "zeroshot_metrics": "evaluate", "retrieval_metrics": "evaluate",
+    "zeroshot_evaluate": "evaluate", "retrieval_evaluate": "evaluate",
+    "load_image_text_model": "io", "save_image_text_model": "io",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fmlab.multimodal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fmlab.multimodal.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
