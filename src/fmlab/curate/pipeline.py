@@ -1,0 +1,162 @@
+"""``curate``: match, count, balance and write a MetaCLIP-style curated subset of a caption pool.
+
+Two streaming passes over the captions file. Pass 1 matches every caption and keeps only compact
+int32 match lists (CSR). The entry counts then give the per-pair keep probabilities, one seeded
+draw per pair decides, and pass 2 copies the kept records to ``curated.jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import time
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmlab.curate.balance import (
+    check_threshold,
+    entry_counts,
+    entry_probabilities,
+    keep_probabilities,
+    kept_entry_counts,
+    sample_keep,
+    tail_proportion,
+)
+from fmlab.curate.matcher import EntryMatcher, as_int32
+from fmlab.curate.plot import plot_entry_counts
+from fmlab.curate.readers import CaptionSource
+from fmlab.curate.text import load_entries
+from fmlab.errors import ConfigError
+from fmlab.utils.io import atomic_write, sha256_file, write_json
+
+OUTPUTS = ("curated.jsonl", "stats.json", "entry_counts.csv", "entry_counts.png")
+
+
+@dataclass
+class CurateConfig:
+    captions: Path
+    entries: Path
+    threshold: float
+    out: Path
+    seed: int = 0
+    field: str = "caption"
+    format: str = "auto"
+    ignore_case: bool = False
+    batch_size: int = 65536
+    top: int = 20
+
+
+def curate(cfg: CurateConfig) -> dict[str, Any]:
+    """Run the whole curation; returns the statistics also written to ``OUT/stats.json``."""
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    threshold = check_threshold(cfg.threshold)
+    if not isinstance(cfg.seed, (int, np.integer)) or cfg.seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    source = CaptionSource(cfg.captions, field=cfg.field, fmt=cfg.format, batch_size=cfg.batch_size)
+    entries, duplicates = load_entries(cfg.entries, cfg.ignore_case)
+    matcher = EntryMatcher(entries, ignore_case=cfg.ignore_case)
+    seconds: dict[str, float] = {"load_entries": time.perf_counter() - t0}
+
+    # pass 1: match and count
+    t = time.perf_counter()
+    counts_buf, ids_buf = array("i"), array("i")
+    for batch in source.caption_batches():
+        matcher.match_many(batch, counts_buf, ids_buf)
+    match_counts, match_ids = as_int32(counts_buf), as_int32(ids_buf)
+    del counts_buf, ids_buf  # the numpy views keep the buffers alive; no copy
+    seconds["pass1_read_match"] = time.perf_counter() - t
+
+    # balance
+    t = time.perf_counter()
+    before = entry_counts(match_ids, len(entries))
+    p = entry_probabilities(before, threshold)
+    keep = sample_keep(keep_probabilities(match_counts, match_ids, p), cfg.seed)
+    after = kept_entry_counts(match_counts, match_ids, keep, len(entries))
+    seconds["balance"] = time.perf_counter() - t
+
+    # pass 2: copy the kept records
+    t = time.perf_counter()
+    digest = hashlib.sha256()
+    with atomic_write(out / "curated.jsonl", "wb") as f:
+        for line in source.kept_records(keep):
+            f.write(line)
+            digest.update(line)
+    seconds["pass2_write"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _write_entry_counts(out / "entry_counts.csv", entries, before, after, p)
+    plot_entry_counts(before, after, threshold, out / "entry_counts.png")
+    seconds["report"] = time.perf_counter() - t
+    seconds["total_wall"] = time.perf_counter() - t0
+    seconds["total_cpu"] = time.process_time() - cpu0
+
+    stats = _stats(cfg, source, entries, duplicates, threshold, match_counts, keep, before, after)
+    stats["curated_sha256"] = digest.hexdigest()
+    stats["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def _stats(cfg: CurateConfig, source: CaptionSource, entries: list[str], duplicates: int,
+           threshold: float, match_counts: np.ndarray, keep: np.ndarray, before: np.ndarray,
+           after: np.ndarray) -> dict[str, Any]:
+    matched = before > 0
+    head = before >= threshold
+    top = np.argsort(-before, kind="stable")[: cfg.top]
+    n_pairs = len(match_counts)
+    return {
+        "captions": str(cfg.captions),
+        "captions_sha256": sha256_file(cfg.captions),
+        "captions_format": source.format,
+        "caption_field": cfg.field,
+        "entries_file": str(cfg.entries),
+        "entries_sha256": sha256_file(cfg.entries),
+        "threshold": threshold,
+        "seed": int(cfg.seed),
+        "ignore_case": cfg.ignore_case,
+        "entries": len(entries),
+        "duplicate_entries_dropped": duplicates,
+        "entries_matched": int(matched.sum()),
+        "head_entries": int(head.sum()),
+        "tail_entries": int((matched & ~head).sum()),
+        "unmatched_entries": int((~matched).sum()),
+        "head_matches_before": int(before[head].sum()),
+        "head_matches_after": int(after[head].sum()),
+        "tail_matches_before": int(before[matched & ~head].sum()),
+        "tail_matches_after": int(after[matched & ~head].sum()),
+        "tail_proportion_before": tail_proportion(before, threshold),
+        "matches_before": int(before.sum()),
+        "matches_after": int(after.sum()),
+        "pairs_total": n_pairs,
+        "pairs_matched": int((match_counts > 0).sum()),
+        "pairs_kept": int(keep.sum()),
+        "kept_fraction": float(keep.sum() / n_pairs) if n_pairs else 0.0,
+        "mean_entries_per_matched_pair": float(match_counts.sum() / max(1, (match_counts > 0).sum())),
+        "top_entries": [{"entry": entries[i], "before": int(before[i]), "after": int(after[i])}
+                        for i in top if before[i] > 0],
+    }
+
+
+def _write_entry_counts(path: Path, entries: list[str], before: np.ndarray, after: np.ndarray,
+                        p: np.ndarray) -> None:
+    """One row per entry, in the entries file's order: entry, count_before, count_after, p_e."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["entry", "count_before", "count_after", "p"])
+    w.writerows(zip(entries, before.tolist(), after.tolist(), (f"{x:.6g}" for x in p.tolist())))
+    with atomic_write(path, "w") as f:
+        f.write(buf.getvalue())
+
+
+def output_paths(out: str | os.PathLike) -> list[Path]:
+    return [Path(out) / name for name in OUTPUTS]
