@@ -1,0 +1,48 @@
+"""Tiny data sources and a smoke-run helper for the ``fmlab pretrain`` tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_npz
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def npz_sources(tmp_path_factory) -> dict[str, Path]:
+    """``cifar10``-like RGB 8x8 and ``mnist``-like grey 28x28 stand-ins (48 train images)."""
+    root = tmp_path_factory.mktemp("pretrain_data")
+    return {"cifar10": make_npz(root / "rgb.npz", n_train=48, hw=(8, 8)),
+            "mnist": make_npz(root / "grey.npz", n_train=48, hw=(28, 28), channels=None)}
+
+
+def smoke_args(config: Path, npz: Path, out: Path, *extra: str, steps: int = 2) -> list[str]:
+    """``fmlab pretrain`` arguments for a few-second run of ``config`` on a tiny npz."""
+    sets = [f"data.source=npz:{npz}", "data.limit=32", "data.val_size=8",
+            "trainer.batch_size=8", f"trainer.max_steps={steps}", "trainer.progress=false",
+            "trainer.tensorboard=false", "monitor.max_train=32", "monitor.max_val=8"]
+    if config.name.startswith("distill") and not os.environ.get("FMLAB_DATA"):
+        sets.append("objective.teacher_weights=null")  # random teacher without the data root
+    args = ["pretrain", "--config", str(config), "--out", str(out)]
+    for s in [*sets, *extra]:
+        args += ["--set", s]
+    return args
+
+
+def source_for(config: Path, npz_sources: dict[str, Path]) -> Path:
+    return npz_sources["mnist" if "mnist" in config.stem else "cifar10"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny batches: extra threads cost more than they save on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
