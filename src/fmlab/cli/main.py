@@ -16,6 +16,7 @@ COMMANDS = {
     "results": "fmlab.cli.results",
     "gan": "fmlab.cli.gan",
     "pretrain": "fmlab.cli.pretrain",
+    "curate": "fmlab.cli.curate",
 }
 
 
