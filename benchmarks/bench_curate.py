@@ -50,7 +50,9 @@ def zipf_probs(n: int, s: float = 1.1) -> np.ndarray:
     return p / p.sum()
 
 
-def generate(workdir: Path, n_captions: int, n_entries: int, vocab_size: int, seed: int) -> tuple[Path, Path]:
+def generate(
+    workdir: Path, n_captions: int, n_entries: int, vocab_size: int, seed: int
+) -> tuple[Path, Path]:
     rng = np.random.default_rng(seed)
     vocab = make_vocab(vocab_size, rng)
     p = zipf_probs(vocab_size)
@@ -89,7 +91,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=200_000)
     ap.add_argument("--threshold", type=float, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default=None, help="where to write the pool (default: a temp dir, removed)")
+    ap.add_argument(
+        "--workdir", default=None, help="where to write the pool (default: a temp dir, removed)"
+    )
     args = ap.parse_args()
 
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench_curate_"))
@@ -100,9 +104,22 @@ def main() -> None:
         gen_s = time.perf_counter() - t
         size_mb = captions.stat().st_size / 2**20
         out = tmp / "out"
-        cmd = [sys.executable, "-m", "fmlab.cli.main", "curate", "--captions", str(captions),
-               "--entries", str(entries), "--threshold", str(args.threshold), "--seed", "0",
-               "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fmlab.cli.main",
+            "curate",
+            "--captions",
+            str(captions),
+            "--entries",
+            str(entries),
+            "--threshold",
+            str(args.threshold),
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ]
         load_before = os.getloadavg()
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
@@ -113,16 +130,27 @@ def main() -> None:
             sys.exit(f"curate failed ({proc.returncode}):\n{proc.stderr}")
         stats = json.loads((out / "stats.json").read_text())
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-              f"python {platform.python_version()} load(1,5,15) before={tuple(round(x, 2) for x in load_before)} "
-              f"after={tuple(round(x, 2) for x in os.getloadavg())}")
-        print(f"pool: {args.captions:,} captions x 12 words ({size_mb:.0f} MiB JSONL), {args.entries:,} entries, "
-              f"vocab {args.vocab:,} Zipf s=1.1, t={args.threshold:g}; generated in {gen_s:.1f} s")
-        print(f"matches: {stats['matches_before']:,} ({stats['mean_entries_per_matched_pair']:.2f} per matched "
-              f"pair), pairs matched {stats['pairs_matched']:,}, kept {stats['pairs_kept']:,}; head entries "
-              f"{stats['head_entries']:,}, tail {stats['tail_entries']:,}")
-        print(f"fmlab curate end to end: wall {wall:.1f} s, CPU {cpu:.1f} s (user+sys), "
-              f"peak RSS {r1.ru_maxrss / 1024:.0f} MiB")
+        print(
+            f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+            f"python {platform.python_version()} "
+            f"load(1,5,15) before={tuple(round(x, 2) for x in load_before)} "
+            f"after={tuple(round(x, 2) for x in os.getloadavg())}"
+        )
+        print(
+            f"pool: {args.captions:,} captions x 12 words ({size_mb:.0f} MiB JSONL), "
+            f"{args.entries:,} entries, "
+            f"vocab {args.vocab:,} Zipf s=1.1, t={args.threshold:g}; generated in {gen_s:.1f} s"
+        )
+        print(
+            f"matches: {stats['matches_before']:,} "
+            f"({stats['mean_entries_per_matched_pair']:.2f} per matched pair), "
+            f"pairs matched {stats['pairs_matched']:,}, kept {stats['pairs_kept']:,}; head entries "
+            f"{stats['head_entries']:,}, tail {stats['tail_entries']:,}"
+        )
+        print(
+            f"fmlab curate end to end: wall {wall:.1f} s, CPU {cpu:.1f} s (user+sys), "
+            f"peak RSS {r1.ru_maxrss / 1024:.0f} MiB"
+        )
         print("stages (s): " + ", ".join(f"{k} {v}" for k, v in stats["seconds"].items()))
         print(f"command: {' '.join(cmd)}")
     finally:

@@ -49,7 +49,7 @@ def test_keep_probability_block_boundaries(monkeypatch):
     ids = rng.integers(0, 5, size=counts.sum()).astype(np.int32)
     p = np.array([0.1, 0.2, 0.5, 0.9, 0.05])
     off = np.concatenate([[0], np.cumsum(counts)])
-    expected = [1 - np.prod(1 - p[ids[off[i]:off[i + 1]]]) for i in range(len(counts))]
+    expected = [1 - np.prod(1 - p[ids[off[i] : off[i + 1]]]) for i in range(len(counts))]
     np.testing.assert_allclose(bal.keep_probabilities(counts, ids, p), expected, rtol=1e-12)
 
 

@@ -35,8 +35,22 @@ def write_pool(tmp_path, n_unmatched=50, seed=0):
 
 
 def run_cli(cap, ent, out, t=100, seed=0, *extra):
-    return main(["curate", "--captions", str(cap), "--entries", str(ent), "--threshold", str(t),
-                 "--seed", str(seed), "--out", str(out), *extra])
+    return main(
+        [
+            "curate",
+            "--captions",
+            str(cap),
+            "--entries",
+            str(ent),
+            "--threshold",
+            str(t),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def test_end_to_end_outputs(tmp_path, capsys):
@@ -52,8 +66,10 @@ def test_end_to_end_outputs(tmp_path, capsys):
     assert [order[x] for x in lines] == sorted(order[x] for x in lines)
     stats = json.loads((out / "stats.json").read_text())
     kept = [json.loads(x)["caption"] for x in lines]
-    per_entry = {e: sum(f" {e} " in " " + k.replace(".", " ").replace(",", " ") + " " for k in kept)
-                 for e in ENTRY_COUNTS}
+    per_entry = {
+        e: sum(f" {e} " in " " + k.replace(".", " ").replace(",", " ") + " " for k in kept)
+        for e in ENTRY_COUNTS
+    }
     assert stats["pairs_total"] == len(recs) and stats["pairs_kept"] == len(lines)
     assert stats["pairs_matched"] == sum(ENTRY_COUNTS.values())
     assert stats["entries"] == 6 and stats["unmatched_entries"] == 1
@@ -95,8 +111,11 @@ def test_csv_and_parquet_give_the_jsonl_selection(tmp_path, fmt):
         path = tmp_path / "pool.parquet"
         pq.write_table(pa.Table.from_pylist(recs), path, row_group_size=97)
     ref = curate(CurateConfig(captions=cap, entries=ent, threshold=50, seed=1, out=tmp_path / "j"))
-    got = curate(CurateConfig(captions=path, entries=ent, threshold=50, seed=1, out=tmp_path / "x",
-                              batch_size=64))
+    got = curate(
+        CurateConfig(
+            captions=path, entries=ent, threshold=50, seed=1, out=tmp_path / "x", batch_size=64
+        )
+    )
     assert got["captions_format"] == fmt and got["pairs_kept"] == ref["pairs_kept"]
     want = [json.loads(x) for x in (tmp_path / "j" / "curated.jsonl").read_text().splitlines()]
     have = [json.loads(x) for x in (tmp_path / "x" / "curated.jsonl").read_text().splitlines()]
@@ -106,9 +125,14 @@ def test_csv_and_parquet_give_the_jsonl_selection(tmp_path, fmt):
 def test_batching_does_not_change_the_result(tmp_path):
     cap, ent, _ = write_pool(tmp_path)
     for name, bs in (("a", 65536), ("b", 7)):
-        curate(CurateConfig(captions=cap, entries=ent, threshold=80, seed=2, out=tmp_path / name,
-                            batch_size=bs))
-    assert (tmp_path / "a" / "curated.jsonl").read_bytes() == (tmp_path / "b" / "curated.jsonl").read_bytes()
+        curate(
+            CurateConfig(
+                captions=cap, entries=ent, threshold=80, seed=2, out=tmp_path / name, batch_size=bs
+            )
+        )
+    assert (tmp_path / "a" / "curated.jsonl").read_bytes() == (
+        tmp_path / "b" / "curated.jsonl"
+    ).read_bytes()
 
 
 def _errors(tmp_path):
@@ -157,3 +181,40 @@ def test_custom_field_and_ignore_case(tmp_path):
     assert (tmp_path / "a" / "curated.jsonl").read_text() == ""
     assert run_cli(cap, ent, tmp_path / "b", 10, 0, "--field", "text", "--ignore-case") == 0
     assert (tmp_path / "b" / "curated.jsonl").read_text() == '{"text": "An ALPHA wolf"}\n'
+
+
+def test_parallel_pass_equals_sequential(tmp_path):
+    cap, ent, _ = write_pool(tmp_path)
+    from fmlab.curate import CaptionSource
+
+    src = CaptionSource(cap)
+    for n in (2, 3, 7):
+        ranges = src.byte_ranges(n)
+        assert ranges[0][0] == 0 and ranges[-1][1] == cap.stat().st_size
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        got = [c for r in ranges for b in src.caption_batches(r) for c in b]
+        assert got == [c for b in src.caption_batches() for c in b]
+    res = {}
+    for name, w in (("seq", 1), ("par", 3)):
+        res[name] = curate(
+            CurateConfig(
+                captions=cap, entries=ent, threshold=70, seed=5, out=tmp_path / name, workers=w
+            )
+        )
+    assert res["par"]["workers"] == 3 and res["seq"]["workers"] == 1
+    assert (tmp_path / "seq" / "curated.jsonl").read_bytes() == (
+        tmp_path / "par" / "curated.jsonl"
+    ).read_bytes()
+
+
+def test_parallel_error_names_the_exact_line(tmp_path, capsys):
+    cap = tmp_path / "p.jsonl"
+    cap.write_text(
+        "".join('{"caption": "alpha x"}\n' for _ in range(300))
+        + '{"cap": 1}\n'
+        + '{"caption": "alpha"}\n' * 50
+    )
+    ent = tmp_path / "e.txt"
+    ent.write_text("alpha\n")
+    assert run_cli(cap, ent, tmp_path / "o", 10, 0, "--workers", "4") == 2
+    assert "p.jsonl:301: record has no field 'caption'" in capsys.readouterr().err

@@ -27,21 +27,24 @@ def naive_match(text: str, entries: list[str]) -> list[int]:
 ENTRIES = ["cat", "dog", "hot dog", "u.s.", "new york", "york", "a"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("a cat sat", ["a", "cat"]),
-    ("category", []),                         # no match inside a word
-    ("concatenate cats", []),                 # nor at a word's start or end
-    ("the cat.", ["cat"]),                    # punctuation is separated
-    ("cat,dog;", ["cat", "dog"]),
-    ("hot dog!", ["dog", "hot dog"]),          # overlapping entries all match
-    ("the u.s. flag", ["u.s."]),              # entries are normalised like texts
-    ("new york city", ["new york", "york"]),
-    ("newyork", []),
-    ("Cat", []),                              # case-sensitive, like MetaCLIP
-    ("(cat)", []),                            # parentheses are not in MetaCLIP's punctuation list
-    ("cat\tdog\nhot\rdog", ["cat", "dog", "hot dog"]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a cat sat", ["a", "cat"]),
+        ("category", []),  # no match inside a word
+        ("concatenate cats", []),  # nor at a word's start or end
+        ("the cat.", ["cat"]),  # punctuation is separated
+        ("cat,dog;", ["cat", "dog"]),
+        ("hot dog!", ["dog", "hot dog"]),  # overlapping entries all match
+        ("the u.s. flag", ["u.s."]),  # entries are normalised like texts
+        ("new york city", ["new york", "york"]),
+        ("newyork", []),
+        ("Cat", []),  # case-sensitive, like MetaCLIP
+        ("(cat)", []),  # parentheses are not in MetaCLIP's punctuation list
+        ("cat\tdog\nhot\rdog", ["cat", "dog", "hot dog"]),
+        ("", []),
+    ],
+)
 def test_word_boundaries(text, expected):
     m = EntryMatcher(ENTRIES)
     assert [ENTRIES[i] for i in m.match(text)] == sorted(expected, key=ENTRIES.index)
@@ -73,7 +76,7 @@ def test_parity_with_naive_on_random_texts():
     counts, ids = m.match_batch(texts)
     off = np.concatenate([[0], np.cumsum(counts)])
     for i, t in enumerate(texts):
-        assert sorted(ids[off[i]:off[i + 1]].tolist()) == naive_match(t, entries), t
+        assert sorted(ids[off[i] : off[i + 1]].tolist()) == naive_match(t, entries), t
 
 
 def test_spacing_and_keys():
@@ -91,3 +94,15 @@ def test_load_entries(tmp_path):
         load_entries(p)
     with pytest.raises(DataError, match="not found"):
         load_entries(tmp_path / "missing.txt")
+
+
+def test_batch_spacing_equals_per_text_spacing():
+    from fmlab.curate.text import spacing_many
+
+    rng = np.random.default_rng(3)
+    alphabet = list("ab ,.;:?!`\t\n\rxy")
+    for n in (1, 63, 64, 200):
+        texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 12))) for _ in range(n)]
+        assert spacing_many(texts) == [spacing(t) for t in texts]
+    texts = ["a\x00b", *(["x."] * 100)]  # a NUL in the batch: per-text fallback
+    assert spacing_many(texts) == [spacing(t) for t in texts]

@@ -8,40 +8,75 @@ from pathlib import Path
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "curate", help="balance a caption pool against metadata entries (MetaCLIP)",
+        "curate",
+        help="balance a caption pool against metadata entries (MetaCLIP)",
         description="Match every caption against the entries (word-boundary substring matching, "
-                    "Aho-Corasick), count the pairs per entry, keep each pair with probability "
-                    "1 - prod(1 - t/max(c_e, t)) over its entries, drop pairs matching nothing. Writes "
-                    "OUT/curated.jsonl (kept records, unchanged), stats.json, entry_counts.csv and "
-                    "entry_counts.png.",
+        "Aho-Corasick), count the pairs per entry, keep each pair with probability "
+        "1 - prod(1 - t/max(c_e, t)) over its entries, drop pairs matching nothing. Writes "
+        "OUT/curated.jsonl (kept records, unchanged), stats.json, entry_counts.csv and "
+        "entry_counts.png.",
     )
-    p.add_argument("--captions", required=True,
-                   help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet")
+    p.add_argument(
+        "--captions",
+        required=True,
+        help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet",
+    )
     p.add_argument("--entries", required=True, help="metadata: a text file with one entry per line")
-    p.add_argument("--threshold", "-t", required=True, type=float,
-                   help="t: entries matched by more than t pairs are sampled down to about t")
+    p.add_argument(
+        "--threshold",
+        "-t",
+        required=True,
+        type=float,
+        help="t: entries matched by more than t pairs are sampled down to about t",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--field", default="caption", help="caption field / column (default: caption)")
-    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"],
-                   help="captions file format (default: from the suffix)")
-    p.add_argument("--ignore-case", action="store_true",
-                   help="lower-case captions and entries before matching (MetaCLIP is case-sensitive)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "jsonl", "csv", "parquet"],
+        help="captions file format (default: from the suffix)",
+    )
+    p.add_argument(
+        "--ignore-case",
+        action="store_true",
+        help="lower-case captions and entries before matching (MetaCLIP is case-sensitive)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes matching a JSONL pool in parallel (default 0: automatic)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fmlab.curate import CurateConfig, curate
 
-    s = curate(CurateConfig(
-        captions=Path(args.captions), entries=Path(args.entries), threshold=args.threshold,
-        seed=args.seed, out=Path(args.out), field=args.field, format=args.format,
-        ignore_case=args.ignore_case,
-    ))
-    print(f"pairs: {s['pairs_total']:,} read, {s['pairs_matched']:,} matched, "
-          f"{s['pairs_kept']:,} kept ({100 * s['kept_fraction']:.1f}%)")
-    print(f"entries: {s['entries']:,} ({s['entries_matched']:,} matched; head >= t: {s['head_entries']:,}, "
-          f"tail: {s['tail_entries']:,}); matches {s['matches_before']:,} -> {s['matches_after']:,}")
+    s = curate(
+        CurateConfig(
+            captions=Path(args.captions),
+            entries=Path(args.entries),
+            threshold=args.threshold,
+            seed=args.seed,
+            out=Path(args.out),
+            field=args.field,
+            format=args.format,
+            ignore_case=args.ignore_case,
+            workers=args.workers,
+        )
+    )
+    print(
+        f"pairs: {s['pairs_total']:,} read, {s['pairs_matched']:,} matched, "
+        f"{s['pairs_kept']:,} kept ({100 * s['kept_fraction']:.1f}%)"
+    )
+    print(
+        f"entries: {s['entries']:,} ({s['entries_matched']:,} matched; "
+        f"head >= t: {s['head_entries']:,}, tail: {s['tail_entries']:,}); "
+        f"matches {s['matches_before']:,} -> {s['matches_after']:,}"
+    )
     print(f"time: {s['seconds']['total_wall']:.1f} s wall, {s['seconds']['total_cpu']:.1f} s CPU")
     print(f"wrote {args.out}/curated.jsonl, stats.json, entry_counts.csv, entry_counts.png")
     return 0

@@ -20,7 +20,19 @@ from fmlab.curate.readers import CaptionSource, detect_format
 from fmlab.curate.text import entry_key, load_entries, spacing
 
 __all__ = [
-    "CaptionSource", "CurateConfig", "EntryMatcher", "check_threshold", "curate", "detect_format",
-    "entry_counts", "entry_key", "entry_probabilities", "keep_probabilities", "kept_entry_counts",
-    "load_entries", "sample_keep", "spacing", "tail_proportion",
+    "CaptionSource",
+    "CurateConfig",
+    "EntryMatcher",
+    "check_threshold",
+    "curate",
+    "detect_format",
+    "entry_counts",
+    "entry_key",
+    "entry_probabilities",
+    "keep_probabilities",
+    "kept_entry_counts",
+    "load_entries",
+    "sample_keep",
+    "spacing",
+    "tail_proportion",
 ]

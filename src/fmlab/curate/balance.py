@@ -46,7 +46,9 @@ def _offsets(match_counts: np.ndarray) -> np.ndarray:
     return off
 
 
-def keep_probabilities(match_counts: np.ndarray, match_ids: np.ndarray, p: np.ndarray) -> np.ndarray:
+def keep_probabilities(
+    match_counts: np.ndarray, match_ids: np.ndarray, p: np.ndarray
+) -> np.ndarray:
     """Per pair ``1 - prod_{e in E}(1 - p_e)``; 0 for pairs without a match (CSR input)."""
     match_counts = np.asarray(match_counts)
     n = len(match_counts)
@@ -71,8 +73,9 @@ def sample_keep(keep_prob: np.ndarray, seed: int) -> np.ndarray:
     return u < keep_prob
 
 
-def kept_entry_counts(match_counts: np.ndarray, match_ids: np.ndarray, keep: np.ndarray,
-                      n_entries: int) -> np.ndarray:
+def kept_entry_counts(
+    match_counts: np.ndarray, match_ids: np.ndarray, keep: np.ndarray, n_entries: int
+) -> np.ndarray:
     """Entry counts over the kept pairs only."""
     incidence_keep = np.repeat(np.asarray(keep, dtype=bool), match_counts)
     return np.bincount(match_ids[incidence_keep], minlength=n_entries).astype(np.int64)

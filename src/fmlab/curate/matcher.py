@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from fmlab.curate.text import entry_key, spacing
+from fmlab.curate.text import entry_key, spacing, spacing_many
 from fmlab.errors import ConfigError
 
 
@@ -20,7 +20,9 @@ def _automaton_module():
     try:
         import ahocorasick
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigError("fmlab curate needs the 'pyahocorasick' package: pip install 'fmlab[curate]'") from None
+        raise ConfigError(
+            "fmlab curate needs the 'pyahocorasick' package: pip install 'fmlab[curate]'"
+        ) from None
     return ahocorasick
 
 
@@ -63,10 +65,9 @@ class EntryMatcher:
         """
         scan = self._automaton.iter
         add_ids, add_count = ids.extend, counts.append
-        lower = self.ignore_case
+        texts = spacing_many(list(texts))
         for text in texts:
-            text = spacing(text)
-            if lower:
+            if self.ignore_case:
                 text = text.lower()
             found = {v for _, v in scan(text)}
             add_ids(found)

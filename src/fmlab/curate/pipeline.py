@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import time
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from fmlab.curate.balance import (
     sample_keep,
     tail_proportion,
 )
-from fmlab.curate.matcher import EntryMatcher, as_int32
+from fmlab.curate.matcher import EntryMatcher
+from fmlab.curate.parallel import auto_workers, match_source
 from fmlab.curate.plot import plot_entry_counts
 from fmlab.curate.readers import CaptionSource
 from fmlab.curate.text import load_entries
@@ -49,6 +49,7 @@ class CurateConfig:
     format: str = "auto"
     ignore_case: bool = False
     batch_size: int = 65536
+    workers: int = 0  # processes for pass 1; 0 = automatic (JSONL >= 16 MiB: one per CPU)
     top: int = 20
 
 
@@ -59,6 +60,8 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
     threshold = check_threshold(cfg.threshold)
     if not isinstance(cfg.seed, (int, np.integer)) or cfg.seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
+    if cfg.workers < 0:
+        raise ConfigError(f"workers must be >= 0 (0 = automatic), got {cfg.workers}")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -69,11 +72,8 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
 
     # pass 1: match and count
     t = time.perf_counter()
-    counts_buf, ids_buf = array("i"), array("i")
-    for batch in source.caption_batches():
-        matcher.match_many(batch, counts_buf, ids_buf)
-    match_counts, match_ids = as_int32(counts_buf), as_int32(ids_buf)
-    del counts_buf, ids_buf  # the numpy views keep the buffers alive; no copy
+    workers = auto_workers(source, cfg.workers)
+    match_counts, match_ids = match_source(source, matcher, workers)
     seconds["pass1_read_match"] = time.perf_counter() - t
 
     # balance
@@ -102,14 +102,23 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
 
     stats = _stats(cfg, source, entries, duplicates, threshold, match_counts, keep, before, after)
     stats["curated_sha256"] = digest.hexdigest()
+    stats["workers"] = workers
     stats["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     write_json(out / "stats.json", stats)
     return stats
 
 
-def _stats(cfg: CurateConfig, source: CaptionSource, entries: list[str], duplicates: int,
-           threshold: float, match_counts: np.ndarray, keep: np.ndarray, before: np.ndarray,
-           after: np.ndarray) -> dict[str, Any]:
+def _stats(
+    cfg: CurateConfig,
+    source: CaptionSource,
+    entries: list[str],
+    duplicates: int,
+    threshold: float,
+    match_counts: np.ndarray,
+    keep: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+) -> dict[str, Any]:
     matched = before > 0
     head = before >= threshold
     top = np.argsort(-before, kind="stable")[: cfg.top]
@@ -141,14 +150,20 @@ def _stats(cfg: CurateConfig, source: CaptionSource, entries: list[str], duplica
         "pairs_matched": int((match_counts > 0).sum()),
         "pairs_kept": int(keep.sum()),
         "kept_fraction": float(keep.sum() / n_pairs) if n_pairs else 0.0,
-        "mean_entries_per_matched_pair": float(match_counts.sum() / max(1, (match_counts > 0).sum())),
-        "top_entries": [{"entry": entries[i], "before": int(before[i]), "after": int(after[i])}
-                        for i in top if before[i] > 0],
+        "mean_entries_per_matched_pair": float(
+            match_counts.sum() / max(1, (match_counts > 0).sum())
+        ),
+        "top_entries": [
+            {"entry": entries[i], "before": int(before[i]), "after": int(after[i])}
+            for i in top
+            if before[i] > 0
+        ],
     }
 
 
-def _write_entry_counts(path: Path, entries: list[str], before: np.ndarray, after: np.ndarray,
-                        p: np.ndarray) -> None:
+def _write_entry_counts(
+    path: Path, entries: list[str], before: np.ndarray, after: np.ndarray, p: np.ndarray
+) -> None:
     """One row per entry, in the entries file's order: entry, count_before, count_after, p_e."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -9,8 +9,13 @@ import numpy as np
 from fmlab.utils.io import atomic_path
 
 
-def plot_entry_counts(before: np.ndarray, after: np.ndarray, threshold: float,
-                      path: str | os.PathLike, title: str = "MetaCLIP balancing") -> None:
+def plot_entry_counts(
+    before: np.ndarray,
+    after: np.ndarray,
+    threshold: float,
+    path: str | os.PathLike,
+    title: str = "MetaCLIP balancing",
+) -> None:
     """Counts per entry, entries ranked by their count before balancing, both axes log scale.
 
     Ranking by the *before* counts keeps each entry at one x position, so the picture shows the
@@ -31,8 +36,15 @@ def plot_entry_counts(before: np.ndarray, after: np.ndarray, threshold: float,
         b, a = before[order], after[order]
         ax.plot(rank, b, color="tab:blue", lw=1.5, label=f"before ({int(before.sum()):,} matches)")
         shown = a > 0
-        ax.scatter(rank[shown], a[shown], s=3, color="tab:orange", alpha=0.6, linewidths=0,
-                   label=f"after ({int(after.sum()):,} matches)")
+        ax.scatter(
+            rank[shown],
+            a[shown],
+            s=3,
+            color="tab:orange",
+            alpha=0.6,
+            linewidths=0,
+            label=f"after ({int(after.sum()):,} matches)",
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"t = {threshold:g}")

@@ -24,22 +24,32 @@ import numpy as np
 from fmlab.errors import ConfigError, DataError
 
 FORMATS = ("jsonl", "csv", "parquet")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-             ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def detect_format(path: str | os.PathLike, fmt: str = "auto") -> str:
     """``fmt`` if given, else from the suffix (``.gz`` is looked through for JSONL/CSV)."""
     if fmt != "auto":
         if fmt not in FORMATS:
-            raise ConfigError(f"unknown captions format {fmt!r}; expected one of {', '.join(FORMATS)}")
+            raise ConfigError(
+                f"unknown captions format {fmt!r}; expected one of {', '.join(FORMATS)}"
+            )
         return fmt
     suffixes = [s.lower() for s in Path(path).suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _SUFFIXES:
         return _SUFFIXES[suffixes[-1]]
-    raise ConfigError(f"cannot tell the format of {path} from its suffix; pass --format jsonl|csv|parquet")
+    raise ConfigError(
+        f"cannot tell the format of {path} from its suffix; pass --format jsonl|csv|parquet"
+    )
 
 
 def _caption(value: Any, where: str, field: str) -> str:
@@ -57,8 +67,13 @@ def _open_binary(path: Path) -> IO[bytes]:
 class CaptionSource:
     """A captions file: ``caption_batches()`` for pass 1, ``kept_records(keep)`` for pass 2."""
 
-    def __init__(self, path: str | os.PathLike, field: str = "caption", fmt: str = "auto",
-                 batch_size: int = 65536) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        field: str = "caption",
+        fmt: str = "auto",
+        batch_size: int = 65536,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"captions file not found: {self.path}")
@@ -69,9 +84,31 @@ class CaptionSource:
         self.batch_size = int(batch_size)
 
     # -- pass 1 ---------------------------------------------------------------------------------
-    def caption_batches(self) -> Iterator[list[str]]:
-        """Lists of captions, in record order."""
+    def caption_batches(self, byte_range: tuple[int, int] | None = None) -> Iterator[list[str]]:
+        """Lists of captions, in record order.
+
+        ``byte_range`` (JSONL only, see :meth:`byte_ranges`): only the lines starting in it.
+        """
+        if byte_range is not None:
+            return self._captions_jsonl(byte_range)
         return getattr(self, f"_captions_{self.format}")()
+
+    @property
+    def splittable(self) -> bool:
+        """Whether pass 1 can be split by bytes: plain (not gzipped) JSONL."""
+        return self.format == "jsonl" and self.path.suffix.lower() != ".gz"
+
+    def byte_ranges(self, n: int) -> list[tuple[int, int]]:
+        """Up to ``n`` contiguous byte ranges covering the file, each starting at a line start."""
+        size = self.path.stat().st_size
+        bounds = [0]
+        with open(self.path, "rb") as f:
+            for k in range(1, n):
+                f.seek(k * size // n)
+                f.readline()  # a line belongs to the range holding its first byte
+                bounds.append(max(bounds[-1], f.tell()))
+        bounds.append(size)
+        return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def kept_records(self, keep: np.ndarray) -> Iterator[bytes]:
@@ -84,25 +121,42 @@ class CaptionSource:
             n += n_batch
             yield from lines
         if n != len(keep):
-            raise DataError(f"captions file {self.path} changed while curating: "
-                            f"{n} records now, {len(keep)} before")
+            raise DataError(
+                f"captions file {self.path} changed while curating: "
+                f"{n} records now, {len(keep)} before"
+            )
 
     # -- JSONL ------------------------------------------------------------------------------------
-    def _jsonl_lines(self) -> Iterator[tuple[int, bytes]]:
+    def _jsonl_lines(
+        self, byte_range: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Non-blank lines with their line number (relative to the range's start when ranged)."""
         with _open_binary(self.path) as f:
+            if byte_range is None:
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        yield lineno, line
+                return
+            pos, end = byte_range
+            f.seek(pos)
             for lineno, line in enumerate(f, 1):
+                if pos >= end:
+                    return
+                pos += len(line)
                 if line.strip():
                     yield lineno, line
 
-    def _captions_jsonl(self) -> Iterator[list[str]]:
+    def _captions_jsonl(self, byte_range: tuple[int, int] | None = None) -> Iterator[list[str]]:
         field, batch = self.field, []
-        for lineno, line in self._jsonl_lines():
+        for lineno, line in self._jsonl_lines(byte_range):
             try:
                 record = json.loads(line)
             except ValueError as e:
                 raise DataError(f"{self.path}:{lineno}: not valid JSON ({e})") from None
             if not isinstance(record, dict):
-                raise DataError(f"{self.path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                raise DataError(
+                    f"{self.path}:{lineno}: expected a JSON object, got {type(record).__name__}"
+                )
             if field not in record:
                 raise DataError(f"{self.path}:{lineno}: record has no field {field!r}")
             batch.append(_caption(record[field], f"{self.path}:{lineno}", field))
@@ -132,8 +186,10 @@ class CaptionSource:
             if reader.fieldnames is None:
                 raise DataError(f"captions file {self.path} is empty (a CSV header is expected)")
             if self.field not in reader.fieldnames:
-                raise DataError(f"{self.path}: no column {self.field!r} in the CSV header "
-                                f"(columns: {', '.join(reader.fieldnames)})")
+                raise DataError(
+                    f"{self.path}: no column {self.field!r} in the CSV header "
+                    f"(columns: {', '.join(reader.fieldnames)})"
+                )
             try:
                 yield from reader
             except csv.Error as e:
@@ -166,15 +222,19 @@ class CaptionSource:
         try:
             import pyarrow.parquet as pq
         except ImportError:  # pragma: no cover - depends on the environment
-            raise ConfigError("reading parquet needs the 'pyarrow' package: pip install 'fmlab[curate]'") from None
+            raise ConfigError(
+                "reading parquet needs the 'pyarrow' package: pip install 'fmlab[curate]'"
+            ) from None
         try:
             pf = pq.ParquetFile(self.path)
         except Exception as e:  # pyarrow raises several types for a non-parquet file
             raise DataError(f"{self.path}: not a readable parquet file ({e})") from None
         names = pf.schema_arrow.names
         if self.field not in names:
-            raise DataError(f"{self.path}: no column {self.field!r} in the parquet schema "
-                            f"(columns: {', '.join(names)})")
+            raise DataError(
+                f"{self.path}: no column {self.field!r} in the parquet schema "
+                f"(columns: {', '.join(names)})"
+            )
         return pf
 
     def _captions_parquet(self) -> Iterator[list[str]]:
@@ -182,7 +242,9 @@ class CaptionSource:
         for rb in pf.iter_batches(batch_size=self.batch_size, columns=[self.field]):
             values = rb.column(0).to_pylist()
             if values and not all(v is None or isinstance(v, str) for v in values):
-                bad = next(j for j, v in enumerate(values) if v is not None and not isinstance(v, str))
+                bad = next(
+                    j for j, v in enumerate(values) if v is not None and not isinstance(v, str)
+                )
                 _caption(values[bad], f"{self.path}: row {row + bad}", self.field)
             yield [v or "" for v in values]
             row += len(values)
@@ -194,8 +256,8 @@ class CaptionSource:
         for rb in pf.iter_batches(batch_size=self.batch_size):
             n = rb.num_rows
             mask = np.zeros(n, dtype=bool)
-            part = keep[start:start + n]
-            mask[:len(part)] = part
+            part = keep[start : start + n]
+            mask[: len(part)] = part
             rows = rb.filter(pa.array(mask)).to_pylist() if mask.any() else []
             yield n, [_json_line(r) for r in rows]
             start += n
