@@ -16,6 +16,7 @@ COMMANDS = {
     "results": "fmlab.cli.results",
     "gan": "fmlab.cli.gan",
     "pretrain": "fmlab.cli.pretrain",
+    "clip": "fmlab.cli.clip",
     "curate": "fmlab.cli.curate",
 }
 

@@ -9,6 +9,7 @@ and logit scale, no extra layers.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -132,7 +133,13 @@ class ImageTextModel(nn.Module):
 
         spec.validate()
         both_open_clip = spec.image == spec.text and spec.image.startswith("open_clip:")
-        image = create_backbone(spec.image, weights=spec.image_weights if load_image_weights else None)
+        weights = None
+        if load_image_weights and spec.image_weights:
+            weights = os.path.expandvars(spec.image_weights)
+            if "$" in weights:
+                raise ConfigError(f"model.image_weights: {spec.image_weights!r} names an unset "
+                                  "environment variable")
+        image = create_backbone(spec.image, weights=weights)
         if not hasattr(image, "trunk"):
             raise ModelError(f"{spec.image} is not an image backbone")
         text = text_tower(spec.text, max_length=spec.text_max_length)

@@ -1,0 +1,166 @@
+"""Image-text experiments behind ``fmlab clip``: train (config → model, source, objective →
+:class:`fmlab.engine.Trainer`), zero-shot and retrieval evaluation into the results store.
+
+Training data: an image-text source (``coco_mini``, ``csv:``, ``jsonl:``; one of each image's
+captions per step) or a labelled image source turned into captions by ``data.templates``
+(optionally only ``data.classes``: the LiT base/unseen-class experiment). No augmentation: images
+are only resized by the image backbone's preprocessing.
+
+Output: ``RUN_DIR/config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``encoder.safetensors``
+(the whole :class:`ImageTextModel`) and ``clip_model.json`` (how to rebuild it); ``--model
+RUN_DIR`` then works with ``fmlab clip zeroshot/retrieval``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
+from fmlab.errors import ConfigError, DataError
+from fmlab.multimodal.model import ImageTextSpec
+
+DEFAULT_TEMPLATES = ["a photo of a {}."]
+
+
+@dataclass
+class ClipDataConfig:
+    source: str = "coco_mini"
+    split: str = "train"
+    classes: list[str] = field(default_factory=list)  # labelled sources: caption only these
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    data_root: str | None = None
+
+
+@dataclass
+class ClipLossConfig:
+    name: Literal["clip", "siglip", "multipos"] = "clip"
+    cache_text: bool = True  # locked text tower: encode each distinct caption once
+
+
+@dataclass
+class ClipTrainConfig:
+    model: ImageTextSpec = field(default_factory=ImageTextSpec)
+    loss: ClipLossConfig = field(default_factory=ClipLossConfig)
+    data: ClipDataConfig = field(default_factory=ClipDataConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(batch_size=64, log_every=10))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.1))
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def validate(self) -> None:
+        if self.loss.name == "siglip" and self.model.init_logit_bias is None:
+            raise ConfigError("model.init_logit_bias: siglip needs a bias (e.g. -10, with "
+                              "model.init_logit_scale: 10)")
+
+
+def load_clip_config(path: str | Path | None, overrides=()) -> ClipTrainConfig:
+    return load_config(path, ClipTrainConfig, overrides)
+
+
+def build_train_source(cfg: ClipDataConfig):
+    from fmlab.data import open_source
+    from fmlab.data.sources import ImageTextSource
+    from fmlab.multimodal.data import ImageTextPairs, TemplateCaptions, resolve_classes
+
+    source = open_source(cfg.source, cfg.data_root)
+    split = source.split(cfg.split)
+    if isinstance(source, ImageTextSource):
+        if cfg.classes:
+            raise ConfigError(f"data.classes: {cfg.data_root or cfg.source} is an image-text "
+                              "source; classes apply to labelled sources only")
+        return ImageTextPairs(split)
+    if source.class_names is None:
+        raise DataError(f"{cfg.source} has neither captions nor class names to caption")
+    classes = resolve_classes(source.class_names, cfg.classes) if cfg.classes else None
+    return TemplateCaptions(split, source.class_names, cfg.templates, classes)
+
+
+@dataclass
+class ClipTrainResult:
+    run_dir: Path
+    step: int
+    last_loss: float | None
+    seconds: float
+
+
+def run_clip_train(cfg: ClipTrainConfig, out: str | Path, resume: bool = False,
+                   model=None) -> ClipTrainResult:
+    from fmlab.engine import Trainer
+    from fmlab.multimodal.io import save_image_text_model
+    from fmlab.multimodal.model import ImageTextModel
+    from fmlab.multimodal.objective import ContrastiveObjective
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    src = build_train_source(cfg.data)
+    if model is None:
+        model = ImageTextModel.from_spec(cfg.model)
+    obj = ContrastiveObjective(model, src.captions, cfg.loss.name, cfg.loss.cache_text)
+    res = Trainer.from_config(obj, src, cfg, run_dir=out).fit(resume=out if resume else None)
+    if res.encoder_path is not None:
+        save_image_text_model(model, out, write_weights=False)
+    last = res.history[-1]["loss"] if res.history and "loss" in res.history[-1] else None
+    return ClipTrainResult(out, res.step, last, time.perf_counter() - t0)
+
+
+def _record(db: Path | None, task: str, source: str, split_hash: str, model, metrics: dict,
+            extra: dict, seconds: float) -> None:
+    if db is None:
+        return
+    from fmlab.results import ResultsStore, new_run_id
+
+    run_id = new_run_id()
+    spec = getattr(model, "spec", None)
+    rows = [{"run_id": run_id, "task": task, "source": source, "split_hash": split_hash,
+             "backbone": model.name, "weights_hash": getattr(model, "weights_sha256", None),
+             "method": task, "hyperparameters": asdict(spec) if spec is not None else None,
+             "seed": None, "metric": k, "value": float(v), "seconds": seconds, "extra": extra}
+            for k, v in metrics.items() if not k.startswith(("n_", "chance_"))]
+    ResultsStore(db).append(rows)
+
+
+def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
+                 classes: list[str] | None = None, data_root: str | None = None,
+                 db: Path | None = None, batch_size: int = 64) -> dict:
+    from fmlab.adapt.zeroshot import check_templates, load_templates
+    from fmlab.data import open_source
+    from fmlab.multimodal.data import resolve_classes
+    from fmlab.multimodal.evaluate import zeroshot_evaluate
+    from fmlab.multimodal.io import load_image_text_model
+
+    t0 = time.perf_counter()
+    source = open_source(data, data_root)
+    if getattr(source, "class_names", None) is None:
+        raise DataError(f"{data} has no class names; zero-shot needs a labelled source")
+    tmpl = (load_templates(templates) if isinstance(templates, (str, Path))
+            else check_templates(list(templates or DEFAULT_TEMPLATES)))
+    idx = resolve_classes(source.class_names, classes) if classes else None
+    sp = source.split(split)
+    model = load_image_text_model(model_ref)
+    out = zeroshot_evaluate(model, sp, source.class_names, tmpl, idx, batch_size)
+    secs = time.perf_counter() - t0
+    _record(db, "clip_zeroshot", f"{data}:{split}", sp.content_hash, model, out,
+            {"templates": tmpl, "classes": classes, "model": str(model_ref)}, secs)
+    return out
+
+
+def run_retrieval(model_ref: str, data: str, split: str = "val", data_root: str | None = None,
+                  db: Path | None = None, batch_size: int = 64) -> dict:
+    from fmlab.data import open_source
+    from fmlab.data.sources import ImageTextSource
+    from fmlab.multimodal.evaluate import retrieval_evaluate
+    from fmlab.multimodal.io import load_image_text_model
+
+    t0 = time.perf_counter()
+    source = open_source(data, data_root)
+    if not isinstance(source, ImageTextSource):
+        raise DataError(f"{data} has no captions; retrieval needs an image-text source "
+                        "(coco_mini, csv:PATH, jsonl:PATH)")
+    sp = source.split(split)
+    model = load_image_text_model(model_ref)
+    out = retrieval_evaluate(model, sp, batch_size)
+    _record(db, "clip_retrieval", f"{data}:{split}", sp.images.content_hash, model, out,
+            {"model": str(model_ref)}, time.perf_counter() - t0)
+    return out
