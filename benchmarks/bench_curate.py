@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+_WRAP = """
+import json, resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu": r.ru_utime + r.ru_stime, "maxrss_mib": r.ru_maxrss / 1024}))
+sys.exit(rc)
+"""
 
 
 def make_vocab(n: int, rng: np.random.Generator) -> list[str]:
@@ -91,6 +99,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=200_000)
     ap.add_argument("--threshold", type=float, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", default="1,0", help="comma list of --workers values to run")
     ap.add_argument(
         "--workdir", default=None, help="where to write the pool (default: a temp dir, removed)"
     )
@@ -103,56 +112,53 @@ def main() -> None:
         captions, entries = generate(tmp, args.captions, args.entries, args.vocab, args.seed)
         gen_s = time.perf_counter() - t
         size_mb = captions.stat().st_size / 2**20
-        out = tmp / "out"
-        cmd = [
-            sys.executable,
-            "-m",
-            "fmlab.cli.main",
-            "curate",
-            "--captions",
-            str(captions),
-            "--entries",
-            str(entries),
-            "--threshold",
-            str(args.threshold),
-            "--seed",
-            "0",
-            "--out",
-            str(out),
-        ]
-        load_before = os.getloadavg()
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0:
-            sys.exit(f"curate failed ({proc.returncode}):\n{proc.stderr}")
-        stats = json.loads((out / "stats.json").read_text())
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         print(
             f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-            f"python {platform.python_version()} "
-            f"load(1,5,15) before={tuple(round(x, 2) for x in load_before)} "
-            f"after={tuple(round(x, 2) for x in os.getloadavg())}"
+            f"python {platform.python_version()}"
         )
         print(
             f"pool: {args.captions:,} captions x 12 words ({size_mb:.0f} MiB JSONL), "
             f"{args.entries:,} entries, "
             f"vocab {args.vocab:,} Zipf s=1.1, t={args.threshold:g}; generated in {gen_s:.1f} s"
         )
-        print(
-            f"matches: {stats['matches_before']:,} "
-            f"({stats['mean_entries_per_matched_pair']:.2f} per matched pair), "
-            f"pairs matched {stats['pairs_matched']:,}, kept {stats['pairs_kept']:,}; head entries "
-            f"{stats['head_entries']:,}, tail {stats['tail_entries']:,}"
-        )
-        print(
-            f"fmlab curate end to end: wall {wall:.1f} s, CPU {cpu:.1f} s (user+sys), "
-            f"peak RSS {r1.ru_maxrss / 1024:.0f} MiB"
-        )
-        print("stages (s): " + ", ".join(f"{k} {v}" for k, v in stats["seconds"].items()))
-        print(f"command: {' '.join(cmd)}")
+        walls = {}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            out = tmp / f"out_w{workers}"
+            cmd = [sys.executable, "-m", "fmlab.cli.main", "curate", "--captions", str(captions),
+                   "--entries", str(entries), "--threshold", str(args.threshold), "--seed", "0",
+                   "--out", str(out), "--workers", str(workers)]
+            load_before = os.getloadavg()
+            t = time.perf_counter()
+            # a fresh wrapper per run: ru_maxrss is this run's (RUSAGE_CHILDREN keeps the max)
+            wrapped = [sys.executable, "-c", _WRAP, *cmd]
+            proc = subprocess.run(wrapped, capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            if proc.returncode != 0:
+                sys.exit(f"curate failed ({proc.returncode}):\n{proc.stderr}")
+            usage = json.loads(proc.stdout.strip().splitlines()[-1])
+            stats = json.loads((out / "stats.json").read_text())
+            walls[workers] = wall
+            print(
+                f"\n--workers {workers} (used {stats['workers']}): "
+                f"load(1,5,15) before={tuple(round(x, 2) for x in load_before)} "
+                f"after={tuple(round(x, 2) for x in os.getloadavg())}"
+            )
+            print(
+                f"matches: {stats['matches_before']:,} "
+                f"({stats['mean_entries_per_matched_pair']:.2f} per matched pair), "
+                f"pairs matched {stats['pairs_matched']:,}, kept {stats['pairs_kept']:,}; "
+                f"head entries {stats['head_entries']:,}, tail {stats['tail_entries']:,}"
+            )
+            print(
+                f"fmlab curate end to end: wall {wall:.1f} s, CPU {usage['cpu']:.1f} s (user+sys, "
+                f"all processes), peak RSS {usage['maxrss_mib']:.0f} MiB (largest process)"
+            )
+            print("stages (s): " + ", ".join(f"{k} {v}" for k, v in stats["seconds"].items()))
+            print(f"command: {' '.join(cmd)}")
+        if len(walls) > 1:
+            base = next(iter(walls))
+            print("\nwall ratio vs --workers " + f"{base}: "
+                  + ", ".join(f"{w}: {walls[base] / v:.2f}x" for w, v in walls.items()))
     finally:
         if args.workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)

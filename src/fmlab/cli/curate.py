@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
         f"head >= t: {s['head_entries']:,}, tail: {s['tail_entries']:,}); "
         f"matches {s['matches_before']:,} -> {s['matches_after']:,}"
     )
-    print(f"time: {s['seconds']['total_wall']:.1f} s wall, {s['seconds']['total_cpu']:.1f} s CPU")
+    print(f"time: {s['seconds']['total_wall']:.1f} s wall, {s['seconds']['cpu_main_process']:.1f} s CPU (main process)")
     print(f"wrote {args.out}/curated.jsonl, stats.json, entry_counts.csv, entry_counts.png")
     return 0
