@@ -103,18 +103,26 @@ def test_warmup_longer_than_a_smoke_run_is_shortened(npz_sources, tmp_path, caps
     assert yaml.safe_load((out / "config.yaml").read_text())["schedule"]["warmup_steps"] == 0
 
 
-def test_training_data_is_the_head_of_train_and_queries_its_tail(npz_sources):
+def test_training_data_and_monitor_queries_come_from_train(npz_sources):
+    """Seeded order (the CIFAR-10 file is sorted by class): the first ``limit`` images train,
+    the last ``val_size`` are the monitor's queries; ``order_seed=null`` keeps file order."""
     z = np.load(npz_sources["cifar10"])
-    data = load_pretrain_data(PretrainDataConfig(source=f"npz:{npz_sources['cifar10']}",
-                                                 limit=16, val_size=8))
-    assert torch.equal(data.train.tensors["images"], torch.from_numpy(z["x_train"][:16]))
-    assert torch.equal(data.train.tensors["labels"], torch.from_numpy(z["y_train"][:16]).long())
+    src = f"npz:{npz_sources['cifar10']}"
+    order = np.random.default_rng(5).permutation(48)
+    data = load_pretrain_data(PretrainDataConfig(source=src, limit=16, val_size=8, order_seed=5))
+    assert torch.equal(data.train.tensors["images"], torch.from_numpy(z["x_train"][order[:16]]))
+    assert torch.equal(data.train.tensors["labels"],
+                       torch.from_numpy(z["y_train"][order[:16]]).long())
     assert torch.equal(data.train.tensors["index"], torch.arange(16))
-    assert torch.equal(data.val.tensors["images"], torch.from_numpy(z["x_train"][-8:]))
+    assert torch.equal(data.val.tensors["images"], torch.from_numpy(z["x_train"][order[-8:]]))
+    assert not set(order[:16]) & set(order[-8:])
     assert data.num_classes == 4
+    plain = load_pretrain_data(PretrainDataConfig(source=src, limit=16, val_size=8,
+                                                  order_seed=None))
+    assert torch.equal(plain.train.tensors["images"], torch.from_numpy(z["x_train"][:16]))
+    assert torch.equal(plain.val.tensors["images"], torch.from_numpy(z["x_train"][-8:]))
     with pytest.raises(ConfigError, match="data.val_size: 47 leaves 1 of the 48 images"):
-        load_pretrain_data(PretrainDataConfig(source=f"npz:{npz_sources['cifar10']}",
-                                              val_size=47))
+        load_pretrain_data(PretrainDataConfig(source=src, val_size=47))
 
 
 def test_fmlab_adapt_evaluates_exported_encoders(npz_sources, tmp_path, capsys):

@@ -11,7 +11,8 @@ the run itself determines is filled in here, never in the config: the encoder, t
 backbone's preprocessing spec, so training views and evaluation features are normalised alike),
 and the ViT patch size and mask ratio of the MAE/MP3 transforms.
 
-Data: the ``data.split`` split; its last ``data.val_size`` images are held out as the labelled
+Data: the ``data.split`` split, put in a seeded order (``data.order_seed``; CIFAR-10's file is
+sorted by class); the last ``data.val_size`` images of that order are held out as the labelled
 queries of the online kNN monitor (never the test split), the others are the training set, of
 which ``data.limit`` keeps the first M. The kNN bank is drawn from the training set
 (``monitor.max_train`` images). Images sit decoded in memory as uint8; images whose size
@@ -83,13 +84,17 @@ class ModelConfig:
 
 @dataclass
 class PretrainDataConfig:
-    """Training images: the first ``limit`` of ``split`` after holding out ``val_size``."""
+    """Training images: ``split`` in a seeded order, ``val_size`` held out at the end of that
+    order, the first ``limit`` of the rest."""
 
     source: str = "cifar10"  # fmlab.data.open_source spec: cifar10, mnist, npz:PATH, folder:PATH
     split: str = "train"
     data_root: str | None = None  # default: $FMLAB_DATA
     limit: int = 0  # keep the first M training images (0: all)
-    val_size: int = 1000  # last images of the split, held out as kNN-monitor queries (0: none)
+    val_size: int = 1000  # images held out of training as kNN-monitor queries (0: none)
+    # the split is first put in this seeded order (CIFAR-10's file is sorted by class), so the
+    # held-out queries and the first ``limit`` images are class-mixed; null: file order
+    order_seed: int | None = 0
 
     def validate(self, prefix: str = "data") -> None:
         _check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
@@ -273,14 +278,16 @@ def load_pretrain_data(cfg: PretrainDataConfig) -> PretrainData:
         raise ConfigError(f"data.val_size: {cfg.val_size} leaves {max(n_train, 0)} of the "
                           f"{n} images of {cfg.source}:{cfg.split} for training")
     keep = min(cfg.limit, n_train) if cfg.limit else n_train
+    order = (np.arange(n) if cfg.order_seed is None
+             else np.random.default_rng(cfg.order_seed).permutation(n))
     labels = images.labels
-    train_idx = np.arange(keep)
+    train_idx = order[:keep]
     x = _decode(images, train_idx)
     y = None if labels is None else labels[train_idx]
     train = TensorSource(x, y, index=np.arange(keep))
     val = None
     if cfg.val_size:
-        val_idx = np.arange(n_train, n)
+        val_idx = order[n_train:]
         val = TensorSource(_decode(images, val_idx),
                            None if labels is None else labels[val_idx])
     return PretrainData(train, val, images.class_names, tuple(x.shape[1:]),
