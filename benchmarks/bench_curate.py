@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--vocab", type=int, default=200_000)
     ap.add_argument("--threshold", type=float, default=20_000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
     ap.add_argument("--workers", default="1,0", help="comma list of --workers values to run")
     ap.add_argument(
         "--workdir", default=None, help="where to write the pool (default: a temp dir, removed)"
@@ -125,7 +125,7 @@ def main() -> None:
         for workers in [int(w) for w in args.workers.split(",")]:
             out = tmp / f"out_w{workers}"
             cmd = [sys.executable, "-m", "fmlab.cli.main", "curate", "--captions", str(captions),
-                   "--entries", str(entries), "--threshold", str(args.threshold), "--seed", "0",
+                   "--entries", str(entries), "--threshold", str(args.threshold), "--seed", "1234",
                    "--out", str(out), "--workers", str(workers)]
             load_before = os.getloadavg()
             t = time.perf_counter()

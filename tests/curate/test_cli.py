@@ -13,7 +13,7 @@ ENTRY_COUNTS = {"alpha": 900, "bravo": 400, "charlie": 150, "delta": 60, "echo":
 FILLER = ["the", "a", "photo", "of", "alphabet", "bravos", "nice"]  # look-alikes must not match
 
 
-def write_pool(tmp_path, n_unmatched=50, seed=0):
+def write_pool(tmp_path, n_unmatched=50, seed=100):
     """JSONL pool: each matched caption names exactly one entry; c_e known by construction."""
     rng = np.random.default_rng(seed)
     recs = []

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         f"head >= t: {s['head_entries']:,}, tail: {s['tail_entries']:,}); "
         f"matches {s['matches_before']:,} -> {s['matches_after']:,}"
     )
-    print(f"time: {s['seconds']['total_wall']:.1f} s wall, {s['seconds']['cpu_main_process']:.1f} s CPU (main process)")
+    sec = s["seconds"]
+    print(f"time: {sec['total_wall']:.1f} s wall, {sec['cpu_main_process']:.1f} s CPU (main proc)")
     print(f"wrote {args.out}/curated.jsonl, stats.json, entry_counts.csv, entry_counts.png")
     return 0

@@ -16,39 +16,29 @@ def plot_entry_counts(
     path: str | os.PathLike,
     title: str = "MetaCLIP balancing",
 ) -> None:
-    """Counts per entry, entries ranked by their count before balancing, both axes log scale.
+    """Rank-frequency curves of the entry counts before and after, both axes log scale.
 
-    Ranking by the *before* counts keeps each entry at one x position, so the picture shows the
-    head being cut down to about ``t`` while the tail stays where it was.
+    Each curve is sorted on its own (the usual MetaCLIP picture): balancing cuts the head down to
+    about ``t`` and leaves the tail where it was, so the curve after is flat up to rank ~#head.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    before = np.asarray(before)
-    after = np.asarray(after)
-    order = np.argsort(-before, kind="stable")
-    order = order[before[order] > 0]
-    rank = np.arange(1, len(order) + 1)
     fig = Figure(figsize=(7, 4.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    if len(order):
-        b, a = before[order], after[order]
-        ax.plot(rank, b, color="tab:blue", lw=1.5, label=f"before ({int(before.sum()):,} matches)")
-        shown = a > 0
-        ax.scatter(
-            rank[shown],
-            a[shown],
-            s=3,
-            color="tab:orange",
-            alpha=0.6,
-            linewidths=0,
-            label=f"after ({int(after.sum()):,} matches)",
-        )
+    for counts, label, style in ((before, "before", dict(color="tab:blue", lw=2.0)),
+                                 (after, "after", dict(color="tab:orange", lw=1.5, ls="-"))):
+        c = np.sort(np.asarray(counts))[::-1]
+        c = c[c > 0]
+        if len(c):
+            ax.plot(np.arange(1, len(c) + 1), c, label=f"{label}: {int(c.sum()):,} matches, "
+                    f"{len(c):,} entries", **style)
+    if ax.lines:
         ax.set_xscale("log")
         ax.set_yscale("log")
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"t = {threshold:g}")
-    ax.set_xlabel("entry rank (by count before balancing)")
+    ax.set_xlabel("entry rank (by count)")
     ax.set_ylabel("pairs matching the entry")
     ax.set_title(f"{title}: {int((before > 0).sum()):,} matched entries")
     ax.grid(True, which="major", alpha=0.3)
