@@ -18,6 +18,7 @@ COMMANDS = {
     "pretrain": "fmlab.cli.pretrain",
     "clip": "fmlab.cli.clip",
     "curate": "fmlab.cli.curate",
+    "finetune": "fmlab.cli.finetune",
 }
 
 
