@@ -218,3 +218,20 @@ def test_parallel_error_names_the_exact_line(tmp_path, capsys):
     ent.write_text("alpha\n")
     assert run_cli(cap, ent, tmp_path / "o", 10, 0, "--workers", "4") == 2
     assert "p.jsonl:301: record has no field 'caption'" in capsys.readouterr().err
+
+
+def test_gzipped_jsonl_and_null_captions(tmp_path, capsys):
+    import gzip
+
+    cap, ent, _ = write_pool(tmp_path)
+    gz = tmp_path / "pool.jsonl.gz"
+    gz.write_bytes(gzip.compress(cap.read_bytes() + b'{"caption": null}\n'))
+    a = curate(CurateConfig(captions=cap, entries=ent, threshold=60, seed=9, out=tmp_path / "a"))
+    b = curate(CurateConfig(captions=gz, entries=ent, threshold=60, seed=9, out=tmp_path / "b"))
+    assert b["pairs_total"] == a["pairs_total"] + 1 and b["pairs_matched"] == a["pairs_matched"]
+    # one uniform per record, in input order: the extra (dropped) last record changes nothing
+    assert (tmp_path / "a" / "curated.jsonl").read_bytes() == (
+        tmp_path / "b" / "curated.jsonl"
+    ).read_bytes()
+    assert run_cli(cap, ent, tmp_path / "c", 10, 0, "--workers", "-1") == 2
+    assert "workers" in capsys.readouterr().err
