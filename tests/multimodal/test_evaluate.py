@@ -78,6 +78,7 @@ def open_clip_model():
     return load_image_text_model("open_clip:ViT-S-32")
 
 
+@pytest.mark.slow
 def test_open_clip_as_it_is(open_clip_model):
     import open_clip
 
@@ -92,6 +93,7 @@ def test_open_clip_as_it_is(open_clip_model):
     assert open_clip_model.logit_scale.item() == pytest.approx(oc.logit_scale.item())
 
 
+@pytest.mark.slow
 def test_zeroshot_and_retrieval_end_to_end_on_open_clip(open_clip_model):
     from fmlab.data.sources import ArraySplit, ImageTextSplit
     from fmlab.multimodal.evaluate import retrieval_evaluate, zeroshot_evaluate

@@ -83,7 +83,11 @@ def _toy_pairs(n=16, seed=0):
     return ImageTextSplit(split, caps, np.arange(n)), split
 
 
-@pytest.mark.parametrize("loss,bias", [("clip", None), ("siglip", -10.0), ("multipos", None)])
+@pytest.mark.parametrize("loss,bias", [
+    ("clip", None),
+    pytest.param("siglip", -10.0, marks=pytest.mark.slow),
+    pytest.param("multipos", None, marks=pytest.mark.slow),
+])
 def test_few_engine_steps_lower_the_loss(tiny_text_tower_factory, loss, bias):
     from fmlab.engine import OptimConfig, ScheduleConfig, Trainer, TrainerConfig
     from fmlab.models import create_backbone

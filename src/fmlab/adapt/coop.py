@@ -1,0 +1,197 @@
+"""CoOp (Zhou et al., IJCV 2022): learn M context vectors in the text tower's token-embedding
+space; everything else stays frozen.
+
+Prompt of class k: ``[SOS] v_1 … v_M CLASS_k . [EOS]`` (class token at the ``end``; ``middle``
+puts half the context on each side, ``front`` puts the class first). With MiniLM the vectors are
+inserted after [CLS] in BERT's word-embedding space (mean pooling over the longer mask); with
+open_clip after SOS, pooled at the shifted EOT. One shared context, or one per class (``csc``).
+
+Because the image tower is frozen, ``fit`` takes *image embeddings in the joint space*
+(``ImageTextModel.encode_image`` of the training images, which may be cached like any feature)
+and only the text side runs per step, as in CoOp. Scores are ``s · cos(x, g(t_k))`` with the
+model's own (frozen) logit scale ``s``. Optimiser: SGD (momentum 0.9, wd 5e-4), lr 0.002 with
+cosine decay, the first epoch at a constant 1e-5 (CoOp's warmup), batch 32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fmlab.adapt.base import Estimator, views_as_samples
+from fmlab.errors import ConfigError, DataError
+
+Position = Literal["end", "middle", "front"]
+
+
+class PromptLearner(nn.Module):
+    """Learnable context + frozen class-name token embeddings → class text embeddings (C, D)."""
+
+    def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
+                 position: Position = "end", ctx_init: str | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if position not in ("end", "middle", "front"):
+            raise ConfigError(f"class_token_position: {position!r} is not one of end, middle, front")
+        if n_ctx < 1 and ctx_init is None:
+            raise ConfigError(f"n_ctx: {n_ctx} must be >= 1")
+        tower = model.text
+        self.model = model
+        self.position = position
+        names = [str(n).replace("_", " ") for n in class_names]
+        ids, end = tower.prompt_plan([f"{n}." for n in names])
+        device = model.logit_scale.device
+        with torch.no_grad():
+            emb = tower.token_embedding(ids.to(device)).float()
+        self.register_buffer("class_emb", emb, persistent=False)
+        self.register_buffer("end", end.to(device), persistent=False)
+        self.name_len = (end - 2).tolist()  # tokens between SOS and "."
+        dim = emb.shape[-1]
+        if ctx_init:
+            init_ids, init_end = tower.prompt_plan([ctx_init])
+            with torch.no_grad():
+                vecs = tower.token_embedding(init_ids[0, 1:int(init_end[0])].to(device)).float()
+            n_ctx = vecs.shape[0]
+            ctx = vecs.unsqueeze(0).repeat(len(names), 1, 1) if csc else vecs
+        else:
+            shape = (len(names), n_ctx, dim) if csc else (n_ctx, dim)
+            ctx = torch.randn(shape, generator=generator) * 0.02
+        self.n_ctx = n_ctx
+        self.ctx = nn.Parameter(ctx.to(device).clone())
+
+    def prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings (C, L+M, D) and each prompt's EOS position."""
+        C = self.class_emb.shape[0]
+        ctx = self.ctx if self.ctx.ndim == 3 else self.ctx.unsqueeze(0).expand(C, -1, -1)
+        emb = self.class_emb.to(ctx.dtype)
+        if self.position == "end":
+            seq = torch.cat([emb[:, :1], ctx, emb[:, 1:]], dim=1)
+        else:
+            rows = []
+            half = self.n_ctx // 2
+            for c in range(C):
+                n = self.name_len[c]
+                sos, name, rest = emb[c, :1], emb[c, 1:1 + n], emb[c, 1 + n:]
+                if self.position == "front":
+                    rows.append(torch.cat([sos, name, ctx[c], rest]))
+                else:
+                    rows.append(torch.cat([sos, ctx[c, :half], name, ctx[c, half:], rest]))
+            seq = torch.stack(rows)
+        return seq, self.end + self.n_ctx
+
+    def forward(self) -> torch.Tensor:
+        seq, end = self.prompts()
+        return self.model.text_proj(self.model.text.forward_embeds(seq, end))
+
+
+class CoOp(Estimator):
+    """Context optimisation on a frozen :class:`~fmlab.multimodal.ImageTextModel`.
+
+    ``fit(X, y)``: ``X`` = the model's image embeddings (N, D) or (V, N, D) augmented views;
+    labels index ``class_names``.
+    """
+
+    views = "samples"
+
+    def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
+                 class_token_position: Position = "end", ctx_init: str | None = None,
+                 lr: float = 0.002, epochs: int = 50, batch_size: int = 32,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, warmup_epochs: int = 1,
+                 warmup_lr: float = 1e-5, max_steps: int | None = None, seed: int = 0) -> None:
+        self.model = model
+        self.class_names = list(class_names)
+        self.n_ctx = n_ctx
+        self.csc = csc
+        self.class_token_position = class_token_position
+        self.ctx_init = ctx_init
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.warmup_lr = warmup_lr
+        self.max_steps = max_steps
+        self.seed = seed
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ConfigError(f"CoOp: epochs ({epochs}), batch_size ({batch_size}) and lr ({lr}) "
+                              "must be positive")
+
+    def _fit(self, X, y, X_val, y_val) -> None:
+        if X.ndim == 3:
+            X, y = views_as_samples(X, y)
+        y_global = torch.as_tensor(self.classes_)[y]
+        if self.classes_.max() >= len(self.class_names):
+            raise DataError(f"labels go up to {int(self.classes_.max())} but CoOp has "
+                            f"{len(self.class_names)} class names")
+        y = y_global  # prompts cover every class name; scores keep classes_ columns
+        g = torch.Generator().manual_seed(self.seed)
+        self.learner_ = PromptLearner(self.model, self.class_names, self.n_ctx, self.csc,
+                                      self.class_token_position, self.ctx_init, g)
+        frozen = [(p, p.requires_grad) for p in self.model.parameters()]
+        was_training = self.model.training
+        self.model.eval()
+        for p, _ in frozen:
+            p.requires_grad_(False)
+        self.scale_ = float(self.model.logit_scale_value())
+        device = self.model.logit_scale.device
+        Xn = F.normalize(X.float(), dim=-1).to(device)
+        y = y.to(device)
+        opt = torch.optim.SGD([self.learner_.ctx], lr=self.lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay)
+        n = len(Xn)
+        spe = max(1, math.ceil(n / self.batch_size))
+        total = spe * self.epochs
+        if self.max_steps:
+            total = min(total, self.max_steps)
+        warm = min(self.warmup_epochs * spe, total - 1) if total > 1 else 0
+        self.losses_ = []
+        step = 0
+        try:
+            while step < total:
+                perm = torch.randperm(n, generator=g)
+                for start in range(0, n, self.batch_size):
+                    if step >= total:
+                        break
+                    idx = perm[start:start + self.batch_size].to(device)
+                    if step < warm:
+                        lr = self.warmup_lr
+                    else:
+                        t = (step - warm) / max(total - warm, 1)
+                        lr = 0.5 * self.lr * (1 + math.cos(math.pi * t))
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    logits = self.scale_ * Xn[idx] @ F.normalize(self.learner_(), dim=-1).T
+                    loss = F.cross_entropy(logits, y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    self.losses_.append(float(loss.detach()))
+                    step += 1
+        finally:
+            for p, req in frozen:
+                p.requires_grad_(req)
+            self.model.train(was_training)
+        with torch.no_grad():
+            self.text_weights_ = F.normalize(self.learner_().float(), dim=-1).cpu()
+        self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
+                                 "class_token_position": self.class_token_position,
+                                 "lr": self.lr, "epochs": self.epochs, "steps": total,
+                                 "batch_size": self.batch_size, "logit_scale": self.scale_}
+
+    def _scores(self, X: torch.Tensor) -> torch.Tensor:
+        w = self.text_weights_[torch.as_tensor(self.classes_)].to(X.dtype)
+        return self.scale_ * F.normalize(X, dim=-1) @ w.T
+
+
+def class_prompt_weights(model, class_names: Sequence[str], template: str = "a photo of a {}.") -> np.ndarray:
+    """The hand-written-prompt baseline CoOp is compared with: normalised text embeddings."""
+    with torch.no_grad():
+        return F.normalize(model.encode_text([template.format(c) for c in class_names]).float(),
+                           dim=-1).cpu().numpy()
