@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="labelled image source")
     p.add_argument("--methods", default="ncm,knn,linear,gda,tip,tipf",
                    help="comma list of ncm,knn,linear,gda,tip,tipf,zeroshot and ensembles like gda+zs")
-    p.add_argument("--shots", default="1,2,4,8,16", help="comma list of shots per class, or 'all'")
+    p.add_argument("--shots", default="1,2,4,8,16,all",
+                   help="comma list of shots per class; 'all' = the full train split (default 1,2,4,8,16,all)")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--text-encoder", default=None, help="for zero-shot: open_clip:<arch>[:<tag>] or text:minilm")
     p.add_argument("--templates", default=None, help="JSON list of prompt templates with {}")

@@ -129,6 +129,34 @@ class FileListSplit(ImageSplit):
         return _stack(out, self.origin, self.name)
 
 
+class SubsetSplit(ImageSplit):
+    """The images of ``parent`` at ``indices`` (in that order), decoded on demand.
+
+    Its content hash covers the parent's and the indices, so features of a subset cache apart
+    from features of the whole split.
+    """
+
+    def __init__(self, parent: ImageSplit, indices: np.ndarray) -> None:
+        from fmlab.utils.io import sha256_bytes
+
+        idx = np.asarray(indices, dtype=np.int64)
+        super().__init__(
+            name=parent.name,
+            labels=None if parent.labels is None else parent.labels[idx],
+            class_names=parent.class_names,
+            content_hash=sha256_bytes(parent.content_hash.encode() + idx.astype("<i8").tobytes()),
+            origin=parent.origin,
+        )
+        self.parent = parent
+        self.indices = idx
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def _decode(self, idx: np.ndarray) -> np.ndarray:
+        return self.parent.get_batch(self.indices[idx])
+
+
 def decode_image(data: bytes, mode: str, what: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 

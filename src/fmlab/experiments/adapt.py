@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fmlab.errors import ConfigError, DataError
@@ -73,6 +74,32 @@ def zeroshot_weights(text_encoder: str, class_names: list[str], templates: str |
                                       lambda texts: enc.encode(texts).float())
 
 
+def _split_rows(labels, shots, seeds, class_names) -> np.ndarray:
+    """Union of the train and validation rows of every (shots, seed) split of the sweep."""
+    from fmlab.adapt.splits import make_split
+
+    rows = set()
+    for k in shots:
+        for seed in seeds:
+            sp = make_split(labels, k, seed, class_names=class_names, n_classes=len(class_names))
+            rows.update(np.asarray(sp.train).tolist())
+            rows.update(np.asarray(sp.val).tolist())
+    return np.asarray(sorted(rows), dtype=np.int64)
+
+
+def _train_features(bb, train, rows: np.ndarray | None, views: int, progress):
+    """Features of the train split, or of its ``rows`` only, scattered into a full-size tensor."""
+    from fmlab.data.sources import SubsetSplit
+    from fmlab.features import FeatureSet, cached_features
+
+    if rows is None:
+        return cached_features(bb, train, n_views=views, seed=0, progress=progress)
+    sub = cached_features(bb, SubsetSplit(train, rows), n_views=views, seed=0, progress=progress)
+    full = torch.zeros((*sub.features.shape[:-2], len(train), sub.features.shape[-1]))
+    full[..., torch.from_numpy(rows), :] = sub.features
+    return FeatureSet(full, torch.from_numpy(train.labels), {**sub.meta, "rows_extracted": int(len(rows))})
+
+
 def run_adapt(cfg: AdaptConfig) -> list[dict]:
     """Run the sweep and write its outputs into ``cfg.out``; return the records."""
     from fmlab.adapt.protocol import plot_accuracy_vs_shots, run_sweep, summarize
@@ -91,11 +118,15 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
         raise DataError(f"{cfg.data} has no 'test' split; pass --test-split")
     test = source.split(test_name)
     bb = create_backbone(cfg.backbone, weights=cfg.weights)
-    ftrain = cached_features(bb, train, progress=cfg.progress)
+    # Without `all`, the splits touch only a few images per class: extract just those rows (the
+    # others stay zero and are never indexed), so a 1-16-shot sweep on a 60k-image source does not
+    # pay for 60k forward passes.
+    needed = None if "all" in cfg.shots else _split_rows(train.labels, cfg.shots, cfg.seeds, source.class_names)
+    ftrain = _train_features(bb, train, needed, 0, cfg.progress)
     ftest = cached_features(bb, test, progress=cfg.progress)
     fviews = None
     if cfg.views and VIEW_METHODS & {m.split("+")[0] for m in cfg.methods}:
-        fviews = cached_features(bb, train, n_views=cfg.views, seed=0, progress=cfg.progress).features
+        fviews = _train_features(bb, train, needed, cfg.views, cfg.progress).features
     zs = None
     if _needs_zeroshot(cfg.methods):
         if not cfg.text_encoder:
