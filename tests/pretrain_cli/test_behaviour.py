@@ -182,3 +182,30 @@ def test_distill_teacher_sees_the_students_crop_in_its_own_preprocessing(npz_sou
         ref = student[i] if same_flip[i] else student[i].flip(-1)
         torch.testing.assert_close(out["images"][i], ref, rtol=0, atol=1e-5)
     assert 0 < sum(same_flip) < 12
+
+
+@pytest.mark.parametrize("arch, kwargs", [
+    ("resnet_cifar", "{depth: 8, width: 8}"),
+    pytest.param("timm:vit_tiny_patch16_224", "{img_size: 32, patch_size: 8}",
+                 marks=pytest.mark.slow),
+])
+def test_architecture_kwargs_are_recorded_for_loading(arch, kwargs, npz_sources, tmp_path):
+    run = tmp_path / "run"
+    assert main(smoke_args(_config("simclr_cifar10"), npz_sources["cifar10"], run,
+                           f"model.arch={arch}", f"model.kwargs={kwargs}")) == 0
+    meta = json.loads((run / "encoder.json").read_text())
+    assert meta["load_check"] == "ok" and meta["architecture"] == arch
+    expected = yaml.safe_load(kwargs) | ({"num_classes": 0} if arch.startswith("timm:") else {})
+    assert meta["kwargs"] == expected
+    bb = create_backbone(arch, weights=run / "encoder.safetensors", **meta["kwargs"])
+    exported = load_file(str(run / "encoder.safetensors"))
+    assert all(torch.equal(bb.trunk.state_dict()[k], v) for k, v in exported.items())
+
+
+def test_teacher_weights_need_their_variable(npz_sources, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FMLAB_DATA", str(tmp_path))  # so smoke_args keeps the config's teacher
+    args = smoke_args(_config("distill_cifar10"), npz_sources["cifar10"], tmp_path / "run")
+    monkeypatch.delenv("FMLAB_DATA")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "objective.teacher_weights" in err and "FMLAB_DATA" in err and "not set" in err
