@@ -9,6 +9,7 @@ Estimators (scikit-learn style, torch on CPU): :class:`NCM`, :class:`KNN`, :clas
 """
 
 from fmlab.adapt.base import Estimator
+from fmlab.adapt.coop import CoOp, PromptLearner
 from fmlab.adapt.ensemble import ZeroShotEnsemble
 from fmlab.adapt.gda import GDA, ledoit_wolf_shrinkage, oas_shrinkage
 from fmlab.adapt.knn import KNN
@@ -27,6 +28,8 @@ from fmlab.adapt.tip import TipAdapter, TipAdapterF
 from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
 
 __all__ = [
+    "CoOp",
+    "PromptLearner",
     "GDA",
     "KNN",
     "METHODS",
