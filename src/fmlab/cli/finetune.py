@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
                    help="training setting override (repeatable)")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
     p.add_argument("--max-test", type=int, default=None,
-                   help="score on the first N test images only (smoke runs)")
+                   help="score on a seeded random subset of N test images (smoke runs)")
     p.add_argument("--out", required=True, help="output directory")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")

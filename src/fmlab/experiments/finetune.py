@@ -118,6 +118,7 @@ class FinetuneSettings:
     distill_steps: int = 100  # pela only
     distill_lr: float = 1e-4
     distill_batch_size: int = 64
+    distill_images: int = 0  # unlabelled train images to distil on: 0 = all, else a seeded subset
     pela_finetune: Literal["full", "factors"] = "full"
 
     def validate(self, prefix: str = "") -> None:
@@ -125,7 +126,8 @@ class FinetuneSettings:
                         ("eval_batch_size", self.eval_batch_size >= 1),
                         ("distill_steps", self.distill_steps >= 0),
                         ("distill_lr", self.distill_lr > 0),
-                        ("distill_batch_size", self.distill_batch_size >= 1)):
+                        ("distill_batch_size", self.distill_batch_size >= 1),
+                        ("distill_images", self.distill_images >= 0)):
             if not ok:
                 raise ConfigError(f"{prefix}{key}: {getattr(self, key)!r} is out of range")
 
@@ -164,7 +166,7 @@ class FinetuneConfig:
     targets: list[str] | None = None
     overrides: list[str] = field(default_factory=list)  # --set
     test_split: str | None = None
-    max_test: int | None = None  # score on the first N test images only (smoke runs)
+    max_test: int | None = None  # score on a seeded random subset of N test images
     data_root: str | None = None
     db: Path | None = None
 
@@ -465,6 +467,7 @@ class RunInputs:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int
+    distill_idx: np.ndarray  # train-split indices PELA distils on
 
     def rows(self, idx: np.ndarray) -> torch.Tensor:
         return self.train_images[torch.as_tensor(self.pos[idx])]
@@ -496,7 +499,7 @@ def run_one(cfg: FinetuneConfig, method: str, shots: int | str, seed: int, split
             assert teacher is not None
             if s.distill_steps > 0:
                 td = time.perf_counter()
-                all_idx = np.flatnonzero(inputs.pos >= 0)
+                all_idx = inputs.distill_idx
                 dcfg = dataclasses.replace(
                     s.trainer, max_steps=s.distill_steps,
                     batch_size=min(s.distill_batch_size, len(all_idx)))
@@ -610,15 +613,22 @@ def run_finetune(cfg: FinetuneConfig) -> list[dict[str, Any]]:
     _preflight(cfg, k)
     for (shots, seed), sp in splits.items():
         sp.save(out / "splits" / f"split_{shots}shot_seed{seed}.json")
-    needed = (np.arange(len(train)) if "pela" in cfg.methods else
-              np.unique(np.concatenate([np.concatenate([s.train, s.val])
-                                        for s in splits.values()])))
+    distill_idx = np.zeros(0, dtype=np.int64)
+    if "pela" in cfg.methods:
+        n_d = resolve_settings("pela", 1, cfg.overrides).distill_images
+        distill_idx = np.arange(len(train)) if n_d == 0 or n_d >= len(train) else np.sort(
+            np.random.default_rng(0).permutation(len(train))[:n_d])
+    needed = np.unique(np.concatenate([distill_idx] + [np.concatenate([s.train, s.val])
+                                                       for s in splits.values()]))
     pos = np.full(len(train), -1, dtype=np.int64)
     pos[needed] = np.arange(len(needed))
-    n_test = len(test) if cfg.max_test is None else min(cfg.max_test, len(test))
+    # --max-test: a seeded random subset (sources may be sorted by class), in index order
+    test_idx = np.arange(len(test)) if cfg.max_test is None or cfg.max_test >= len(test) else \
+        np.sort(np.random.default_rng(0).permutation(len(test))[:cfg.max_test])
+    n_test = len(test_idx)
     inputs = RunInputs(_decode(train, needed), pos, np.asarray(train.labels),
-                       _decode(test, np.arange(n_test)),
-                       torch.as_tensor(np.asarray(test.labels)[:n_test]), k)
+                       _decode(test, test_idx),
+                       torch.as_tensor(np.asarray(test.labels)[test_idx]), k, distill_idx)
     records = []
     for method in cfg.methods:
         for shots in cfg.shots:
