@@ -36,6 +36,7 @@ directories ``OUT/<objective>/seed<S>/``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -138,14 +139,24 @@ def eval_data(args: argparse.Namespace) -> dict:
     te_idx = np.arange(len(test) if not args.eval_test else min(args.eval_test, len(test)))
     return {"train_images": train.get_batch(tr_idx), "train_labels": train.labels[tr_idx],
             "test_images": test.get_batch(te_idx), "test_labels": test.labels[te_idx],
-            "note": f"train subset {len(tr_idx)} (seed 0), test {len(te_idx)} of {args.data}"}
+            "note": f"train subset {len(tr_idx)} (seed 0), test {len(te_idx)} of {args.data}"
+                    + (f" ({source.metadata['warning']})" if "warning" in source.metadata
+                       else "")}
 
 
-def random_init(cfg, seed: int):
+_RANDOM: dict[str, dict] = {}
+
+
+def random_init_scores(cfg, seed: int, ev: dict) -> dict:
+    """Scores of the run's architecture at random init (seeded like the run), once per
+    (architecture, kwargs, seed): the ResNet objectives share them."""
     from fmlab.models import create_backbone
 
-    torch.manual_seed(seed)
-    return create_backbone(cfg.model.arch, **cfg.model.kwargs)
+    key = json.dumps([cfg.model.arch, cfg.model.kwargs, seed], sort_keys=True)
+    if key not in _RANDOM:
+        torch.manual_seed(seed)
+        _RANDOM[key] = evaluate(create_backbone(cfg.model.arch, **cfg.model.kwargs), ev)
+    return _RANDOM[key]
 
 
 # --------------------------------------------------------------------------- runs
@@ -179,7 +190,7 @@ def run_objective(objective: str, args: argparse.Namespace, data, ev: dict) -> l
                "last_loss": res.last_loss, "monitor": res.monitor,
                "command": command(cfg_path, run_dir, sets),
                "pretrained": evaluate(trained, ev),
-               "random": evaluate(random_init(cfg, seed), ev)}
+               "random": random_init_scores(cfg, seed, ev)}
         rows.append(row)
         p, r = row["pretrained"], row["random"]
         print(f"  seed {seed}: {res.step} steps, {row['cpu_min']:.2f} CPU-min, wall "
