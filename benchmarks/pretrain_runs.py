@@ -136,10 +136,13 @@ def eval_data(args: argparse.Namespace) -> dict:
     # seeded, unsorted: the CIFAR-10 file is sorted by class, and the probe's validation slice
     # is the first rows
     tr_idx = np.random.default_rng(0).permutation(len(train))[:args.eval_train]
-    te_idx = np.arange(len(test) if not args.eval_test else min(args.eval_test, len(test)))
+    te_idx = np.arange(len(test))
+    if args.eval_test and args.eval_test < len(test):  # seeded subset: the test file is sorted too
+        te_idx = np.sort(np.random.default_rng(1).permutation(len(test))[:args.eval_test])
     return {"train_images": train.get_batch(tr_idx), "train_labels": train.labels[tr_idx],
             "test_images": test.get_batch(te_idx), "test_labels": test.labels[te_idx],
-            "note": f"train subset {len(tr_idx)} (seed 0), test {len(te_idx)} of {args.data}"
+            "note": f"train subset {len(tr_idx)} (seed 0), test {len(te_idx)}"
+                    f"{' (seed 1)' if len(te_idx) < len(test) else ''} of {args.data}"
                     + (f" ({source.metadata['warning']})" if "warning" in source.metadata
                        else "")}
 
@@ -257,7 +260,8 @@ def main() -> None:
                     help="pre-train on the first N training images (0: all but the 1,000 "
                          "held-out monitor queries)")
     ap.add_argument("--eval-train", type=int, default=10000, help="train subset for kNN/probe")
-    ap.add_argument("--eval-test", type=int, default=0, help="first N test images (0: all)")
+    ap.add_argument("--eval-test", type=int, default=0,
+                    help="a seeded subset of N test images (0: all)")
     ap.add_argument("--calibration-steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
