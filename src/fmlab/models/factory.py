@@ -32,6 +32,7 @@ def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> n
         weights = Path(weights).expanduser()
         if not weights.is_file():
             raise ModelError(f"weights file not found: {weights}")
+        kwargs = {**_recorded_kwargs(name, weights), **kwargs}
     if name.startswith("timm:"):
         return _timm_backbone(name[5:], weights, **kwargs)
     if name.startswith("open_clip:"):
@@ -43,6 +44,27 @@ def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> n
 
         return create_text_encoder(name, weights=weights, **kwargs)
     return BACKBONES.get(name)(weights=weights, **kwargs)
+
+
+def _recorded_kwargs(name: str, weights: Path) -> dict:
+    """Architecture options an fmlab run recorded beside its export (``encoder.json``), so that
+    ``create_backbone(name, weights=RUN/encoder.safetensors)`` rebuilds the trained shape without
+    the user repeating them; explicit keyword arguments still win."""
+    import json
+
+    meta = weights.with_name("encoder.json")
+    if not meta.is_file():
+        return {}
+    try:
+        rec = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{meta}: not readable JSON ({e})") from None
+    if not isinstance(rec, dict) or rec.get("architecture") != name:
+        return {}
+    kw = rec.get("kwargs") or {}
+    if not isinstance(kw, dict):
+        raise ModelError(f"{meta}: 'kwargs' must be an object")
+    return kw
 
 
 def list_backbones() -> list[str]:
