@@ -20,6 +20,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for tests of tiny tensors: thread hand-off costs more than it saves
+    (badly so on a loaded 2-core machine) and results stay bitwise repeatable. Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")`` or an autouse wrapper."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def data_root() -> Path:
     root = os.environ.get("FMLAB_DATA")
     if not root:

@@ -14,12 +14,8 @@ from fmlab.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves, badly so on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Tiny tensors: one thread (see tests/conftest.py)."""
 
 
 def _gen(seed: int = 0) -> torch.Generator:

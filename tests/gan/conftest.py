@@ -4,12 +4,8 @@ loaded 2-core machine (thread hand-off dominates), and it keeps results bitwise 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Tiny tensors: one thread (see tests/conftest.py)."""

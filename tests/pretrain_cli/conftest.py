@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import make_npz
 
@@ -40,9 +39,5 @@ def source_for(config: Path, npz_sources: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches: extra threads cost more than they save on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Tiny tensors: one thread (see tests/conftest.py)."""
