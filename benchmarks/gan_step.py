@@ -44,15 +44,18 @@ def fake_mnist(n: int = 2048, seed: int = 0) -> GANTrainData:
                         origin="synthetic")
 
 
-def median_ms(fn, steps: int, warmup: int = 3) -> float:
+def interleaved_ms(a, b, steps: int, warmup: int = 3) -> tuple[float, float]:
+    """Median ms of ``a`` and ``b``, timed alternately so machine-load drift hits both alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        a()
+        b()
+    ta, tb = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        for fn, acc in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(ta), 1000 * statistics.median(tb)
 
 
 def main() -> None:
@@ -65,7 +68,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN ch={args.ch}, "
-          f"batch {args.batch}, 32x32 grey; median of {args.steps} steps")
+          f"batch {args.batch}, 32x32 grey; median of {args.steps} steps each, interleaved")
     print(f"{'variant':12s} {'gan_step ms':>12s} {'loop step ms':>13s} {'loop/bare':>10s} "
           f"{'steps/CPU-min':>14s}")
     data = fake_mnist()
@@ -82,10 +85,9 @@ def main() -> None:
                 gan_step(tr.nets.G, tr.nets.D, tr.opt_g, tr.opt_d, x, y, tr.step_cfg, g,
                          tr.state)
 
-            bare_ms = median_ms(bare, args.steps)
             c0 = time.process_time()
-            loop_ms = median_ms(tr.train_step, args.steps)
-            cpu_per_step = (time.process_time() - c0) / (args.steps + 3)
+            bare_ms, loop_ms = interleaved_ms(bare, tr.train_step, args.steps)
+            cpu_per_step = (time.process_time() - c0) / (2 * (args.steps + 3))
             print(f"{name:12s} {bare_ms:12.1f} {loop_ms:13.1f} {loop_ms / bare_ms:10.2f} "
                   f"{60 / cpu_per_step:14.0f}")
 
