@@ -136,6 +136,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from fmlab.errors import ConfigError
     from fmlab.experiments.gan_eval import (
+        check_request,
         evaluate_fakes,
         make_extractor,
         open_reference,
@@ -151,7 +152,6 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
     t0 = time.perf_counter()
     ref = open_reference(args.ref, args.data_root)
-    ext = make_extractor(args.features, args.features_weights, args.data_root, args.batch_size)
     if args.generator is not None:
         G, info = load_generator(args.generator, args.arch, _arch_kwargs(args))
         n = args.n or 10000
@@ -165,6 +165,9 @@ def run_eval(args: argparse.Namespace) -> int:
         num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
         what = {"fake_images": str(args.fake_images)}
         method = "fake_images"
+    # built after the inputs are checked: a bad input fails before any extractor warning
+    check_request(images, labels, metrics)
+    ext = make_extractor(args.features, args.features_weights, args.data_root, args.batch_size)
     res = evaluate_fakes(images, labels, ref, ext, metrics, num_classes=num_classes,
                          seed=args.seed, ref_n=args.ref_n)
     res["protocol"].update(what)

@@ -251,14 +251,20 @@ class GANTrainer:
         sample_grid(self.G_eval, s.n, path, seed=s.seed)
         return path
 
-    def evaluate(self, db: Path | None) -> dict[str, Any]:
-        """Metrics of ``eval.n`` samples of the eval generator; logged and stored."""
-        e = self.cfg.eval
+    def eval_context(self) -> tuple[Any, Any]:
+        """(reference split, feature extractor), opened once; a missing reference or weights
+        file fails here, before any training, rather than at the first evaluation."""
         if self._eval_ctx is None:
+            e = self.cfg.eval
             self._eval_ctx = (open_reference(e.ref, self.cfg.data.data_root),
                               make_extractor(e.features, e.features_weights,
                                              self.cfg.data.data_root, e.batch_size))
-        ref, ext = self._eval_ctx
+        return self._eval_ctx
+
+    def evaluate(self, db: Path | None) -> dict[str, Any]:
+        """Metrics of ``eval.n`` samples of the eval generator; logged and stored."""
+        e = self.cfg.eval
+        ref, ext = self.eval_context()
         t0 = time.perf_counter()
         images, labels = generate_images(self.G_eval, e.n, e.seed, batch_size=e.batch_size)
         metrics = list(e.metrics)
@@ -290,6 +296,8 @@ class GANTrainer:
         """Train to ``max_steps`` (or the CPU budget); ``resume`` continues from the latest
         checkpoint in ``run_dir`` (a run without one starts from scratch)."""
         cfg, t = self.cfg, self.cfg.trainer
+        if cfg.eval.every or cfg.eval.final:
+            self.eval_context()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         db = db if db is not None else self.run_dir / "fmlab.db"
         ref = ckpt.latest_checkpoint(self.run_dir) if resume else None

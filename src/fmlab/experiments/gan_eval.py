@@ -13,7 +13,6 @@ mean over classes and per class. It is computed from the same forward pass as th
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +72,10 @@ def make_extractor(name: str, weights: str | os.PathLike | None = None,
                    data_root: str | os.PathLike | None = None, batch_size: int = 500):
     from fmlab.metrics import create_extractor
 
+    # without weights the extractor warns that its values are only good for tests, and the
+    # protocol records weights_sha256: null
     path = resolve_extractor_weights(name, weights, data_root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the random-weights warning: recorded in the protocol
-        ext = create_extractor(name, weights=path, batch_size=batch_size)
-    return ext
+    return create_extractor(name, weights=path, batch_size=batch_size)
 
 
 def class_recall(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -86,6 +84,19 @@ def class_recall(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     labels = np.asarray(labels)
     per_class = {int(c): float(np.mean(pred[labels == c] == c)) for c in np.unique(labels)}
     return {"mean": float(np.mean(list(per_class.values()))), "per_class": per_class}
+
+
+def check_request(images: np.ndarray, labels: np.ndarray | None, metrics: list[str] | str
+                  ) -> list[str]:
+    """The metric names, after the checks that need no extractor (so they fail first)."""
+    wanted = parse_metrics(metrics)
+    if len(images) < 2:
+        raise DataError(f"need at least 2 fake images, got {len(images)}")
+    if labels is None and ("ifid" in wanted or "class_recall" in wanted):
+        which = [m for m in ("ifid", "class_recall") if m in wanted]
+        raise ConfigError(f"metric(s) {', '.join(which)} need the class of every fake sample: "
+                          "a conditional generator, or 'labels' in the fake-images npz")
+    return wanted
 
 
 def evaluate_fakes(images: np.ndarray, labels: np.ndarray | None, ref: Any, extractor: Any,
@@ -98,13 +109,7 @@ def evaluate_fakes(images: np.ndarray, labels: np.ndarray | None, ref: Any, extr
     """
     from fmlab.metrics import evaluate
 
-    wanted = parse_metrics(metrics)
-    if len(images) < 2:
-        raise DataError(f"need at least 2 fake images, got {len(images)}")
-    if labels is None and ("ifid" in wanted or "class_recall" in wanted):
-        which = [m for m in ("ifid", "class_recall") if m in wanted]
-        raise ConfigError(f"metric(s) {', '.join(which)} need the class of every fake sample: "
-                          "a conditional generator, or 'labels' in the fake-images npz")
+    wanted = check_request(images, labels, metrics)
     n_out = extractor.num_classes
     auto_recall = (labels is not None and n_out is not None and num_classes is not None
                    and n_out == num_classes)
