@@ -5,19 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from tests.conftest import make_npz
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one intra-op thread is faster on the shared 2-core box and bitwise repeatable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Tiny nets: one intra-op thread (the shared fixture of tests/conftest.py)."""
 
 
 @pytest.fixture
