@@ -66,6 +66,9 @@ def add_parser(sub) -> None:
     add_data_root(e)
     e.add_argument("--db", default=None, help="also append the results to this SQLite store")
     e.set_defaults(func=run_eval)
+    from fmlab.cli import gan_unlearn
+
+    gan_unlearn.add_parser(gsub)
 
 
 def _add_generator(p: argparse.ArgumentParser, required: bool) -> None:
