@@ -681,3 +681,25 @@ def supervised_view(size: int, padding: int | None = 4, scale: tuple[float, floa
     crop: Any = (RandomCrop(size, padding) if padding is not None
                  else RandomResizedCrop(size, scale=scale))
     return Compose([crop, RandomHorizontalFlip(0.5), Normalize(mean, std)])
+
+
+def supervised_transform(image_size: int = 32, padding: int | None = 4,
+                         mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                         channels: int | None = None) -> BatchTransform:
+    """{"images": uint8} -> {"images": one supervised view}: pad-crop + flip (RRC + flip when
+    ``padding=None``). Shared by the supervised, LOOK and distillation objectives."""
+    view = supervised_view(image_size, padding, mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
+    return BatchTransform({"images": view}, channels=channels)
+
+
+def masked_transform(mask_fn, image_size: int = 32, patch_size: int = 4,
+                     scale: tuple[float, float] = (0.2, 1.0), mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None, channels: int | None = None) -> BatchTransform:
+    """One RRC + flip view plus a per-sample token mask from ``mask_fn(length)`` (MAE's
+    visible/masked split, MP3's context subset)."""
+    if image_size % patch_size:
+        raise ConfigError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+    view = mae_view(image_size, scale, mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
+    return BatchTransform({"images": view}, channels=channels,
+                          masks=[mask_fn((image_size // patch_size) ** 2)])
+

@@ -126,8 +126,6 @@ class LOOK(Objective):
                           mean: Sequence[float] | None = None,
                           std: Sequence[float] | None = None, channels: int | None = None):
         """Supervised augmentation: pad-4 crop + flip (RRC + flip when ``padding=None``)."""
-        from fmlab.data import augment as A
+        from fmlab.data.augment import supervised_transform
 
-        view = A.supervised_view(image_size, padding, mean=mean or A.IMAGENET_MEAN,
-                                 std=std or A.IMAGENET_STD)
-        return A.BatchTransform({"images": view}, channels=channels)
+        return supervised_transform(image_size, padding, mean, std, channels)

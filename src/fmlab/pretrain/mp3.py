@@ -87,13 +87,7 @@ class MP3(Objective):
                           mean: Sequence[float] | None = None,
                           std: Sequence[float] | None = None, channels: int | None = None):
         """RRC + flip + normalise -> ``images``, plus ``context_ids``."""
-        from fmlab.data import augment as A
+        from fmlab.data.augment import masked_transform
 
-        if image_size % patch_size:
-            raise ConfigError(f"image_size {image_size} is not a multiple of patch_size "
-                              f"{patch_size}")
-        length = (image_size // patch_size) ** 2
-        view = A.mae_view(image_size, scale, mean=mean or A.IMAGENET_MEAN,
-                          std=std or A.IMAGENET_STD)
-        return A.BatchTransform({"images": view}, channels=channels,
-                                masks=[mp3_context_fn(length, mask_ratio)])
+        return masked_transform(lambda length: mp3_context_fn(length, mask_ratio), image_size, patch_size,
+                                scale, mean, std, channels)

@@ -45,8 +45,6 @@ class Supervised(Objective):
                           mean: Sequence[float] | None = None,
                           std: Sequence[float] | None = None, channels: int | None = None):
         """Pad-4 crop + flip (CIFAR recipe); RRC + flip when ``padding=None``."""
-        from fmlab.data import augment as A
+        from fmlab.data.augment import supervised_transform
 
-        view = A.supervised_view(image_size, padding, mean=mean or A.IMAGENET_MEAN,
-                                 std=std or A.IMAGENET_STD)
-        return A.BatchTransform({"images": view}, channels=channels)
+        return supervised_transform(image_size, padding, mean, std, channels)
