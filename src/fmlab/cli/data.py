@@ -59,9 +59,10 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"{k}: {info[k]}")
     if info.get("classes"):
         print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
-    for s in info["splits"].values():
+    for key, s in info["splits"].items():
         extra = f", {s['n_captions']} captions" if "n_captions" in s else ""
-        print(f"split {s['split']}: {s['n']} images{extra}, shape {tuple(s['image_shape'])}, "
+        alias = f" (= {s['split']})" if s["split"] != key else ""
+        print(f"split {key}{alias}: {s['n']} images{extra}, shape {tuple(s['image_shape'])}, "
               f"content hash {s['content_hash'][:16]}")
         if "per_class" in s:
             print(f"  per class: {s['per_class']}")
