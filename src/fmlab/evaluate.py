@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from fmlab.errors import DataError, ModelError
@@ -23,7 +22,3 @@ def classify_accuracy(backbone, split, batch_size: int = 500) -> dict:
     n = len(split)
     return {"accuracy": correct / n if n else float("nan"), "n": n}
 
-
-def mean_per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in range(n_classes) if np.any(y_true == c)]
-    return float(np.mean(recalls)) if recalls else float("nan")

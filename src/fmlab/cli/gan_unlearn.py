@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fmlab.cli.common import add_data_root, add_db, resolve_db
@@ -45,18 +44,12 @@ def add_parser(gan_subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmlab.errors import ConfigError
     from fmlab.experiments.unlearn import UnlearnConfig, run_unlearn
     from fmlab.gan.unlearn import StageConfig
 
-    kw = None
-    if args.arch_kwargs is not None:
-        try:
-            kw = json.loads(args.arch_kwargs)
-        except ValueError as e:
-            raise ConfigError(f"--arch-kwargs: not JSON ({e})") from None
-        if not isinstance(kw, dict):
-            raise ConfigError("--arch-kwargs: must be a JSON object")
+    from fmlab.cli.gan import _arch_kwargs
+
+    kw = _arch_kwargs(args)
     cfg = UnlearnConfig(
         generator=args.generator, discriminator=args.discriminator, arch=args.arch,
         arch_kwargs=kw, classifier=args.classifier, classifier_weights=args.classifier_weights,
