@@ -48,10 +48,10 @@ def machine() -> str:
 
 def transfers(root: Path, vit_weights: str | None) -> list[dict]:
     return [
-        {"name": "resnet56→MNIST", "backbone": "resnet56_cifar", "weights": str(root / RESNET56),
+        {"key": "resnet56", "name": "resnet56→MNIST", "backbone": "resnet56_cifar", "weights": str(root / RESNET56),
          "data": "mnist", "augment": "crop",
          "methods": [m for m in METHOD_NAMES if m != "vpt"]},
-        {"name": "vit_tiny→CIFAR-10", "backbone": "vit_tiny_cifar", "weights": vit_weights,
+        {"key": "vit", "name": "vit_tiny→CIFAR-10", "backbone": "vit_tiny_cifar", "weights": vit_weights,
          "data": "cifar10", "augment": "crop_flip", "methods": list(METHOD_NAMES)},
     ]
 
@@ -67,7 +67,16 @@ def main() -> None:
     ap.add_argument("--methods", default=None, help="comma list (default: all)")
     ap.add_argument("--vit-weights", default=None)
     ap.add_argument("--max-test", type=int, default=None)
+    ap.add_argument("--steps", default=None,
+                    help="override every method's budget: '16:STEPS,all:STEPS' (distillation "
+                         "for PELA gets a third of it)")
+    ap.add_argument("--transfers", default="resnet56,vit", help="comma list: resnet56, vit")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="extra --set override for every run, e.g. trainer.bf16=true")
     args = ap.parse_args()
+    step_override = None
+    if args.steps:
+        step_override = {k: int(v) for k, v in (x.split(":") for x in args.steps.split(","))}
     root = os.environ.get("FMLAB_DATA")
     if not root:
         raise SystemExit("set FMLAB_DATA to the data root (MNIST, CIFAR-10, ResNet-56 weights)")
@@ -78,19 +87,28 @@ def main() -> None:
     max_test = 100 if args.smoke else args.max_test
     rows = []
     for tr in transfers(Path(root), args.vit_weights):
-        for method in tr["methods"]:
-            if args.methods and method not in args.methods.split(","):
+        if tr["key"] not in args.transfers.split(","):
+            continue
+        for variant in tr["methods"] + ["pela_nodistill"]:
+            # pela_nodistill: PELA's truncated SVD fine-tuned without the distillation stage
+            method = "pela" if variant == "pela_nodistill" else variant
+            if args.methods and variant not in args.methods.split(","):
                 continue
             for k in shots:
                 full = k == "all"
-                steps = 2 if args.smoke else BUDGETS[method][full]
+                steps = 2 if args.smoke else (step_override[str(k)] if step_override
+                                              else BUDGETS[method][full])
+                dsteps = 2 if args.smoke else (steps // 3 if step_override
+                                               else DISTILL_STEPS[full])
+                if variant == "pela_nodistill":
+                    dsteps = 0
                 overrides = [f"trainer.max_steps={steps}", f"augment={tr['augment']}",
-                             f"distill_steps={2 if args.smoke else DISTILL_STEPS[full]}"]
+                             f"distill_steps={dsteps}", *args.sets]
                 if args.smoke:
                     overrides.append("distill_images=256")
                 cfg = FinetuneConfig(
                     backbone=tr["backbone"], weights=tr["weights"], data=tr["data"],
-                    out=Path(args.out) / tr["backbone"], methods=[method], shots=[k],
+                    out=Path(args.out) / tr["backbone"] / variant, methods=[method], shots=[k],
                     seeds=seeds, overrides=overrides, max_test=max_test, data_root=root,
                     db=Path(args.out) / "fmlab.db")
                 t0 = time.perf_counter()
@@ -98,12 +116,12 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 acc = np.array([r["accuracy"] for r in recs]) * 100
                 step_s = np.mean([r["train_seconds"] / max(r["steps"], 1) for r in recs])
-                rows.append([tr["name"], method, str(k), f"{acc.mean():.2f} ± {acc.std():.2f}",
+                rows.append([tr["name"], variant, str(k), f"{acc.mean():.2f} ± {acc.std():.2f}",
                              f"{recs[0]['trainable_parameters']:,}",
                              f"{np.mean([r['seconds'] for r in recs]):.1f}",
                              f"{step_s:.3f}", f"{np.mean([r['peak_memory_mb'] for r in recs]):.0f}",
                              f"{wall:.1f}"])
-                print(json.dumps({"transfer": tr["name"], "method": method, "shots": k,
+                print(json.dumps({"transfer": tr["name"], "method": variant, "shots": k,
                                   "accuracy": acc.tolist(), "s_per_step": round(step_s, 4)}),
                       flush=True)
     head = ["transfer", "method", "shots", "test acc %", "trainable", "s/run", "s/step",

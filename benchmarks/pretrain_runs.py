@@ -168,8 +168,9 @@ def random_init_scores(cfg, seed: int, ev: dict) -> dict:
 def run_objective(objective: str, args: argparse.Namespace, data, ev: dict) -> list[dict]:
     cfg_path = CONFIG_DIR / f"{objective}_{args.data}.yaml"
     per_step = cpu_per_step(objective, args, data)
-    steps = max(int(args.budget * 60 / per_step), 1)
-    print(f"{objective}: {per_step:.2f} CPU-s per step -> {steps} steps for {args.budget} "
+    budget = args.budget_for.get(objective, args.budget)
+    steps = max(int(budget * 60 / per_step), 1)
+    print(f"{objective}: {per_step:.2f} CPU-s per step -> {steps} steps for {budget} "
           f"CPU-min", flush=True)
     rows = []
     for seed in args.seeds:
@@ -212,7 +213,9 @@ def command(cfg_path: Path, run_dir: Path, sets: list[str]) -> str:
 
 def table(rows: list[dict], args: argparse.Namespace, ev_note: str, machine: str) -> str:
     lines = [
-        f"# Pre-training at {args.budget} CPU-minutes per run on {args.data}, seeds "
+        f"# Pre-training at {args.budget} CPU-minutes per run"
+        + "".join(f" ({o}: {m})" for o, m in args.budget_for.items())
+        + f" on {args.data}, seeds "
         f"{','.join(map(str, args.seeds))}",
         "",
         f"Frozen-feature accuracy (%) on {ev_note}; mean ± std over seeds. Primary metric: kNN "
@@ -255,6 +258,8 @@ def main() -> None:
     ap.add_argument("--data", default="cifar10", choices=["cifar10", "mnist"])
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--budget", type=float, default=15.0, help="CPU-minutes of training per run")
+    ap.add_argument("--budget-for", action="append", default=[], metavar="OBJECTIVE=MINUTES",
+                    help="a different budget for one objective, e.g. supervised=2")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--train-images", type=int, default=0,
                     help="pre-train on the first N training images (0: all but the 1,000 "
@@ -269,6 +274,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pretrain_runs")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    try:
+        args.budget_for = {k.strip(): float(v) for k, v in
+                           (item.split("=", 1) for item in args.budget_for)}
+    except ValueError:
+        raise SystemExit(f"--budget-for: expected OBJECTIVE=MINUTES, got {args.budget_for}") from None
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -72,11 +72,15 @@ def main() -> None:
                 rows.append({"digit": digit, "seed": seed, "variant": variant, "gamma": gamma,
                              "share_before": before["target_share"],
                              "share_after": m["target_share"], "fid_before": before["fid"],
-                             "fid_after": m["fid"], "cpu_s": time.process_time() - t0})
+                             "fid_after": m["fid"],
+                             "fidpos_before": before["fid_positives"],
+                             "fidpos_after": m["fid_positives"],
+                             "cpu_s": time.process_time() - t0})
                 r = rows[-1]
                 print(f"digit {digit} seed {seed} {variant:9s} γ={gamma!s:5s} share "
                       f"{r['share_before']:.3f}->{r['share_after']:.3f} FID "
-                      f"{r['fid_before']:.1f}->{r['fid_after']:.1f}", flush=True)
+                      f"{r['fid_before']:.1f}->{r['fid_after']:.1f} FID-pos "
+                      f"{r['fidpos_before']:.1f}->{r['fidpos_after']:.1f}", flush=True)
 
             cfg = StageConfig(steps=a.steps)
             add("finetune", None, unlearn_positives(G, D, pos, None, cfg, "nl2", 0, seed)[0])
