@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -74,3 +76,28 @@ def test_coop_factory_needs_the_model():
 
     with pytest.raises(ConfigError, match="clip-model"):
         create_method("coop")
+
+
+def test_coop_in_the_sweep_never_depends_on_the_test_set(tiny_model):
+    """Two sweeps with unrelated test sets fit the same prompts (same scores on a probe)."""
+    from fmlab.adapt.protocol import run_sweep
+
+    g = torch.Generator().manual_seed(0)
+    names = ["cat", "dog", "car", "ship"]
+    centres = torch.randn(4, 16, generator=g)
+    ytr = np.repeat(np.arange(4), 10)
+    Xtr = (centres[ytr] + 0.3 * torch.randn(40, 16, generator=g)).numpy()
+    probe = torch.randn(6, 16, generator=g).numpy()
+    seen = []
+
+    def sweep(Xte, yte):
+        out = {}
+        run_sweep(Xtr, ytr, Xte, yte, ["coop"], shots=(2,), seeds=(1,), class_names=names,
+                  method_params={"coop": {"model": tiny_model, "class_names": names,
+                                          "epochs": 3, "n_ctx": 2}},
+                  on_fit=lambda m, k, s, est: out.update(p=est.decision_function(probe)))
+        seen.append(out["p"])
+
+    sweep(torch.randn(12, 16, generator=g).numpy(), np.arange(12) % 4)
+    sweep(torch.randn(9, 16, generator=g).numpy() * 5, (np.arange(9) + 1) % 4)
+    np.testing.assert_array_equal(seen[0], seen[1])

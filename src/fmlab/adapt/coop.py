@@ -174,12 +174,13 @@ class CoOp(Estimator):
                     opt.step()
                     self.losses_.append(float(loss.detach()))
                     step += 1
+            # still in eval mode: a model handed over in train mode must not apply dropout here
+            with torch.no_grad():
+                self.text_weights_ = F.normalize(self.learner_().float(), dim=-1).cpu()
         finally:
             for p, req in frozen:
                 p.requires_grad_(req)
             self.model.train(was_training)
-        with torch.no_grad():
-            self.text_weights_ = F.normalize(self.learner_().float(), dim=-1).cpu()
         self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
                                  "class_token_position": self.class_token_position,
                                  "lr": self.lr, "epochs": self.epochs, "steps": total,
