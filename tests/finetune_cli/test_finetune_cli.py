@@ -142,3 +142,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     assert rc == 2
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_class_mean_head_uses_a_seeded_per_class_subset():
+    import torch
+
+    from fmlab.experiments.finetune import per_class_subset
+
+    y = torch.as_tensor(np.repeat(np.arange(3), [10, 50, 4]))
+    rows = per_class_subset(y, 8, seed=1)
+    assert np.bincount(y[rows].numpy()).tolist() == [8, 8, 4]
+    assert torch.equal(rows, per_class_subset(y, 8, seed=1))
+    assert not torch.equal(rows, per_class_subset(y, 8, seed=2))
+    assert torch.equal(per_class_subset(y, 0, seed=1), torch.arange(64))

@@ -15,7 +15,7 @@ One run = (method, shots, seed):
    images through the engine (``distill_steps``), then fine-tunes (``pela_finetune``: the whole
    compressed model, as in PELA, or its factors only);
 4. the head starts at the best scaled nearest-class-mean classifier of the frozen features of the
-   training images (:func:`fmlab.adapt.linear.class_mean_init`; ``head_init=random`` turns it
+   training images (at most ``head_init_per_class`` = 256 per class, seeded) (:func:`fmlab.adapt.linear.class_mean_init`; ``head_init=random`` turns it
    off). Why: the engine gives every parameter the same learning rate, and a random head trained at
    a full-fine-tuning lr of 1e-4 would barely move; starting at the class-mean classifier also keeps
    a random head from distorting pre-trained features in the first steps (LP-FT);
@@ -114,6 +114,7 @@ class FinetuneSettings:
     eval_every_epochs: int = 0  # 0: about EVALS_PER_RUN validations per run
     eval_batch_size: int = 256
     head_init: Literal["class_means", "random"] = "class_means"
+    head_init_per_class: int = 256  # class means from at most this many images per class (0: all)
     bn_stats: Literal["auto", "update", "frozen"] = "auto"
     distill_steps: int = 100  # pela only
     distill_lr: float = 1e-4
@@ -124,6 +125,7 @@ class FinetuneSettings:
     def validate(self, prefix: str = "") -> None:
         for key, ok in (("eval_every_epochs", self.eval_every_epochs >= 0),
                         ("eval_batch_size", self.eval_batch_size >= 1),
+                        ("head_init_per_class", self.head_init_per_class >= 0),
                         ("distill_steps", self.distill_steps >= 0),
                         ("distill_lr", self.distill_lr > 0),
                         ("distill_batch_size", self.distill_batch_size >= 1),
@@ -415,6 +417,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
+def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices of at most ``per_class`` rows of each class (seeded); all rows for 0.
+
+    The class-mean head needs good means, not every image: with the full train split (``all``)
+    encoding every training image would cost more than a short fine-tuning run itself."""
+    lab = labels.cpu().numpy()
+    if per_class == 0 or np.bincount(lab).max() <= per_class:
+        return torch.arange(len(lab))
+    rng = np.random.default_rng([int(seed), 7])
+    keep = [rng.permutation(np.flatnonzero(lab == c))[:per_class] for c in np.unique(lab)]
+    return torch.as_tensor(np.sort(np.concatenate(keep)))
+
+
 @torch.no_grad()
 def init_head_class_means(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                           num_classes: int, batch_size: int) -> None:
@@ -513,7 +528,9 @@ def run_one(cfg: FinetuneConfig, method: str, shots: int | str, seed: int, split
             if s.pela_finetune == "full":
                 fp.apply(model, "full", head=HEAD)
         if s.head_init == "class_means":
-            init_head_class_means(model, x_tr, y_tr, inputs.num_classes, s.eval_batch_size)
+            rows = per_class_subset(y_tr, s.head_init_per_class, seed)
+            init_head_class_means(model, x_tr[rows], y_tr[rows], inputs.num_classes,
+                                  s.eval_batch_size)
         update_bn = (s.bn_stats == "update" or (s.bn_stats == "auto" and (
             method in ("full", "bitfit") or (method == "pela" and s.pela_finetune == "full"))))
         spe = len(split.train) // (s.trainer.batch_size * s.trainer.accumulate)
