@@ -33,7 +33,9 @@ def add_parser(gan_subparsers) -> None:
     p.add_argument("--ewc-lambda", type=float, default=1.0)
     p.add_argument("--adapted-models", type=int, default=1, help="M adapted models (seeds)")
     p.add_argument("--adapt-steps", type=int, default=400)
-    p.add_argument("--unlearn-steps", type=int, default=400)
+    p.add_argument("--unlearn-steps", type=int, default=1000)
+    p.add_argument("--lr-g", type=float, default=2e-4, help="stage-2 generator learning rate")
+    p.add_argument("--lr-d", type=float, default=2e-4, help="stage-2 discriminator learning rate")
     p.add_argument("--n-eval", type=int, default=5000, help="samples for the metrics")
     p.add_argument("--reference", default="mnist:test", help="real images SOURCE:SPLIT for FID")
     p.add_argument("--seed", type=int, default=0)
@@ -57,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
         repulsion=args.repulsion, gamma=args.gamma, ewc_lambda=args.ewc_lambda,
         adapted_models=args.adapted_models, n_eval=args.n_eval, reference=args.reference,
         seed=args.seed, out=Path(args.out), data_root=args.data_root,
-        adapt=StageConfig(steps=args.adapt_steps), unlearn=StageConfig(steps=args.unlearn_steps),
+        adapt=StageConfig(steps=args.adapt_steps), unlearn=StageConfig(steps=args.unlearn_steps, lr_g=args.lr_g, lr_d=args.lr_d),
         db=resolve_db(args, args.out))
     rep = run_unlearn(cfg)
     b, a = rep["metrics"]["before"], rep["metrics"]["after"]
+    fp = (f"; FID on positives {b['fid_positives']:.1f} -> {a['fid_positives']:.1f}"
+          if b.get("fid_positives") is not None and a.get("fid_positives") is not None else "")
     print(f"class {args.target_class} share {b['target_share']:.3f} -> {a['target_share']:.3f}; "
-          f"FID {b['fid']:.1f} -> {a['fid']:.1f} ({args.repulsion}, gamma {args.gamma})")
+          f"FID {b['fid']:.1f} -> {a['fid']:.1f}{fp} ({args.repulsion}, gamma {args.gamma})")
     print(f"wrote {args.out}/generator.safetensors, report.json, samples_*.png")
     return 0
