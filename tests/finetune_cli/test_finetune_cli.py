@@ -155,3 +155,30 @@ def test_class_mean_head_uses_a_seeded_per_class_subset():
     assert torch.equal(rows, per_class_subset(y, 8, seed=1))
     assert not torch.equal(rows, per_class_subset(y, 8, seed=2))
     assert torch.equal(per_class_subset(y, 0, seed=1), torch.arange(64))
+
+
+def test_class_mean_head_ignores_a_common_feature_offset():
+    """Post-ReLU features share a large common component; the head must classify by the class
+    structure (centred means), not by the offset."""
+    import torch
+    from torch import nn
+
+    from fmlab.experiments.finetune import init_head_class_means
+
+    class Identity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(8, 4)
+
+        def encode(self, x):
+            return x
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 4
+    centres = torch.randn(4, 8, generator=g)
+    X = 50.0 + centres[y] + 0.3 * torch.randn(200, 8, generator=g)  # offset 50 in every dim
+    m = Identity()
+    init_head_class_means(m, X, y, 4, 64)
+    with torch.no_grad():
+        acc = (m.head(X).argmax(1) == y).float().mean()
+    assert acc > 0.95

@@ -22,7 +22,7 @@ One run = (method, shots, seed):
 5. :class:`fmlab.engine.Trainer` trains on the split's training images with a batched uint8
    augmentation; after every ``eval_every_epochs`` epochs (and at the end) a monitor scores the
    split's validation images and keeps a copy of the best state (highest accuracy, ties broken by
-   lower cross-entropy), which is restored before testing;
+   lower cross-entropy; the starting state counts too), which is restored before testing;
 6. test accuracy, trainable parameters, peak memory and seconds go to ``results.json``,
    ``summary.md`` and the results store; the adapter (+ head + buffers) is saved in
    ``OUT/<method>_<shots>_<seed>/adapter/`` and :func:`load_finetuned` rebuilds the model from it.
@@ -433,7 +433,8 @@ def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.T
 @torch.no_grad()
 def init_head_class_means(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                           num_classes: int, batch_size: int) -> None:
-    """Set the head to the best scaled nearest-class-mean classifier of the frozen features."""
+    """Set the head to the best scaled nearest-class-mean classifier of the frozen features
+    (class means of the centred features as weights, the centring as the bias)."""
     from fmlab.adapt.linear import class_mean_init
 
     was = model.training
@@ -441,11 +442,15 @@ def init_head_class_means(model: nn.Module, images: torch.Tensor, labels: torch.
     feats = torch.cat([model.encode(images[i:i + batch_size]).float().cpu()
                        for i in range(0, len(images), batch_size)])
     model.train(was)
+    # centred features: class_mean_init's classifier has no bias, and post-ReLU features share a
+    # large common component that would otherwise dominate every class score; the centring
+    # becomes the bias, b = −W·mean
+    mean = feats.mean(0)
     lam = torch.tensor([1.0 / len(feats)])
-    W0, _ = class_mean_init(feats, labels, num_classes, lam)
+    W0, _ = class_mean_init(feats - mean, labels, num_classes, lam)
     head = model.get_submodule(HEAD)
     head.weight.copy_(W0[0].to(head.weight))
-    head.bias.zero_()
+    head.bias.copy_((-(W0[0] @ mean)).to(head.bias))
 
 
 def _fit(objective: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
@@ -539,6 +544,8 @@ def run_one(cfg: FinetuneConfig, method: str, shots: int | str, seed: int, split
         every = s.eval_every_epochs or max(1, total_epochs // EVALS_PER_RUN)
         monitors = [ValidationMonitor(model, x_va, y_va, every, s.eval_batch_size)] \
             if len(split.val) else []
+        for m in monitors:  # the starting point (class-mean head) is a candidate too
+            m(None, device, "start")
         tt = time.perf_counter()
         fit = _fit(ClassifierObjective(model, update_bn), x_tr, y_tr, s.trainer, s.optim,
                    s.schedule, TrainTransform(model.preprocess, s.augment), monitors)
