@@ -101,3 +101,17 @@ def test_coop_in_the_sweep_never_depends_on_the_test_set(tiny_model):
     sweep(torch.randn(12, 16, generator=g).numpy(), np.arange(12) % 4)
     sweep(torch.randn(9, 16, generator=g).numpy() * 5, (np.arange(9) + 1) % 4)
     np.testing.assert_array_equal(seen[0], seen[1])
+
+
+def test_joint_backbone_hash_tells_random_inits_apart(tiny_model, tiny_text_tower_factory):
+    """No weights file: the cache key must still differ between two random inits."""
+    from fmlab.models import create_backbone
+    from fmlab.multimodal.io import joint_image_backbone
+    from fmlab.multimodal.model import ImageTextModel
+
+    torch.manual_seed(1)
+    other = ImageTextModel(create_backbone("resnet_cifar", depth=8, width=8),
+                           tiny_text_tower_factory(), embed_dim=16)
+    a, b = joint_image_backbone(tiny_model), joint_image_backbone(other)
+    assert a.weights_sha256 and a.weights_sha256 != b.weights_sha256
+    assert a.weights_sha256 == joint_image_backbone(tiny_model).weights_sha256

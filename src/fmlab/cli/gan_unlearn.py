@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         repulsion=args.repulsion, gamma=args.gamma, ewc_lambda=args.ewc_lambda,
         adapted_models=args.adapted_models, n_eval=args.n_eval, reference=args.reference,
         seed=args.seed, out=Path(args.out), data_root=args.data_root,
-        adapt=StageConfig(steps=args.adapt_steps), unlearn=StageConfig(steps=args.unlearn_steps, lr_g=args.lr_g, lr_d=args.lr_d),
+        adapt=StageConfig(steps=args.adapt_steps),
+        unlearn=StageConfig(steps=args.unlearn_steps, lr_g=args.lr_g, lr_d=args.lr_d),
         db=resolve_db(args, args.out))
     rep = run_unlearn(cfg)
     b, a = rep["metrics"]["before"], rep["metrics"]["after"]

@@ -15,9 +15,10 @@ One run = (method, shots, seed):
    images through the engine (``distill_steps``), then fine-tunes (``pela_finetune``: the whole
    compressed model, as in PELA, or its factors only);
 4. the head starts at the best scaled nearest-class-mean classifier of the frozen features of the
-   training images (at most ``head_init_per_class`` = 256 per class, seeded) (:func:`fmlab.adapt.linear.class_mean_init`; ``head_init=random`` turns it
-   off). Why: the engine gives every parameter the same learning rate, and a random head trained at
-   a full-fine-tuning lr of 1e-4 would barely move; starting at the class-mean classifier also keeps
+   training images — at most ``head_init_per_class`` = 256 per class, seeded; class means of the
+   centred features, the centring as bias (:func:`fmlab.adapt.linear.class_mean_init`;
+   ``head_init=random`` turns it off). Why: the engine gives every parameter the same learning
+   rate, and a random head trained at a full-fine-tuning lr of 1e-4 would barely move; starting at the class-mean classifier also keeps
    a random head from distorting pre-trained features in the first steps (LP-FT);
 5. :class:`fmlab.engine.Trainer` trains on the split's training images with a batched uint8
    augmentation; after every ``eval_every_epochs`` epochs (and at the end) a monitor scores the
