@@ -15,7 +15,7 @@ import decimal
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,7 +147,10 @@ class CaptionSource:
                     yield lineno, line
 
     def _captions_jsonl(self, byte_range: tuple[int, int] | None = None) -> Iterator[list[str]]:
-        field, batch = self.field, []
+        return _batched(self._jsonl_captions(byte_range), self.batch_size)
+
+    def _jsonl_captions(self, byte_range: tuple[int, int] | None) -> Iterator[str]:
+        field = self.field
         for lineno, line in self._jsonl_lines(byte_range):
             try:
                 record = json.loads(line)
@@ -159,24 +162,11 @@ class CaptionSource:
                 )
             if field not in record:
                 raise DataError(f"{self.path}:{lineno}: record has no field {field!r}")
-            batch.append(_caption(record[field], f"{self.path}:{lineno}", field))
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            yield _caption(record[field], f"{self.path}:{lineno}", field)
 
     def _kept_jsonl(self, keep: np.ndarray) -> Iterator[tuple[int, list[bytes]]]:
-        i, since, n_keep, out = 0, 0, len(keep), []
-        for _, line in self._jsonl_lines():
-            if i < n_keep and keep[i]:
-                out.append(line if line.endswith(b"\n") else line + b"\n")
-            i += 1
-            since += 1
-            if since >= self.batch_size:
-                yield since, out
-                since, out = 0, []
-        yield since, out
+        return _kept_batches((line for _, line in self._jsonl_lines()), keep, self.batch_size,
+                             lambda line: line if line.endswith(b"\n") else line + b"\n")
 
     # -- CSV --------------------------------------------------------------------------------------
     def _csv_rows(self) -> Iterator[dict[str, str]]:
@@ -196,26 +186,11 @@ class CaptionSource:
                 raise DataError(f"{self.path}:{reader.line_num}: malformed CSV ({e})") from None
 
     def _captions_csv(self) -> Iterator[list[str]]:
-        field, batch = self.field, []
-        for row in self._csv_rows():
-            batch.append(row.get(field) or "")
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        field = self.field
+        return _batched((row.get(field) or "" for row in self._csv_rows()), self.batch_size)
 
     def _kept_csv(self, keep: np.ndarray) -> Iterator[tuple[int, list[bytes]]]:
-        i, since, n_keep, out = 0, 0, len(keep), []
-        for row in self._csv_rows():
-            if i < n_keep and keep[i]:
-                out.append(_json_line(row))
-            i += 1
-            since += 1
-            if since >= self.batch_size:
-                yield since, out
-                since, out = 0, []
-        yield since, out
+        return _kept_batches(self._csv_rows(), keep, self.batch_size, _json_line)
 
     # -- parquet ----------------------------------------------------------------------------------
     def _parquet(self):
@@ -268,6 +243,34 @@ def open_text(raw: IO[bytes]):
     import io
 
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` consecutive items (the last one shorter, none when empty)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _kept_batches(rows: Iterable[Any], keep: np.ndarray, size: int,
+                  render: Callable[[Any], bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """(rows read, rendered kept rows) every ``size`` rows, and once more at the end; row i is
+    kept when ``keep[i]`` (rows past the end of ``keep`` are dropped)."""
+    i, since, n_keep, out = 0, 0, len(keep), []
+    for row in rows:
+        if i < n_keep and keep[i]:
+            out.append(render(row))
+        i += 1
+        since += 1
+        if since >= size:
+            yield since, out
+            since, out = 0, []
+    yield since, out
 
 
 def _json_default(o: Any) -> Any:
