@@ -238,8 +238,12 @@ class GANTrainer:
         lr_g = self.sched[0].apply(self.opt_g, step)
         lr_d = self.sched[1].apply(self.opt_d, step)
         x, y = self.batch(step)
-        logs = gan_step(self.nets.G, self.nets.D, self.opt_g, self.opt_d, x, y, self.step_cfg,
-                        gen, self.state)
+        # trainer.bf16: the forward passes run under bfloat16 autocast (matmuls and convs), the
+        # weights, optimiser states and the EMA generator stay float32
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                            enabled=self.cfg.trainer.bf16):
+            logs = gan_step(self.nets.G, self.nets.D, self.opt_g, self.opt_d, x, y,
+                            self.step_cfg, gen, self.state)
         logs.update(lr_g=lr_g, lr_d=lr_d)
         return logs
 

@@ -161,7 +161,6 @@ class GANConfig:
         t = self.trainer
         _check(t.accumulate == 1, "trainer.accumulate", t.accumulate,
                "must be 1: a GAN step is one D and one G update on one batch")
-        _check(not t.bf16, "trainer.bf16", t.bf16, "is not supported by the GAN loop")
         _check(t.grad_clip == 0, "trainer.grad_clip", t.grad_clip,
                "is not supported by the GAN loop (use gan.r1_lambda or gan.gp_lambda)")
         _check(self.cpu_minutes >= 0, "cpu_minutes", self.cpu_minutes, "must be >= 0")
