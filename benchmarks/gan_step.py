@@ -7,10 +7,10 @@ schedule) — measured side by side in one process, so their ratio is the loop's
 The CPU-minute budgets of ``benchmarks/gan_runs.py`` translate into steps with these numbers.
 Synthetic uint8 28×28 images stand in for MNIST (the step time does not depend on content).
 
-    python benchmarks/gan_step.py [--ch 32] [--steps 15] [--threads 2] [--bf16]
+    python benchmarks/gan_step.py [--ch 32] [--steps 15] [--threads 2]
 
-``--bf16`` runs both under bfloat16 autocast (``trainer.bf16=true``); compare its steps/CPU-min
-column with a run without it.
+A third column times the loop step under bfloat16 autocast (``trainer.bf16=true``) in the same
+round-robin, so fp32/bf16 is a side-by-side ratio.
 """
 
 from __future__ import annotations
@@ -47,18 +47,18 @@ def fake_mnist(n: int = 2048, seed: int = 0) -> GANTrainData:
                         origin="synthetic")
 
 
-def interleaved_ms(a, b, steps: int, warmup: int = 3) -> tuple[float, float]:
-    """Median ms of ``a`` and ``b``, timed alternately so machine-load drift hits both alike."""
+def interleaved_ms(*fns, steps: int, warmup: int = 3) -> list[float]:
+    """Median ms of each function, timed round-robin so machine-load drift hits all alike."""
     for _ in range(warmup):
-        a()
-        b()
-    ta, tb = [], []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(steps):
-        for fn, acc in ((a, ta), (b, tb)):
+        for fn, acc in zip(fns, times):
             t0 = time.perf_counter()
             fn()
             acc.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(ta), 1000 * statistics.median(tb)
+    return [1000 * statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -67,35 +67,33 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN ch={args.ch}, "
-          f"batch {args.batch}, 32x32 grey, {'bf16 autocast' if args.bf16 else 'fp32'}; median of {args.steps} steps each, interleaved")
+          f"batch {args.batch}, 32x32 grey; median of {args.steps} steps each, interleaved")
     print(f"{'variant':12s} {'gan_step ms':>12s} {'loop step ms':>13s} {'loop/bare':>10s} "
-          f"{'steps/CPU-min':>14s}")
+          f"{'bf16 loop ms':>13s} {'fp32/bf16':>10s}")
     data = fake_mnist()
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in VARIANTS.items():
-            cfg = load_gan_config(None, [f"model.ch={args.ch}", f"trainer.batch_size={args.batch}",
-                                         "trainer.max_steps=100000", f"trainer.bf16={str(args.bf16).lower()}",
-                                         *extra])
-            tr = GANTrainer(cfg, tmp, data=data)
+            base = [f"model.ch={args.ch}", f"trainer.batch_size={args.batch}",
+                    "trainer.max_steps=100000", *extra]
+            tr = GANTrainer(load_gan_config(None, base), f"{tmp}/{name}", data=data)
+            tr16 = GANTrainer(load_gan_config(None, [*base, "trainer.bf16=true"]),
+                              f"{tmp}/{name}_bf16", data=data)
             x = to_gan_input(data.images[:args.batch], 1, 32)
             y = torch.from_numpy(data.labels[:args.batch]) if tr.num_classes else None
             g = torch.Generator().manual_seed(0)
 
             def bare(tr=tr, x=x, y=y, g=g) -> None:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                    gan_step(tr.nets.G, tr.nets.D, tr.opt_g, tr.opt_d, x, y, tr.step_cfg, g,
-                             tr.state)
+                gan_step(tr.nets.G, tr.nets.D, tr.opt_g, tr.opt_d, x, y, tr.step_cfg, g,
+                         tr.state)
 
-            c0 = time.process_time()
-            bare_ms, loop_ms = interleaved_ms(bare, tr.train_step, args.steps)
-            cpu_per_step = (time.process_time() - c0) / (2 * (args.steps + 3))
+            bare_ms, loop_ms, bf16_ms = interleaved_ms(bare, tr.train_step, tr16.train_step,
+                                                       steps=args.steps)
             print(f"{name:12s} {bare_ms:12.1f} {loop_ms:13.1f} {loop_ms / bare_ms:10.2f} "
-                  f"{60 / cpu_per_step:14.0f}")
+                  f"{bf16_ms:13.1f} {loop_ms / bf16_ms:10.2f}")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def test_config_typos_fail_naming_the_key(tmp_path, write_config, capsys):
 
 def test_bf16_autocast_trains_float32_weights_close_to_the_float32_run(tmp_path, write_config):
     """trainer.bf16 puts the step under bfloat16 autocast (≈1.8× the steps per CPU-second on an
-    AVX512-BF16 CPU, benchmarks/gan_step.py with and without --bf16); weights, optimiser state and EMA stay fp32."""
+    AVX512-BF16 CPU, benchmarks/gan_step.py); weights, optimiser state and EMA stay fp32."""
     cfg = write_config(samples={"every": 0}, eval={"every": 0, "final": False})
     fp32, bf16 = tmp_path / "fp32", tmp_path / "bf16"
     assert _train(cfg, fp32, "trainer.max_steps=5") == 0
