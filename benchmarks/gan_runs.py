@@ -49,7 +49,8 @@ def mean_std(values: list[float], digits: int = 2) -> str:
 
 def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
     run_dir = Path(args.out) / name / f"seed{seed}"
-    overrides = [f"trainer.seed={seed}", "trainer.progress=false", "eval.every=0"]
+    overrides = [f"trainer.seed={seed}", "trainer.progress=false",
+                 f"eval.every={args.eval_every}"]
     if args.steps:
         overrides += [f"trainer.max_steps={args.steps}", "cpu_minutes=0"]
     else:
@@ -61,14 +62,17 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     res = train_gan(cfg, run_dir, resume=True)
     wall = time.perf_counter() - t0
-    evals = [r for r in read_metrics(run_dir) if "eval" in r]
+    records = read_metrics(run_dir)
+    evals = [r for r in records if "eval" in r]
+    curve = [(r["step"], r.get("train_cpu_s", float("nan")) / 60, r["eval"]["fid"])
+             for r in evals if "fid" in r["eval"]]
     grids = sorted((run_dir / "samples").glob("step_*.png"))
     if grids:
         dest = Path(args.out) / "grids" / f"{name}_seed{seed}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(grids[-1], dest)
     out = {"name": name, "seed": seed, "step": res.step, "cpu_min": res.train_cpu_s / 60,
-           "wall_s": wall, **(evals[-1]["eval"] if evals else {})}
+           "wall_s": wall, "curve": curve, **(evals[-1]["eval"] if evals else {})}
     print(f"  {name:12s} seed {seed}: step {res.step}, {out['cpu_min']:.2f} CPU-min, "
           f"wall {wall:.0f} s, FID {out.get('fid', float('nan')):.2f}", flush=True)
     return out
@@ -96,7 +100,39 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {col('fid')} | {col('kid', 3)} | {col('ifid')} | "
                      f"{col('class_recall', 3)} | {col('precision', 3)} | {col('recall', 3)} | "
                      f"{col('step', 0)} | {col('cpu_min')} |")
+    if any(len(r["curve"]) > 1 for r in results):
+        lines += ["", "FID-LeNet during training (step / CPU-minutes → FID):", ""]
+        for r in results:
+            pts = ", ".join(f"{s} / {c:.1f} → {f:.1f}" for s, c, f in r["curve"])
+            lines.append(f"- {r['name']} seed {r['seed']}: {pts}")
+    lines += ["", "Command:", "", "```", "python " + " ".join(sys.argv), "```"]
     return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: list[dict], path: Path) -> None:
+    """FID-LeNet against training CPU-minutes, one line per run (log y: FID spans decades)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colours = {n: f"C{i}" for i, n in enumerate(dict.fromkeys(r["name"] for r in results))}
+    for r in results:
+        if len(r["curve"]) > 1:
+            _, cpu, fid = zip(*r["curve"])
+            ax.plot(cpu, fid, "o-", color=colours[r["name"]], ms=3, lw=1,
+                    label=r["name"] if r["seed"] == min(q["seed"] for q in results
+                                                        if q["name"] == r["name"]) else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("training CPU-minutes (1 thread)")
+    ax.set_ylabel("FID-LeNet (lower is better)")
+    ax.set_title("MNIST GANs: FID during training, one line per seed")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -107,6 +143,8 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS),
                     help=f"comma list of {', '.join(CONFIGS)}")
     ap.add_argument("--eval-n", type=int, default=0, help="samples per evaluation (default 10000)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="also evaluate every N steps (a FID curve in summary.md and curve.png)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default="runs/gan_mnist")
@@ -125,6 +163,8 @@ def main() -> None:
     out = Path(args.out)
     with atomic_write(out / "summary.md", "w") as f:
         f.write(md)
+    if any(len(r["curve"]) > 1 for r in results):
+        plot_curves(results, out / "curve.png")
     print()
     print(md)
     print(f"total wall time {time.perf_counter() - t0:.0f} s; wrote {out}/summary.md and "
