@@ -168,7 +168,7 @@ def test_bf16_autocast_trains_float32_weights_close_to_the_float32_run(tmp_path,
     fp32, bf16 = tmp_path / "fp32", tmp_path / "bf16"
     assert _train(cfg, fp32, "trainer.max_steps=5") == 0
     assert _train(cfg, bf16, "trainer.max_steps=5", "trainer.bf16=true") == 0
-    w32, s32 = _checkpoint(fp32, 5)
+    w32, _ = _checkpoint(fp32, 5)
     w16, _ = _checkpoint(bf16, 5)
     assert all(v.dtype == torch.float32 for v in w16.values() if v.is_floating_point())
     l32 = [r["logs"] for r in read_metrics(fp32) if "logs" in r][0]
