@@ -117,12 +117,13 @@ def plot_curves(results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = {n: f"C{i}" for i, n in enumerate(dict.fromkeys(r["name"] for r in results))}
+    labelled: set[str] = set()
     for r in results:
         if len(r["curve"]) > 1:
             _, cpu, fid = zip(*r["curve"])
             ax.plot(cpu, fid, "o-", color=colours[r["name"]], ms=3, lw=1,
-                    label=r["name"] if r["seed"] == min(q["seed"] for q in results
-                                                        if q["name"] == r["name"]) else None)
+                    label=None if r["name"] in labelled else r["name"])
+            labelled.add(r["name"])
     ax.set_yscale("log")
     ax.set_xlabel("training CPU-minutes (1 thread)")
     ax.set_ylabel("FID-LeNet (lower is better)")

@@ -4,7 +4,8 @@ For each variant of the MNIST configs (DCGAN 32×32 grey, batch 64): the median 
 bare :func:`fmlab.gan.gan_step` on a fixed batch, and of :meth:`GANTrainer.train_step` (batch
 fetch from the seeded permutation, uint8 → [-1, 1] with the 28 → 32 resize, per-step seeding,
 schedule) — measured side by side in one process, so their ratio is the loop's overhead.
-The CPU-minute budgets of ``benchmarks/gan_runs.py`` translate into steps with these numbers.
+At one thread a step's wall time is its CPU time, so 60,000 / (loop step ms) is the steps per
+CPU-minute that the budgets of ``benchmarks/gan_runs.py`` buy.
 Synthetic uint8 28×28 images stand in for MNIST (the step time does not depend on content).
 
     python benchmarks/gan_step.py [--ch 32] [--steps 15] [--threads 2]

@@ -18,8 +18,9 @@ One run = (method, shots, seed):
    training images — at most ``head_init_per_class`` = 256 per class, seeded; class means of the
    centred features, the centring as bias (:func:`fmlab.adapt.linear.class_mean_init`;
    ``head_init=random`` turns it off). Why: the engine gives every parameter the same learning
-   rate, and a random head trained at a full-fine-tuning lr of 1e-4 would barely move; starting at the class-mean classifier also keeps
-   a random head from distorting pre-trained features in the first steps (LP-FT);
+   rate, and a random head trained at a full-fine-tuning lr of 1e-4 would barely move; starting
+   at the class-mean classifier also keeps a random head from distorting pre-trained features in
+   the first steps (LP-FT);
 5. :class:`fmlab.engine.Trainer` trains on the split's training images with a batched uint8
    augmentation; after every ``eval_every_epochs`` epochs (and at the end) a monitor scores the
    split's validation images and keeps a copy of the best state (highest accuracy, ties broken by
