@@ -93,6 +93,40 @@ def test_head_last_layer_is_weight_normalised():
     assert out.shape == (3, 5) and float(out.detach().abs().max()) <= 1.0 + 1e-5
 
 
+def test_head_batchnorm_spreads_nearly_identical_inputs():
+    """use_bn normalises each hidden unit over the batch: inputs that differ by 1e-3 (a random
+    ResNet's features are that alike) give spread-out outputs with BN and one output without."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 8) + 1e-3 * torch.randn(32, 8)
+    plain = DINOHead(8, out_dim=16, hidden_dim=32, bottleneck_dim=8)
+    torch.manual_seed(0)
+    bn = DINOHead(8, out_dim=16, hidden_dim=32, bottleneck_dim=8, use_bn=True)
+    kinds = [type(m) for m in bn.mlp]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.GELU, nn.Linear, nn.BatchNorm1d, nn.GELU,
+                     nn.Linear]
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in plain.mlp)
+
+    def spread(head: DINOHead) -> float:  # mean per-logit std over the batch
+        return float(head(x).detach().std(0).mean())
+
+    assert spread(plain) < 1e-3
+    assert spread(bn) > 100 * spread(plain)
+
+
+def test_dino_with_bn_head_copies_running_stats_to_the_teacher():
+    torch.manual_seed(0)
+    obj = DINO(_Pixels(), out_dim=16, hidden_dim=16, bottleneck_dim=8, use_bn=True)
+    obj({"global_views": [torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)]})
+    obj.on_after_optimizer_step(0, 10)
+    s_bn = [m for m in obj.head.mlp if isinstance(m, nn.BatchNorm1d)]
+    t_bn = [m for m in obj.teacher_head.mlp if isinstance(m, nn.BatchNorm1d)]
+    assert len(s_bn) == len(t_bn) == 2
+    assert float(s_bn[0].running_var.sub(1).abs().max()) > 0  # the student's stats moved ...
+    for s, t in zip(s_bn, t_bn):  # ... and the teacher holds them
+        assert torch.equal(s.running_mean, t.running_mean)
+        assert torch.equal(s.running_var, t.running_var)
+
+
 class _Pixels(nn.Module):
     """A patch-linear encoder whose outputs vary with the input, so the teacher is informative."""
 

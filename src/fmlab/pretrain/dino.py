@@ -12,6 +12,10 @@ and lightly use 30 epochs from 0.04 to 0.07).
 Optional KoLeo (DINOv2): -mean_i log min_{j != i} ||z_i - z_j|| on the L2-normalised student
 encoder features of each global view, weighted by ``koleo_weight``; it spreads features apart.
 
+``use_bn`` adds BatchNorm to the head's hidden layers (DINO's ``use_bn_in_head``): without it a
+short run from a random ResNet can settle where every image gives the same head output, the
+centred teacher is uniform and the loss sits at log(out_dim) -- the 4-minute CIFAR runs did.
+
 ``freeze_last_layer_steps`` drops the last layer's gradient for the first steps (DINO: one
 epoch; default 0 here because the engine counts steps, not epochs).
 
@@ -79,7 +83,7 @@ class DINO(Objective):
                  teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  teacher_temp_warmup_steps: int = 0, center_momentum: float = 0.9,
                  teacher_momentum: float = 0.996, koleo_weight: float = 0.0,
-                 freeze_last_layer_steps: int = 0) -> None:
+                 freeze_last_layer_steps: int = 0, use_bn: bool = False) -> None:
         super().__init__()
         for name, t in (("student_temp", student_temp), ("teacher_temp", teacher_temp),
                         ("warmup_teacher_temp", warmup_teacher_temp)):
@@ -90,7 +94,7 @@ class DINO(Objective):
                               f"{teacher_momentum}, center_momentum={center_momentum}")
         self._set_encoder(encoder, feature_dim)
         self.head = DINOHead(self.feature_dim, out_dim, hidden_dim, bottleneck_dim, head_layers,
-                             norm_last_layer)
+                             norm_last_layer, use_bn)
         self.teacher_encoder = frozen_copy(self.encoder)
         self.teacher_head = frozen_copy(self.head)
         self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)

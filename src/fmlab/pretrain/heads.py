@@ -51,18 +51,27 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to ``out_dim``."""
+    """MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to ``out_dim``.
+
+    ``use_bn`` puts a BatchNorm1d after each hidden linear layer (DINO's ``use_bn_in_head``).
+    Batch statistics force every hidden unit to vary across the
+    batch, which keeps short runs from all images mapping to one output, where centring then turns
+    the teacher uniform.
+    """
 
     def __init__(self, in_dim: int, out_dim: int = 2048, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, num_layers: int = 3,
-                 norm_last_layer: bool = True) -> None:
+                 norm_last_layer: bool = True, use_bn: bool = False) -> None:
         super().__init__()
         if num_layers < 1:
             raise ConfigError(f"DINO head needs num_layers >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            layers.append(nn.Linear(dim, hidden_dim))
+            if use_bn:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
             dim = hidden_dim
         layers.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*layers)
