@@ -12,9 +12,11 @@ and lightly use 30 epochs from 0.04 to 0.07).
 Optional KoLeo (DINOv2): -mean_i log min_{j != i} ||z_i - z_j|| on the L2-normalised student
 encoder features of each global view, weighted by ``koleo_weight``; it spreads features apart.
 
-``use_bn`` adds BatchNorm to the head's hidden layers (DINO's ``use_bn_in_head``): without it a
-short run from a random ResNet can settle where every image gives the same head output, the
-centred teacher is uniform and the loss sits at log(out_dim) -- the 4-minute CIFAR runs did.
+``use_bn`` adds BatchNorm to the head's hidden layers (DINO's ``use_bn_in_head``). Without it a
+short run from a random ResNet-20 settled where every image gives about the same head output, the
+centred teacher is uniform and the loss sits at log(out_dim): on CIFAR-10 the loss stayed at 6.91
+(K = 1,024) for 150 steps at lr 5e-4 and at 2e-3, and the kNN monitor did not move; with BN it
+fell (6.56 at lr 2e-3) and kNN rose from 0.32 to 0.35 (docs/benchmarks.md).
 
 ``freeze_last_layer_steps`` drops the last layer's gradient for the first steps (DINO: one
 epoch; default 0 here because the engine counts steps, not epochs).
