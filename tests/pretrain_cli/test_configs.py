@@ -70,6 +70,20 @@ def test_config_smoke_run(config, npz_sources, tmp_path, capsys):
     assert bb.feature_dim == meta["feature_dim"] and bb.weights_sha256 == meta["weights_sha256"]
 
 
+@pytest.mark.parametrize("config", [p for p in CONFIGS if p.stem.endswith("cifar10")],
+                         ids=lambda p: p.stem)
+def test_config_runs_under_bf16_autocast(config, npz_sources, tmp_path):
+    """``trainer.bf16=true`` (what the benchmarks use on this CPU) trains every objective: mixed
+    bf16/fp32 tensors must meet only where autocast or an explicit cast reconciles them (MAE's
+    mask-token scatter did not)."""
+    out = tmp_path / "run"
+    assert main(smoke_args(config, source_for(config, npz_sources), out,
+                           "trainer.bf16=true")) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():

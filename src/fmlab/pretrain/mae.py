@@ -93,7 +93,8 @@ class MAE(Objective):
         pre = self.encoder.num_prefix_tokens
         y = self.decoder_embed(latent)
         n, length = y.shape[0], self.encoder.num_patches
-        full = self.mask_token.expand(n, length, -1).clone()
+        # under bf16 autocast y is bf16 while the mask token is fp32; scatter needs one dtype
+        full = self.mask_token.to(y.dtype).expand(n, length, -1).clone()
         full.scatter_(1, ids_keep.unsqueeze(-1).expand(-1, -1, y.shape[-1]), y[:, pre:])
         x = torch.cat([y[:, :pre], full + self.decoder_pos], dim=1)
         for blk in self.decoder_blocks:
