@@ -53,7 +53,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for obj, pts in sorted(groups(args.results, skip).items()):
         x, y, e, n = zip(*pts)
         label = f"{obj} ({'linear' if obj in LINEAR_PRIMARY else 'kNN'}; seeds {'/'.join(map(str, n))})"
@@ -63,7 +63,7 @@ def main() -> None:
     ax.set_xlabel("CPU-minutes used per run (1 thread)")
     ax.set_ylabel("gain over random init (points)")
     ax.set_title("Frozen-feature gain vs pre-training budget (JPEG CIFAR-10)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_write(args.out, "wb") as f:
