@@ -54,9 +54,8 @@ class DINOHead(nn.Module):
     """MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to ``out_dim``.
 
     ``use_bn`` puts a BatchNorm1d after each hidden linear layer (DINO's ``use_bn_in_head``).
-    Batch statistics force every hidden unit to vary across the
-    batch, which keeps short runs from all images mapping to one output, where centring then turns
-    the teacher uniform.
+    Batch statistics force every hidden unit to vary across the batch, which keeps short runs from
+    mapping all images to one output, where centring then turns the teacher uniform.
     """
 
     def __init__(self, in_dim: int, out_dim: int = 2048, hidden_dim: int = 2048,
