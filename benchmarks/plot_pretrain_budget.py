@@ -17,9 +17,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from fmlab.utils.io import atomic_write
+from pretrain_runs import LINEAR_PRIMARY  # the sibling script that wrote the results
 
-LINEAR_PRIMARY = {"mae", "mp3"}
+from fmlab.utils.io import atomic_write
 
 
 def groups(paths: list[Path], skip: set[tuple[str, str]]) -> dict[str, list[tuple]]:
