@@ -35,7 +35,7 @@ from fmlab.engine.logger import read_metrics
 from fmlab.experiments.gan import load_gan_config, train_gan
 from fmlab.utils.io import atomic_write
 
-CONFIGS = ("hinge", "ac", "adc", "adaptivemix", "diffaug10", "nodiffaug10")
+CONFIGS = ("hinge", "hinge_diffaug", "ac", "adc", "adaptivemix", "diffaug10", "nodiffaug10")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "gan"
 
 
