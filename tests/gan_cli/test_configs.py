@@ -13,7 +13,7 @@ from fmlab.experiments.gan_config import load_gan_config
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "gan"
 EXPECTED = ["cifar10_sngan_hinge", "mnist_dcgan_ac", "mnist_dcgan_adaptivemix",
             "mnist_dcgan_adc", "mnist_dcgan_diffaug10", "mnist_dcgan_hinge",
-            "mnist_dcgan_nodiffaug10"]
+            "mnist_dcgan_hinge_diffaug", "mnist_dcgan_nodiffaug10"]
 
 
 def _load(name: str, *overrides: str):
@@ -34,6 +34,11 @@ def test_configs_encode_the_experiments():
     assert (hinge.gan.loss, hinge.data.conditional, hinge.eval.features) == ("hinge", False,
                                                                           "lenet5_mnist")
     assert hinge.eval.ref == "mnist:test"
+    # the recommended unconditional config is the baseline plus DiffAugment, nothing else
+    hinge_da = _load("mnist_dcgan_hinge_diffaug")
+    assert hinge_da.gan.diffaug == "color,translation,cutout" and hinge.gan.diffaug == ""
+    hinge_da.gan.diffaug, hinge_da.name = "", hinge.name
+    assert hinge_da == hinge
     for name, cond in (("mnist_dcgan_ac", "ac"), ("mnist_dcgan_adc", "adc")):
         cfg = _load(name)
         assert cfg.data.conditional and cfg.model.cond == cond
