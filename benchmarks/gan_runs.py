@@ -5,7 +5,8 @@ train`` loop with ``cpu_minutes`` = the budget (process CPU time of the training
 grids, checkpoints and metrics are not charged), then evaluates the final EMA generator
 (10,000 samples vs the 10,000 MNIST test images, FID-LeNet, unless ``--eval-n``) and writes
 
-    OUT/summary.md           FID-LeNet mean ± std over seeds, KID, intra-FID, per-class recall,
+    OUT/summary.md           FID-LeNet mean ± std over seeds, KID, intra-FID, label recall,
+                             intra-class PRDC recall (when the config evaluates iprdc),
                              precision/recall, steps reached and CPU-minutes per config
     OUT/grids/<name>_seed<S>.png   the final sample grid of every run
     OUT/<name>/seed<S>/      the run directories (rerunning the script resumes / reuses them)
@@ -87,9 +88,9 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         f"{torch.get_num_threads()} thread(s). FID-LeNet: lenet5_mnist 84-d features, "
         f"{args.eval_n or 10000} EMA-G samples vs the MNIST test split. mean ± std over seeds.",
         "",
-        "| config | FID-LeNet | KID | intra-FID | per-class recall | precision | recall "
-        "| steps | CPU-min |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| config | FID-LeNet | KID | intra-FID | label recall (LeNet) | intra-class recall "
+        "| precision | recall | steps | CPU-min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.configs:
         rs = [r for r in results if r["name"] == name]
@@ -98,7 +99,8 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
             return mean_std([r[key] for r in rs if key in r], digits)
 
         lines.append(f"| {name} | {col('fid')} | {col('kid', 3)} | {col('ifid')} | "
-                     f"{col('class_recall', 3)} | {col('precision', 3)} | {col('recall', 3)} | "
+                     f"{col('class_recall', 3)} | {col('intra_recall', 3)} | "
+                     f"{col('precision', 3)} | {col('recall', 3)} | "
                      f"{col('step', 0)} | {col('cpu_min')} |")
     if any(len(r["curve"]) > 1 for r in results):
         lines += ["", "FID-LeNet during training (step / CPU-minutes → FID):", ""]

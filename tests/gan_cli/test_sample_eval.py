@@ -79,6 +79,31 @@ def test_eval_of_the_reference_itself_gives_fid_zero(digits_npz, tmp_path, capsy
     assert res["class_recall"]["mean"] == pytest.approx(np.mean(list(expect.values())))
 
 
+def test_eval_intra_class_prdc(tmp_path, capsys):
+    """``iprdc``: PRDC per class; the reference against itself is perfect in every class, and a
+    fake set that is one image per class keeps its precision but loses its per-class recall."""
+    from tests.conftest import make_npz
+
+    npz = make_npz(tmp_path / "d.npz", n_train=16, n_test=120, n_classes=4, hw=(16, 16),
+                   channels=None)
+    z = np.load(npz)
+    x, y = z["x_test"], z["y_test"].astype(np.int64)
+    same, collapsed = tmp_path / "same.npz", tmp_path / "collapsed.npz"
+    np.savez(same, images=x, labels=y)
+    first = {int(c): int(np.flatnonzero(y == c)[0]) for c in np.unique(y)}
+    np.savez(collapsed, images=x[[first[int(c)] for c in y]], labels=y)
+    results = []
+    for fakes in (same, collapsed):
+        torch.manual_seed(0)
+        assert main([*EVAL, "--fake-images", str(fakes), "--ref", f"npz:{npz}:test",
+                     "--metrics", "iprdc", "--json"]) == 0
+        results.append(_json(capsys)["iprdc"])
+    perfect, one_each = results
+    assert perfect["precision"] == perfect["recall"] == perfect["coverage"] == 1.0
+    assert sorted(perfect["per_class"]) == ["0", "1", "2", "3"]
+    assert one_each["precision"] == 1.0 and one_each["recall"] < 0.2
+
+
 def test_eval_of_a_generator_with_db(generator_dir, digits_npz, tmp_path, capsys):
     db = tmp_path / "r.db"
     assert main([*EVAL, "--generator", str(generator_dir), "--ref", f"npz:{digits_npz}:test",

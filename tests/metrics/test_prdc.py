@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fmlab.errors import DataError
-from fmlab.metrics import prdc
+from fmlab.metrics import intra_prdc, prdc
 
 
 def _dists(a, b):
@@ -73,3 +73,48 @@ def test_prdc_errors():
         prdc(rng.standard_normal((50, 3)), rng.standard_normal((50, 2)))
     with pytest.raises(DataError, match="dtype"):
         prdc(rng.standard_normal((50, 3)), rng.standard_normal((50, 3)), dtype="float16")
+
+
+def test_intra_prdc_is_the_reference_prdc_of_each_class():
+    rng = np.random.default_rng(7)
+    yr, yf = rng.integers(0, 3, 150), rng.integers(0, 3, 120)
+    real = rng.standard_normal((150, 6)) + 2.0 * yr[:, None]
+    fake = rng.standard_normal((120, 6)) * 1.2 + 2.0 * yf[:, None] + 0.3
+    out = intra_prdc(real, yr, fake, yf, k=3)
+    for c in range(3):
+        ref = _prdc_reference(real[yr == c], fake[yf == c], 3)
+        for key in ref:
+            assert out["per_class"][c][key] == pytest.approx(ref[key], abs=1e-12), (c, key)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert out[key] == pytest.approx(np.mean([out["per_class"][c][key] for c in range(3)]))
+
+
+def test_intra_prdc_measures_diversity_and_label_fit_per_class():
+    rng = np.random.default_rng(8)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    yr = np.repeat(np.arange(3), 200)
+    real = centres[yr] + rng.standard_normal((600, 2))
+    yf = np.repeat(np.arange(3), 100)
+    fake_diverse = centres[yf] + rng.standard_normal((300, 2))
+    # each class generated as (nearly) one point where the class is: realistic, not diverse
+    fake_collapsed = centres[yf] + 0.01 * rng.standard_normal((300, 2))
+    diverse = intra_prdc(real, yr, fake_diverse, yf, k=5)
+    collapsed = intra_prdc(real, yr, fake_collapsed, yf, k=5)
+    assert diverse["recall"] > 0.5 and collapsed["recall"] < 0.1
+    assert collapsed["precision"] > 0.9
+    # the same diverse fakes under the wrong labels: pooled PRDC cannot tell, per-class can
+    swapped = intra_prdc(real, yr, fake_diverse, (yf + 1) % 3, k=5)
+    assert swapped["precision"] < 0.1 < diverse["precision"]
+    assert prdc(real, fake_diverse, k=5)["precision"] > 0.5
+
+
+def test_intra_prdc_errors():
+    rng = np.random.default_rng(9)
+    real, fake = rng.standard_normal((40, 3)), rng.standard_normal((30, 3))
+    yr, yf = np.repeat([0, 1], 20), np.array([0] * 27 + [1] * 3)
+    with pytest.raises(DataError, match="intra-PRDC: class 1 has 20 real and 3 fake"):
+        intra_prdc(real, yr, fake, yf, k=5)
+    with pytest.raises(DataError, match="fake labels: expected 30 labels"):
+        intra_prdc(real, yr, fake, yf[:10], k=3)
+    with pytest.raises(DataError, match="feature dimensions differ"):
+        intra_prdc(real, yr, fake[:, :2], yf, k=3)

@@ -12,6 +12,7 @@ from fmlab.metrics import (
     fid,
     inception_score,
     intra_fid,
+    intra_prdc,
     kid,
     metric_protocol,
     prdc,
@@ -106,6 +107,9 @@ def test_evaluate_on_features_equals_the_functions():
     assert out["is"] == inception_score(probs, 2, 3)._asdict()
     assert out["prdc"] == prdc(real, fake, k=3)
     assert out["ifid"] == intra_fid(real, yr, fake, yf)
+    labelled = evaluate(fake, real, metrics=("iprdc",), fake_labels=yf, ref_labels=yr, prdc_k=3)
+    assert labelled["iprdc"] == intra_prdc(real, yr, fake, yf, k=3)
+    assert labelled["protocol"]["prdc_k"] == 3
     p = out["protocol"]
     assert (p["n_real"], p["n_fake"], p["seed"], p["kid_subset_size"]) == (50, 40, 3, 40)
     assert p["reference"] == {"source": "npz:x.npz", "split": "train", "content_hash": None}
@@ -145,6 +149,8 @@ def test_evaluate_errors(ext):
         evaluate(f, f, metrics=("is",))
     with pytest.raises(ConfigError, match="needs fake_labels"):
         evaluate(f, f, metrics=("ifid",))
+    with pytest.raises(ConfigError, match="'iprdc' needs fake_labels"):
+        evaluate(f, f, metrics=("iprdc",))
     with pytest.raises(DataError, match="must be uint8"):
         evaluate(imgs.astype(np.float32), f, ext, metrics=("fid",))
     with pytest.raises(DataError, match="feature dimensions differ"):

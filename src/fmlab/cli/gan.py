@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
     e.add_argument("--features-weights", default=None,
                    help="extractor weights (default: the known file under the data root)")
     e.add_argument("--metrics", default="fid,kid,prdc",
-                   help="comma list of fid,kid,is,prdc,ifid,class_recall")
+                   help="comma list of fid,kid,is,prdc,ifid,iprdc,class_recall")
     e.add_argument("--n", type=int, default=None,
                    help="samples to generate (default 10000) or to take from --fake-images")
     e.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,7 @@ from fmlab.gan.step import GANStepConfig
 
 # Metric names accepted in ``eval.metrics`` / ``--metrics``: fmlab.metrics.METRICS plus the
 # per-class recall of a conditional generator under the extractor's classifier.
-EVAL_METRICS = ("fid", "kid", "is", "prdc", "ifid", "class_recall")
+EVAL_METRICS = ("fid", "kid", "is", "prdc", "ifid", "iprdc", "class_recall")
 
 
 def _check(ok: bool, key: str, value: Any, why: str) -> None:
@@ -173,9 +173,9 @@ class GANConfig:
             raise ConfigError(f"gan.loss: {e}") from None
         _check(not (self.gan.loss == "wgan_gp" and not self.gan.gp_lambda), "gan.gp_lambda",
                self.gan.gp_lambda, "is 0 with gan.loss=wgan_gp; set gan.gp_lambda=10")
-        if "ifid" in self.eval.metrics or "class_recall" in self.eval.metrics:
+        if {"ifid", "iprdc", "class_recall"} & set(self.eval.metrics):
             _check(self.data.conditional, "eval.metrics", self.eval.metrics,
-                   "ask for ifid/class_recall, which need a conditional generator "
+                   "ask for ifid/iprdc/class_recall, which need a conditional generator "
                    "(data.conditional: true)")
 
 

@@ -5,9 +5,16 @@ the reference given as ``SOURCE:SPLIT``, the known weights of the metric extract
 the data root (FID-LeNet needs the shipped LeNet-5), the per-class recall of a conditional
 generator under the extractor's own classifier, and results-store rows.
 
-Per-class recall (``class_recall``): for each class y, the fraction of the samples generated
-with label y that the extractor's classifier (LeNet-5 for MNIST) assigns to y; reported as the
-mean over classes and per class. It is computed from the same forward pass as the features.
+Two per-class "recalls" answer different questions about a conditional generator:
+
+- ``class_recall`` (does it follow its labels?): for each class y, the fraction of the samples
+  generated with label y that the extractor's classifier (LeNet-5 for MNIST) assigns to y —
+  the classifier's recall on class y; reported as the mean over classes and per class. It is
+  computed from the same forward pass as the features.
+- ``iprdc`` (is each class diverse?): PRDC between the real images of class y and the fakes made
+  for y (:func:`fmlab.metrics.intra_prdc`); its recall is the intra-class diversity that ADC-GAN
+  claims AC-GAN loses. Logged as ``intra_precision`` / ``intra_recall`` / ``intra_density`` /
+  ``intra_coverage`` (means over classes).
 """
 
 from __future__ import annotations
@@ -92,8 +99,8 @@ def check_request(images: np.ndarray, labels: np.ndarray | None, metrics: list[s
     wanted = parse_metrics(metrics)
     if len(images) < 2:
         raise DataError(f"need at least 2 fake images, got {len(images)}")
-    if labels is None and ("ifid" in wanted or "class_recall" in wanted):
-        which = [m for m in ("ifid", "class_recall") if m in wanted]
+    if labels is None and {"ifid", "iprdc", "class_recall"} & set(wanted):
+        which = [m for m in ("ifid", "iprdc", "class_recall") if m in wanted]
         raise ConfigError(f"metric(s) {', '.join(which)} need the class of every fake sample: "
                           "a conditional generator, or 'labels' in the fake-images npz")
     return wanted
@@ -169,14 +176,25 @@ def result_rows(res: dict[str, Any], *, run_id: str, method: str, seed: int | No
                 add(k, v)
         elif name in ("ifid", "class_recall"):
             add(name, value["mean"], {"per_class": value["per_class"]})
+        elif name == "iprdc":
+            for k, v in value.items():
+                if k != "per_class":
+                    add(f"intra_{k}", v, {"per_class": {c: d[k] for c, d in
+                                                        value["per_class"].items()}})
     return rows
 
 
 def flat_metrics(res: dict[str, Any]) -> dict[str, float]:
-    """``{"fid": .., "kid": mean, "precision": .., "ifid": mean, ...}`` for logs and tables."""
+    """``{"fid": .., "kid": mean, "precision": .., "ifid": mean, ...}`` for logs and tables.
+
+    Intra-class PRDC (``iprdc``) becomes ``intra_precision``, ``intra_recall``, ... (class means).
+    """
     flat: dict[str, float] = {}
     for name, value in res.items():
         if name == "protocol":
+            continue
+        if name == "iprdc":
+            flat.update({f"intra_{k}": float(v) for k, v in value.items() if k != "per_class"})
             continue
         if isinstance(value, dict) and "mean" in value:
             flat[name] = float(value["mean"])

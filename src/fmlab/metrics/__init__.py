@@ -1,7 +1,7 @@
 """Offline generative metrics: pure functions of features, streaming wrappers, extractors.
 
 - functions of features: :func:`fid` / :func:`frechet_distance` / :func:`feature_statistics`,
-  :func:`intra_fid`, :func:`kid`, :func:`inception_score`, :func:`prdc`;
+  :func:`intra_fid`, :func:`kid`, :func:`inception_score`, :func:`prdc`, :func:`intra_prdc`;
 - streaming ``update/compute`` classes in :mod:`fmlab.metrics.streaming`;
 - extractors: :func:`create_extractor` (registry ``EXTRACTORS``), :func:`to_uint8`;
 - :func:`reference_statistics` (cached), :func:`metric_protocol`, and :func:`evaluate`, which
@@ -14,7 +14,7 @@ from fmlab.metrics.evaluate import METRICS, evaluate
 from fmlab.metrics.extractors import EXTRACTORS, FeatureExtractor, create_extractor, to_uint8
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
 from fmlab.metrics.kernel_distance import kid
-from fmlab.metrics.neighbours import prdc
+from fmlab.metrics.neighbours import intra_prdc, prdc
 from fmlab.metrics.protocol import metric_protocol
 from fmlab.metrics.reference import ReferenceStats, reference_statistics
 from fmlab.metrics.streaming import (
@@ -45,6 +45,7 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "intra_fid",
+    "intra_prdc",
     "kid",
     "metric_protocol",
     "prdc",

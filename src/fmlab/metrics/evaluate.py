@@ -19,12 +19,12 @@ from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.extractors import FeatureExtractor, create_extractor
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
 from fmlab.metrics.kernel_distance import kid
-from fmlab.metrics.neighbours import prdc
+from fmlab.metrics.neighbours import intra_prdc, prdc
 from fmlab.metrics.protocol import metric_protocol
 from fmlab.metrics.reference import reference_statistics, select_indices
 from fmlab.metrics.streaming import FeatureStats
 
-METRICS = ("fid", "kid", "is", "prdc", "ifid")
+METRICS = ("fid", "kid", "is", "prdc", "ifid", "iprdc")
 
 
 def _is_split(x: Any) -> bool:
@@ -85,9 +85,11 @@ def evaluate(
     random samples; FID-only runs use the cached reference statistics).
     ``extractor``: a name or FeatureExtractor; required when either side is images, and recorded
     in the protocol when both are features. ``is`` needs fake images or ``fake_probs``; ``ifid``
-    needs ``fake_labels`` and reference labels. ``kid_subset_size`` defaults to
+    and ``iprdc`` (PRDC per class) need
+    ``fake_labels`` and reference labels. ``kid_subset_size`` defaults to
     min(1000, n_real, n_fake). Values: fid float; kid/is ``{"mean", "std"}``; prdc
-    ``{"precision", "recall", "density", "coverage"}``; ifid ``{"mean", "per_class"}``.
+    ``{"precision", "recall", "density", "coverage"}``; ifid ``{"mean", "per_class"}``; iprdc
+    the four PRDC keys (means over classes) and ``"per_class"``.
     """
     wanted = [m.lower() for m in metrics]
     unknown = [m for m in wanted if m not in METRICS]
@@ -153,6 +155,11 @@ def evaluate(
         out["prdc"] = prdc(ref_feats, fake_feats, k=prdc_k)
     if "ifid" in wanted:
         out["ifid"] = _intra(ref_feats, ref_labels, ref_stats, fake_feats, fake_labels)
+    if "iprdc" in wanted:
+        if fake_labels is None or ref_labels is None:
+            raise ConfigError("metric 'iprdc' needs fake_labels (the class each sample was made "
+                              "for) and reference labels")
+        out["iprdc"] = intra_prdc(ref_feats, ref_labels, fake_feats, fake_labels, k=prdc_k)
 
     out["protocol"] = metric_protocol(
         ext, n_real=n_real, n_fake=n_fake, seed=seed,
@@ -162,7 +169,7 @@ def evaluate(
         kid_subsets=kid_subsets if "kid" in wanted else None,
         kid_subset_size=kid_subset_size if "kid" in wanted else None,
         is_splits=is_splits if "is" in wanted else None,
-        prdc_k=prdc_k if "prdc" in wanted else None,
+        prdc_k=prdc_k if {"prdc", "iprdc"} & set(wanted) else None,
     )
     return out
 
