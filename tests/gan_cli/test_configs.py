@@ -42,7 +42,7 @@ def test_configs_encode_the_experiments():
     for name, cond in (("mnist_dcgan_ac", "ac"), ("mnist_dcgan_adc", "adc")):
         cfg = _load(name)
         assert cfg.data.conditional and cfg.model.cond == cond
-        assert {"ifid", "class_recall"} <= set(cfg.eval.metrics)
+        assert {"ifid", "iprdc", "class_recall"} <= set(cfg.eval.metrics)
     assert _load("mnist_dcgan_adaptivemix").gan.adaptivemix
     aug, noaug = _load("mnist_dcgan_diffaug10"), _load("mnist_dcgan_nodiffaug10")
     assert aug.data.fraction == noaug.data.fraction == 0.1
@@ -59,7 +59,8 @@ def test_configs_encode_the_experiments():
 @pytest.mark.parametrize("name", EXPECTED)
 def test_every_config_runs_a_few_steps(name, data_root, tmp_path):
     run = tmp_path / name
-    sets = ["trainer.max_steps=3", "trainer.batch_size=8", "data.limit=64", "eval.n=40",
+    # eval.n=100: 10 samples per class, as intra-class PRDC (k = 5) needs more than 5
+    sets = ["trainer.max_steps=3", "trainer.batch_size=8", "data.limit=64", "eval.n=100",
             "eval.ref_n=200", "samples.n=10", "trainer.progress=false"]
     args = ["gan", "train", "--config", str(CONFIG_DIR / f"{name}.yaml"), "--out", str(run)]
     for s in sets:
