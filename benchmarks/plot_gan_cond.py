@@ -18,7 +18,7 @@ from fmlab.utils.io import atomic_write
 
 PANELS = (("fid", "FID-LeNet (lower is better)", True),
           ("ifid", "intra-FID, mean of 10 classes (lower)", True),
-          ("class_recall", "per-class recall (higher; chance 0.1)", False))
+          ("class_recall", "label recall, LeNet-5 (higher; chance 0.1)", False))
 
 
 def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
