@@ -85,11 +85,10 @@ def evaluate(
     random samples; FID-only runs use the cached reference statistics).
     ``extractor``: a name or FeatureExtractor; required when either side is images, and recorded
     in the protocol when both are features. ``is`` needs fake images or ``fake_probs``; ``ifid``
-    and ``iprdc`` (PRDC per class) need
-    ``fake_labels`` and reference labels. ``kid_subset_size`` defaults to
-    min(1000, n_real, n_fake). Values: fid float; kid/is ``{"mean", "std"}``; prdc
-    ``{"precision", "recall", "density", "coverage"}``; ifid ``{"mean", "per_class"}``; iprdc
-    the four PRDC keys (means over classes) and ``"per_class"``.
+    and ``iprdc`` (PRDC per class) need ``fake_labels`` and reference labels.
+    ``kid_subset_size`` defaults to min(1000, n_real, n_fake). Values: fid float; kid/is
+    ``{"mean", "std"}``; prdc ``{"precision", "recall", "density", "coverage"}``; ifid
+    ``{"mean", "per_class"}``; iprdc the four PRDC keys (means over classes) and ``"per_class"``.
     """
     wanted = [m.lower() for m in metrics]
     unknown = [m for m in wanted if m not in METRICS]
