@@ -72,3 +72,32 @@ def as_labels(y: Any, n: int, name: str) -> np.ndarray:
             and not np.all(np.equal(np.mod(arr, 1), 0))):
         raise DataError(f"{name}: labels must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
+
+
+def split_by_class(real_features: Any, real_labels: Any, fake_features: Any, fake_labels: Any,
+                   classes: Any, *, metric: str, min_per_class: int, need: str
+                   ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``[(class, real rows, fake rows)]`` for a class-wise metric (intra-FID, intra-PRDC).
+
+    Validates both sides once: same feature space, one integer label per row, and at least
+    ``min_per_class`` real and fake rows in every class (``need`` says so in the error, e.g.
+    "at least 2"). ``classes`` defaults to every label of the real set.
+    """
+    real = as_features(real_features, "real features", min_rows=2)
+    fake = as_features(fake_features, "fake features", min_rows=2)
+    check_same_dim(real, fake, "real features", "fake features")
+    yr = as_labels(real_labels, real.shape[0], "real labels")
+    yf = as_labels(fake_labels, fake.shape[0], "fake labels")
+    wanted = np.unique(yr) if classes is None else np.asarray(list(classes), dtype=np.int64)
+    pairs = []
+    for c in wanted.tolist():
+        r, f = real[yr == c], fake[yf == c]
+        if len(r) < min_per_class or len(f) < min_per_class:
+            raise DataError(
+                f"{metric}: class {c} has {len(r)} real and {len(f)} fake samples; "
+                f"each class needs {need} of both"
+            )
+        pairs.append((int(c), r, f))
+    if not pairs:
+        raise DataError(f"{metric}: no classes to evaluate")
+    return pairs

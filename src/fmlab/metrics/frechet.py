@@ -21,9 +21,9 @@ import numpy as np
 from fmlab.errors import DataError
 from fmlab.metrics._checks import (
     as_features,
-    as_labels,
     check_finite,
     check_same_dim,
+    split_by_class,
     to_numpy,
 )
 
@@ -118,21 +118,8 @@ def intra_fid(
     ``classes`` defaults to every label present in the real set; each class needs at least two
     real and two fake samples. Returns ``{"mean": float, "per_class": {class: fid}}``.
     """
-    real = as_features(real_features, "real features", min_rows=2)
-    fake = as_features(fake_features, "fake features", min_rows=2)
-    check_same_dim(real, fake, "real features", "fake features")
-    yr = as_labels(real_labels, real.shape[0], "real labels")
-    yf = as_labels(fake_labels, fake.shape[0], "fake labels")
-    wanted = np.unique(yr) if classes is None else np.asarray(list(classes), dtype=np.int64)
-    per_class: dict[int, float] = {}
-    for c in wanted.tolist():
-        r, f = real[yr == c], fake[yf == c]
-        if len(r) < 2 or len(f) < 2:
-            raise DataError(
-                f"intra-FID: class {c} has {len(r)} real and {len(f)} fake samples; "
-                "each class needs at least 2 of both"
-            )
-        per_class[int(c)] = frechet_distance(*feature_statistics(r), *feature_statistics(f))
-    if not per_class:
-        raise DataError("intra-FID: no classes to evaluate")
+    pairs = split_by_class(real_features, real_labels, fake_features, fake_labels, classes,
+                           metric="intra-FID", min_per_class=2, need="at least 2")
+    per_class = {c: frechet_distance(*feature_statistics(r), *feature_statistics(f))
+                 for c, r, f in pairs}
     return {"mean": float(np.mean(list(per_class.values()))), "per_class": per_class}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fmlab.errors import DataError
-from fmlab.metrics._checks import as_features, as_labels, check_same_dim
+from fmlab.metrics._checks import as_features, check_same_dim, split_by_class
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -152,23 +152,9 @@ def intra_prdc(
     samples. Returns ``{"precision": mean over classes, "recall": .., "density": ..,
     "coverage": .., "per_class": {class: {"precision": .., ...}}}``.
     """
-    real = as_features(real_features, "real features", min_rows=2)
-    fake = as_features(fake_features, "fake features", min_rows=2)
-    check_same_dim(real, fake, "real features", "fake features")
-    yr = as_labels(real_labels, real.shape[0], "real labels")
-    yf = as_labels(fake_labels, fake.shape[0], "fake labels")
-    wanted = np.unique(yr) if classes is None else np.asarray(list(classes), dtype=np.int64)
-    per_class: dict[int, dict[str, float]] = {}
-    for c in wanted.tolist():
-        r, f = real[yr == c], fake[yf == c]
-        if len(r) <= k or len(f) <= k:
-            raise DataError(
-                f"intra-PRDC: class {c} has {len(r)} real and {len(f)} fake samples; "
-                f"each class needs more than k={k} of both"
-            )
-        per_class[int(c)] = prdc(r, f, k=k, block_bytes=block_bytes, dtype=dtype)
-    if not per_class:
-        raise DataError("intra-PRDC: no classes to evaluate")
+    pairs = split_by_class(real_features, real_labels, fake_features, fake_labels, classes,
+                           metric="intra-PRDC", min_per_class=k + 1, need=f"more than k={k}")
+    per_class = {c: prdc(r, f, k=k, block_bytes=block_bytes, dtype=dtype) for c, r, f in pairs}
     out: dict[str, Any] = {key: float(np.mean([v[key] for v in per_class.values()]))
                            for key in PRDC_KEYS}
     out["per_class"] = per_class
