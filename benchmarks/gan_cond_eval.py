@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,18 +31,13 @@ from fmlab.experiments.gan_eval import (
 )
 from fmlab.experiments.gan_io import generate_images, load_generator
 from fmlab.utils.io import atomic_write
+from gan_runs import mean_std  # the same mean ± std as the gan_runs.py tables
 
 METRICS = ["fid", "ifid", "iprdc", "class_recall"]
 COLUMNS = (("fid", "FID-LeNet", 1), ("ifid", "intra-FID", 1),
            ("intra_recall", "intra-class recall", 3), ("intra_coverage", "intra-class coverage", 3),
            ("intra_precision", "intra-class precision", 3),
            ("class_recall", "label recall (LeNet)", 3))
-
-
-def fmt(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> None:
@@ -84,7 +78,7 @@ def main() -> None:
     for name in dict.fromkeys(r["config"] for r in runs):
         rs = [r for r in runs if r["config"] == name]
         lines.append(f"| {name} | {', '.join(str(r['seed']) for r in rs)} | " + " | ".join(
-            fmt([r[key] for r in rs], d) for key, _, d in COLUMNS) + " |")
+            mean_std([r[key] for r in rs], d) for key, _, d in COLUMNS) + " |")
     lines += ["", "Per run:", ""]
     for r in runs:
         lines.append(f"- {r['config']} seed {r['seed']} (step {r['step']}): " + ", ".join(
