@@ -29,7 +29,7 @@ from fmlab.experiments.gan_eval import (
     make_extractor,
     open_reference,
 )
-from fmlab.experiments.gan_io import generate_images, load_generator
+from fmlab.gan.io import generate_images, load_generator
 from fmlab.utils.io import atomic_write
 from gan_runs import mean_std  # the same mean ± std as the gan_runs.py tables
 

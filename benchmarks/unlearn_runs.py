@@ -56,7 +56,7 @@ def main() -> None:
     )
     from fmlab.gan import create_discriminator, to_gan_input
     from fmlab.gan.unlearn import StageConfig, split_by_class
-    from fmlab.experiments.gan_io import load_generator
+    from fmlab.gan.io import load_generator
 
     root = os.environ.get("FMLAB_DATA")
     if not root:

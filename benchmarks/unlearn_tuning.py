@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--digits", default="3,5")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     a = ap.parse_args()
-    from fmlab.experiments.gan_io import load_generator
+    from fmlab.gan.io import load_generator
     from fmlab.experiments.unlearn import (Evaluator, adapt_negatives, classifier_fn,
                                            extrapolated, load_classifier, unlearn_positives)
     from fmlab.gan import create_discriminator, to_gan_input

@@ -14,7 +14,7 @@ from torch import nn
 
 from fmlab.cli.main import main
 from fmlab.experiments.gan_eval import make_extractor
-from fmlab.experiments.gan_io import export_generator
+from fmlab.gan.io import export_generator
 from fmlab.gan import create_generator
 from fmlab.metrics import to_uint8
 
@@ -164,7 +164,7 @@ def test_shipped_mlp_checkpoint_with_arch_mlp(data_root, tmp_path, capsys):
     seq = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         nn.Linear(256, 784), nn.Tanh())
     seq.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    from fmlab.experiments.gan_io import generate_images, load_generator
+    from fmlab.gan.io import generate_images, load_generator
 
     G, _ = load_generator(ckpt, arch="mlp")
     images, labels = generate_images(G, 300, seed=5, batch_size=300)

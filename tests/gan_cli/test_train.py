@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from fmlab.cli.main import main
 from fmlab.engine.logger import read_metrics
 from fmlab.experiments.gan_data import select_training_indices
-from fmlab.experiments.gan_io import load_generator
+from fmlab.gan.io import load_generator
 from fmlab.results import ResultsStore
 
 

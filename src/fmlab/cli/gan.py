@@ -123,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     from fmlab.errors import ConfigError
-    from fmlab.experiments.gan_io import load_generator, parse_labels
+    from fmlab.gan.io import load_generator, parse_labels
     from fmlab.gan import sample_grid
 
     if args.n < 1:
@@ -146,7 +146,7 @@ def run_eval(args: argparse.Namespace) -> int:
         parse_metrics,
         result_rows,
     )
-    from fmlab.experiments.gan_io import generate_images, load_fake_npz, load_generator
+    from fmlab.gan.io import generate_images, load_fake_npz, load_generator
 
     if (args.generator is None) == (args.fake_images is None):
         raise ConfigError("give exactly one of --generator or --fake-images")

@@ -52,6 +52,25 @@ class ImageSplit:
     def _decode(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - subclasses
         raise NotImplementedError
 
+    def decode(self, indices: Sequence[int] | np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """All images at ``indices`` in one array, decoded ``chunk`` at a time.
+
+        For workflows that hold a (sub)split in memory (pre-training, fine-tuning): decoding in
+        chunks keeps the JPEG decoder's temporary buffers small.
+
+        Args:
+            indices: rows of the split, in the order wanted.
+            chunk: images decoded per call of :meth:`get_batch`.
+
+        Returns:
+            uint8 array ``(len(indices), H, W[, C])``.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        parts = [self.get_batch(idx[i:i + chunk]) for i in range(0, len(idx), chunk)]
+        return np.ascontiguousarray(np.concatenate(parts)) if parts else self.get_batch(idx)
+
     def iter_batches(
         self, batch_size: int = 256, indices: Sequence[int] | np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -77,6 +77,7 @@ _EXPORTS = {
     "EmbeddingMonitor": "monitors", "CollapseWarning": "monitors", "knn_accuracy": "monitors",
     "knn_predict": "monitors", "collapse_stats": "monitors", "check_collapse": "monitors",
     "MetricsLogger": "logger", "read_metrics": "logger",
+    "resolve_device": "device", "resolve_run_dir": "rundir",
 }
 
 __all__ = list(_EXPORTS)

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from fmlab.errors import ConfigError
+from fmlab.utils.validation import check
 from fmlab.utils.io import atomic_write
 
 C = TypeVar("C")
@@ -132,9 +133,7 @@ class EngineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
-def _check(ok: bool, key: str, value: Any, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {value!r} {why}")
+_check = check  # the shared checker (fmlab.utils.validation); the old private name stays for callers
 
 
 # --------------------------------------------------------------------------- loading

@@ -46,7 +46,8 @@ from fmlab.experiments.gan_eval import (
     open_reference,
     result_rows,
 )
-from fmlab.experiments.gan_io import RUN_JSON, build_nets, export_generator, generate_images
+from fmlab.experiments.gan_io import build_nets
+from fmlab.gan.io import RUN_JSON, export_generator, generate_images
 from fmlab.gan import EMA, GANState, GANStepConfig, gan_step, sample_grid, to_gan_input
 from fmlab.gan.regularizers import LeCamEMA
 from fmlab.utils.io import write_json

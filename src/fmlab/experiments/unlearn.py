@@ -89,7 +89,7 @@ class UnlearnConfig:
 def load_nets(cfg: UnlearnConfig) -> tuple[Generator, Discriminator, dict[str, Any]]:
     """G (from any form :func:`load_generator` takes) and its D: ``--discriminator FILE`` (same
     ``--arch``), or the D of the run directory's latest checkpoint."""
-    from fmlab.experiments.gan_io import RUN_JSON, load_generator
+    from fmlab.gan.io import RUN_JSON, load_generator
 
     G, info = load_generator(cfg.generator, cfg.arch, cfg.arch_kwargs)
     if cfg.discriminator is not None:
@@ -146,7 +146,7 @@ def classifier_fn(bb) -> Any:
 
 
 def load_image_set(path: str, what: str) -> np.ndarray:
-    from fmlab.experiments.gan_io import load_fake_npz
+    from fmlab.gan.io import load_fake_npz
 
     images, _ = load_fake_npz(path)
     if len(images) < 2:
@@ -182,7 +182,7 @@ class Evaluator:
                          "n_fake": self.n, "z_seed": self.seed}
 
     def __call__(self, G: Generator) -> dict[str, Any]:
-        from fmlab.experiments.gan_io import generate_images
+        from fmlab.gan.io import generate_images
         from fmlab.metrics import fid
 
         images, _ = generate_images(G, self.n, self.seed)
@@ -246,7 +246,7 @@ def extrapolated(G: Generator, theta_n: dict[str, torch.Tensor], gamma: float) -
 def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     """All stages; writes generator.safetensors(+.json), samples_{before,adapted,after}.png,
     report.json and results-store rows under ``cfg.out``; returns the report."""
-    from fmlab.experiments.gan_io import export_generator
+    from fmlab.gan.io import export_generator
     from fmlab.gan import sample_grid
     from fmlab.utils.io import write_json
 

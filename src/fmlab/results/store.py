@@ -14,10 +14,12 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fmlab.errors import FmlabError
+from fmlab.results.protocol import Protocol
 
 COLUMNS = (
     "run_id", "time", "fmlab_version", "git_sha", "task", "source", "split_hash", "backbone",
@@ -88,6 +90,37 @@ class ResultsStore:
                 prepared,
             )
         return len(prepared)
+
+    def record(self, task: str, protocol: Protocol, records: list[Mapping[str, Any]],
+               metrics: tuple[str, ...] | list[str] | None = None, *, run_id: str | None = None,
+               extra_keys: tuple[str, ...] = (), seconds_key: str = "seconds") -> str:
+        """Append ``records`` measured under ``protocol``: the one path from a workflow to the store.
+
+        Args:
+            task: the task column (``"adapt"``, ``"finetune"``, ``"classify"``, ``"gan"``, ...).
+            protocol: what the numbers were measured on (:meth:`Protocol.of`).
+            records: wide records with a key per metric (give ``metrics``) or long records with
+                ``metric`` and ``value`` keys; see :meth:`Protocol.rows`.
+            metrics: the metric keys of wide records.
+            run_id: the run id (default: a new one).
+            extra_keys: record keys copied into each row's ``extra``.
+            seconds_key: the record key holding the run time.
+
+        Returns:
+            The run id of the appended rows.
+
+        Examples:
+            >>> import tempfile, os
+            >>> store = ResultsStore(os.path.join(tempfile.mkdtemp(), "r.db"))
+            >>> p = Protocol.of("npz:x.npz", "test", split_hash="ab")
+            >>> rid = store.record("adapt", p, [{"method": "ncm", "seed": 1, "accuracy": 0.5}], ("accuracy",))
+            >>> [(r["method"], r["metric"], r["value"]) for r in store.query(run_id=rid)]
+            [('ncm', 'accuracy', 0.5)]
+        """
+        run_id = run_id or new_run_id()
+        self.append(protocol.rows(task, run_id, list(records), metrics, extra_keys=extra_keys,
+                                  seconds_key=seconds_key))
+        return run_id
 
     def query(self, task: str | None = None, run_id: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM results", []

@@ -81,9 +81,34 @@ def _json_default(o: Any) -> Any:
     # numpy scalars and arrays show up in results; keep the dependency optional here.
     if hasattr(o, "tolist"):
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
+    if isinstance(o, (Path, os.PathLike)):
+        return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def jsonable(o: Any) -> Any:
+    """``o`` with every nested value made JSON-serialisable: the one converter fmlab uses.
+
+    Dicts (keys as ``str``), lists and tuples are walked; numpy and torch scalars become Python
+    numbers, arrays and tensors become lists, paths become strings; anything else that JSON
+    cannot hold becomes ``str(o)``, so a log line or a record never fails to serialise.
+
+    Examples:
+        >>> import numpy as np
+        >>> jsonable({"a": np.float32(0.5), 1: (Path("x"), np.arange(2))})
+        {'a': 0.5, '1': ['x', [0, 1]]}
+    """
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    if o is None or isinstance(o, (bool, int, float, str)):
+        return o
+    if isinstance(o, (Path, os.PathLike)):
+        return os.fspath(o)
+    if hasattr(o, "tolist"):  # numpy/torch scalars give Python numbers, arrays give lists
+        return o.tolist()
+    return str(o)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -109,3 +134,48 @@ def cache_dir() -> Path:
     """Root of fmlab's caches: ``$FMLAB_CACHE``, else ``~/.cache/fmlab``. Never the data root."""
     env = os.environ.get("FMLAB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fmlab"
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "weights") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with one fmlab error instead of torch's advice.
+
+    torch's refusal of a pickle with code in it ends with "Re-running ``torch.load`` with
+    ``weights_only`` set to ``False`` will likely succeed" — the wrong advice for a file fmlab
+    refuses on purpose. This prints one line naming the file and the refused global.
+
+    Args:
+        path: a ``torch.save`` file (zip or legacy format).
+        what: what the file is, for the message (``"weights"``, ``"checkpoint state"``).
+
+    Returns:
+        The loaded object (tensors, dicts, lists and primitives only).
+
+    Raises:
+        fmlab.errors.ModelError: the file is missing, unreadable, or holds pickled code.
+    """
+    import pickle
+
+    import torch
+
+    from fmlab.errors import ModelError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{what} file not found: {path}") from None
+    except pickle.UnpicklingError as e:
+        lines = str(e).strip().splitlines()
+        detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "global" in ln), None)
+        if detail is not None:
+            raise ModelError(f"{path}: refusing to load {what}: the file holds pickled code "
+                             f"({detail.removeprefix('WeightsUnpickler error: ')}); fmlab loads only "
+                             "tensors (safetensors, or torch.load with weights_only=True)") from None
+        # torch's text: advice, then "WeightsUnpickler error:", then the reason on its own line
+        reasons = [ln.strip() for ln in lines if ln.strip() and "weights_only" not in ln
+                   and "WeightsUnpickler" not in ln]
+        raise ModelError(f"{path}: cannot read {what} as a torch file "
+                         f"({reasons[0] if reasons else 'not a torch.save file'})") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: cannot read {what} ({msg})") from None

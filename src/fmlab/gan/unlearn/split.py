@@ -37,7 +37,7 @@ def predict(classifier: Classifier, images: np.ndarray, batch_size: int = 1000) 
 def split_by_class(G: Generator, classifier: Classifier, target_class: int, n: int = 5000,
                    seed: int = 0, min_count: int = 16) -> SampleSplit:
     """Draw ``n`` samples from G and split them on ``classifier``'s argmax == ``target_class``."""
-    from fmlab.experiments.gan_io import generate_images
+    from fmlab.gan.io import generate_images
 
     if n < 2:
         raise ConfigError(f"number of samples to split must be >= 2, got {n}")
