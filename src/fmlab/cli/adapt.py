@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmlab.experiments.adapt import AdaptConfig, parse_ints, parse_shots, run_adapt
+    from fmlab.experiments.adapt import AdaptConfig, run_adapt
+    from fmlab.utils.parsing import parse_ints, parse_shots
 
     cfg = AdaptConfig(
         backbone=args.backbone, weights=args.weights, data=args.data, out=Path(args.out),

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmlab.experiments.adapt import AdaptConfig, parse_ints, parse_shots, run_adapt
+    from fmlab.experiments.adapt import AdaptConfig, run_adapt
+    from fmlab.utils.parsing import parse_ints, parse_shots
 
     t0 = time.perf_counter()
     weights = Path(str(files("fmlab") / "assets" / "resnet20_cifar10.safetensors"))

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fmlab.errors import ConfigError
-    from fmlab.experiments.adapt import parse_ints, parse_shots
+    from fmlab.utils.parsing import parse_ints, parse_shots
     from fmlab.experiments.finetune import FinetuneConfig, parse_options, run_finetune
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]

@@ -41,26 +41,6 @@ class AdaptConfig:
     clip_model: str | None = None  # open_clip:<arch> or a `fmlab clip train` folder: joint space
 
 
-def parse_shots(text: str) -> list[int | str]:
-    out: list[int | str] = []
-    for tok in text.split(","):
-        tok = tok.strip()
-        if tok == "all":
-            out.append("all")
-        elif tok.isdigit() and int(tok) > 0:
-            out.append(int(tok))
-        else:
-            raise ConfigError(f"--shots: {tok!r} is not a positive integer or 'all'")
-    return out
-
-
-def parse_ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"{what}: {text!r} is not a comma-separated list of integers") from None
-
-
 def _needs_zeroshot(methods: list[str]) -> bool:
     return any(m == "zeroshot" or m.endswith("+zs") for m in methods)
 
