@@ -154,6 +154,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights") -> Any:
         fmlab.errors.ModelError: the file is missing, unreadable, or holds pickled code.
     """
     import pickle
+    import warnings
 
     import torch
 
@@ -161,7 +162,9 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights") -> Any:
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's "Detected pickle protocol" note is noise before our error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{what} file not found: {path}") from None
     except pickle.UnpicklingError as e:
@@ -176,6 +179,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights") -> Any:
                    and "WeightsUnpickler" not in ln]
         raise ModelError(f"{path}: cannot read {what} as a torch file "
                          f"({reasons[0] if reasons else 'not a torch.save file'})") from None
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: cannot read {what} ({msg})") from None
+    except Exception as e:  # noqa: BLE001 - junk bytes fail in many ways (struct.error, EOFError, ...)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelError(f"{path}: cannot read {what} as a torch file "
+                         f"({type(e).__name__}{': ' + msg if msg else ''})") from None
