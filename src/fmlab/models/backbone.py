@@ -153,7 +153,12 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         except Exception as e:  # safetensors raises its own error types
             raise ModelError(f"cannot read safetensors weights {path}: {e}") from None
     else:
-        obj = load_torch_file(path, "weights")
+        try:
+            obj = load_torch_file(path, "weights")
+        except ModelError:
+            raise
+        except Exception as e:  # torch's unpickler also fails with struct.error etc. on junk bytes
+            raise ModelError(f"{path}: cannot read weights as a torch file ({type(e).__name__}: {e})") from None
         sd = obj
         if isinstance(obj, dict):
             for key in ("state_dict", "model", "model_state_dict"):
