@@ -301,6 +301,7 @@ def test_two_processes_build_the_same_random_network(tmp_path, capsys):
 
     a, b, b2 = load_features(train), load_features(test), load_features(test_again)
     assert np.array_equal(b.features.numpy(), b2.features.numpy())  # another process, same network
+    assert a.meta["init_seed"] == b.meta["init_seed"] == 0 and a.meta["weights_sha256"] is None
     xa, ya = a.numpy()
     xb, yb = b.numpy()
     d = ((xb[:, None, :] - xa[None, :, :]) ** 2).sum(-1)

@@ -86,10 +86,16 @@ class Backbone(nn.Module):
         return None
 
     def protocol(self) -> dict:
-        """What a reader needs to reproduce this backbone's features."""
+        """What a reader needs to reproduce this backbone's features.
+
+        Returns:
+            ``backbone`` (name), ``weights_sha256``, ``init_seed`` (a random init's seed, else
+            None), ``feature_dim`` and ``preprocess``.
+        """
         return {
             "backbone": self.name,
             "weights_sha256": self.weights_sha256,
+            "init_seed": self.init_seed if self.weights_sha256 is None else None,
             "feature_dim": self.feature_dim,
             "preprocess": self.preprocess.to_dict(),
         }
