@@ -8,6 +8,7 @@ object, and lets the preprocessing travel with every number as part of the proto
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -160,7 +161,9 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"cannot read safetensors weights {path}: {e}") from None
     else:
         try:
-            obj = load_torch_file(path, "weights")
+            with warnings.catch_warnings():  # torch's "pickle protocol 4" note is noise before our error
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                obj = load_torch_file(path, "weights")
         except ModelError:
             raise
         except Exception as e:  # torch's unpickler also fails with struct.error etc. on junk bytes
