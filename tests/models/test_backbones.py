@@ -188,3 +188,13 @@ def test_malicious_torch_file_is_refused_in_one_line(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and str(evil) in msg and "pickled code" in msg and "weights_only=False" not in msg
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_preprocess_refuses_images_without_pixels():
+    """Probe F11: (N, 0, 0, 3) images reached torch's interpolate and gave a traceback."""
+    spec = PreprocessSpec((32, 32), 3)
+    with pytest.raises(Exception, match="height and width must be >= 1") as e:
+        spec(torch.zeros((2, 0, 0, 3), dtype=torch.uint8))
+    from fmlab.errors import DataError
+
+    assert isinstance(e.value, DataError)
