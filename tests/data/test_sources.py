@@ -174,3 +174,32 @@ def test_demo_source_is_packaged():
     src = open_source("cifar10_demo", "/nonexistent")
     assert len(src.split("train")) == 1000 and len(src.split("test")) == 1000
     assert src.split("train").info()["per_class"] == [100] * 10
+
+
+def test_npz_array_limit_is_inclusive_and_named(tmp_path, monkeypatch):
+    """Probe F8: the limit compares prod(shape) * itemsize from the header, before loading."""
+    from fmlab.errors import ConfigError
+
+    src = make_npz(tmp_path / "s.npz")  # x_train (40, 8, 8, 3) uint8 = 7680 bytes, the largest array
+    monkeypatch.setenv("FMLAB_MAX_ARRAY_BYTES", "7680")
+    assert len(open_source(f"npz:{src}").split("train")) == 40
+    monkeypatch.setenv("FMLAB_MAX_ARRAY_BYTES", "7679")
+    with pytest.raises(DataError, match=r"s\.npz: array 'x_train' of shape \(40, 8, 8, 3\) uint8 needs 7\.5 KiB"):
+        open_source(f"npz:{src}")
+    monkeypatch.setenv("FMLAB_MAX_ARRAY_BYTES", "lots")
+    with pytest.raises(ConfigError, match=r"\$FMLAB_MAX_ARRAY_BYTES: 'lots'"):
+        open_source(f"npz:{src}")
+
+
+def test_jsonl_source_not_utf8_names_the_file(tmp_path):
+    """Probe F6: read_records raised a bare UnicodeDecodeError."""
+    from fmlab.data.imagetext import read_records
+
+    p = tmp_path / "caps.jsonl"
+    p.write_bytes(b'{"image": "a.png", "caption": "ok"}\n{"image": "b.png", "caption": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"caps\.jsonl: not UTF-8 text"):
+        read_records(p)
+    q = tmp_path / "caps.csv"
+    q.write_bytes(b"image,caption\na.png,caf\xe9\n")
+    with pytest.raises(DataError, match=r"caps\.csv: not UTF-8 text"):
+        read_records(q)

@@ -64,3 +64,55 @@ def test_bf16_autocast_close(tiny_npz):
     bf16 = extract_features(bb, split, autocast="bf16", progress=False).features
     cos = torch.nn.functional.cosine_similarity(f32, bf16).min()
     assert cos > 0.99 and np.isfinite(bf16.numpy()).all()
+
+
+def test_random_inits_and_in_memory_changes_never_share_an_entry(tiny_npz):
+    """Probe F2: the cache key hashes the trunk's tensors, not the weights-file argument."""
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    a0 = create_backbone("resnet20_cifar", seed=0)
+    a1 = create_backbone("resnet20_cifar", seed=1)
+    f0 = cached_features(a0, split, progress=False)
+    f1 = cached_features(a1, split, progress=False)
+    assert f0.meta["cache"] == f1.meta["cache"] == "miss" and not torch.equal(f0.features, f1.features)
+    again = cached_features(create_backbone("resnet20_cifar", seed=0), split, progress=False)
+    assert again.meta["cache"] == "hit" and torch.equal(again.features, f0.features)
+    with torch.no_grad():
+        a0.trunk.conv1.weight.mul_(0.5)  # changed in memory: same name, same (absent) weights file
+    changed = cached_features(a0, split, progress=False)
+    fresh = extract_features(a0, split, progress=False)
+    assert changed.meta["cache"] == "miss" and torch.equal(changed.features, fresh.features)
+    assert not torch.equal(changed.features, f0.features)
+
+
+def test_stale_temporaries_are_swept_fresh_ones_kept(tiny_npz):
+    """Probe F16: a writer killed mid-write leaves '.<key>.safetensors.<rand>.safetensors'."""
+    import os
+    import time
+
+    from fmlab.features.extract import STALE_TEMP_SECONDS
+    from fmlab.utils.io import cache_dir
+
+    root = cache_dir() / "features"
+    root.mkdir(parents=True)
+    old = root / ".abc.safetensors.k2j4h5g6.safetensors"
+    old_tmp = root / ".x.json.k2j4h5g6.tmp"
+    fresh = root / ".def.safetensors.a1b2c3d4.safetensors"
+    keep = root / "notes.txt"
+    for p in (old, old_tmp, fresh, keep):
+        p.write_bytes(b"half")
+    past = time.time() - STALE_TEMP_SECONDS - 60
+    for p in (old, old_tmp, keep):
+        os.utime(p, (past, past))
+    bb = create_backbone("resnet20_cifar", seed=0)
+    cached_features(bb, open_source(f"npz:{tiny_npz}").split("train"), progress=False)
+    assert not old.exists() and not old_tmp.exists() and fresh.exists() and keep.exists()
+
+
+@pytest.mark.parametrize("kw,key", [({"batch_size": 0}, "batch_size"), ({"batch_size": -5}, "batch_size"),
+                                    ({"n_views": -1}, "n_views")])
+def test_bad_counts_are_refused(tiny_npz, kw, key):
+    from fmlab.errors import ConfigError
+
+    split = open_source(f"npz:{tiny_npz}").split("train")
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        extract_features(create_backbone("resnet20_cifar", seed=0), split, progress=False, **kw)

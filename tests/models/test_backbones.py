@@ -125,3 +125,76 @@ def test_minilm_matches_sentence_transformers():
     ours = torch.nn.functional.normalize(enc.encode(texts), dim=-1)
     theirs = torch.as_tensor(ref.encode(texts, normalize_embeddings=True))
     assert enc.feature_dim == 384 and torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_seed_builds_one_network_and_leaves_the_global_rng_alone():
+    from fmlab.models.backbone import state_sha256
+
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    a = create_backbone("resnet20_cifar", seed=0)
+    assert torch.equal(torch.get_rng_state(), rng)  # built under a forked RNG
+    b = create_backbone("resnet20_cifar", seed=0)
+    c = create_backbone("resnet20_cifar", seed=1)
+    assert state_sha256(a) == state_sha256(b) != state_sha256(c)
+    assert a.init_seed == 0 and c.init_seed == 1
+    # seed=None keeps the global-RNG behaviour pre-training relies on (trainer.seed seeds it)
+    torch.manual_seed(5)
+    d = create_backbone("resnet20_cifar")
+    torch.manual_seed(5)
+    e = create_backbone("resnet20_cifar")
+    assert state_sha256(d) == state_sha256(e) and d.init_seed is None
+    with pytest.raises(ModelError, match="seed: -1"):
+        create_backbone("resnet20_cifar", seed=-1)
+
+
+def test_seed_is_the_same_network_in_another_process():
+    import subprocess
+    import sys
+
+    from fmlab.models.backbone import state_sha256
+
+    code = ("from fmlab.models import create_backbone; from fmlab.models.backbone import state_sha256; "
+            "print(state_sha256(create_backbone('lenet5_mnist', seed=7)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)})
+    assert out.stdout.strip() == state_sha256(create_backbone("lenet5_mnist", seed=7))
+
+
+def test_seed_recorded_by_protocol_only_without_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from fmlab.results import Protocol
+
+    bb = create_backbone("lenet5_mnist", seed=2)
+    assert Protocol.of("npz:x", "test", backbone=bb).fields["init_seed"] == 2
+    w = tmp_path / "w.safetensors"
+    save_file({f"trunk.{k}": v for k, v in bb.trunk.state_dict().items()}, str(w))
+    loaded = create_backbone("lenet5_mnist", weights=w, seed=2)
+    assert "init_seed" not in Protocol.of("npz:x", "test", backbone=loaded).fields
+
+
+def test_malicious_torch_file_is_refused_in_one_line(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, evil)
+    with pytest.raises(ModelError) as e:
+        create_backbone("resnet20_cifar", weights=evil)
+    msg = str(e.value)
+    assert "\n" not in msg and str(evil) in msg and "pickled code" in msg and "weights_only=False" not in msg
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_preprocess_refuses_images_without_pixels():
+    """Probe F11: (N, 0, 0, 3) images reached torch's interpolate and gave a traceback."""
+    spec = PreprocessSpec((32, 32), 3)
+    with pytest.raises(Exception, match="height and width must be >= 1") as e:
+        spec(torch.zeros((2, 0, 0, 3), dtype=torch.uint8))
+    from fmlab.errors import DataError
+
+    assert isinstance(e.value, DataError)

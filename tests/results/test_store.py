@@ -29,3 +29,25 @@ def test_not_a_database(tmp_path):
     p.write_text("this is not sqlite" * 100)
     with pytest.raises(FmlabError, match="not a usable results database"):
         ResultsStore(p)
+
+
+def test_readonly_store_never_writes(tmp_path):
+    """Probe F19: a reader must not turn a 0-byte file into a SQLite file, nor create a missing one."""
+    from fmlab.errors import DataError
+
+    zero = tmp_path / "zero.db"
+    zero.write_bytes(b"")
+    with pytest.raises(DataError, match="no 'results' table; the file is empty"):
+        ResultsStore(zero, readonly=True)
+    assert zero.stat().st_size == 0
+    with pytest.raises(DataError, match="results database not found"):
+        ResultsStore(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+    db = tmp_path / "r.db"
+    ResultsStore(db).append([{"run_id": "r1", "task": "t", "metric": "m", "value": 2.0}])
+    size, mtime = db.stat().st_size, db.stat().st_mtime_ns
+    ro = ResultsStore(db, readonly=True)
+    assert [r["value"] for r in ro.query()] == [2.0]
+    with pytest.raises(Exception, match="readonly"):
+        ro.append([{"run_id": "r2", "task": "t", "metric": "m", "value": 3.0}])
+    assert (db.stat().st_size, db.stat().st_mtime_ns) == (size, mtime)

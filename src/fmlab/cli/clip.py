@@ -69,11 +69,10 @@ def _print(metrics: dict) -> None:
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
-    from fmlab.errors import ConfigError
     from fmlab.experiments.clip import run_zeroshot as zs
+    from fmlab.utils.validation import positive_int
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size: {args.batch_size} must be >= 1")
+    positive_int("--batch-size", args.batch_size)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     _print(zs(args.model, args.data, args.split or "test", args.templates, classes,
               args.data_root, resolve_db(args), args.batch_size))
@@ -81,11 +80,10 @@ def run_zeroshot(args: argparse.Namespace) -> int:
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
-    from fmlab.errors import ConfigError
     from fmlab.experiments.clip import run_retrieval as rt
+    from fmlab.utils.validation import positive_int
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size: {args.batch_size} must be >= 1")
+    positive_int("--batch-size", args.batch_size)
     _print(rt(args.model, args.data, args.split or "val", args.data_root, resolve_db(args),
               args.batch_size))
     return 0

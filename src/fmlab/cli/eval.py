@@ -29,21 +29,22 @@ def run_classify(args: argparse.Namespace) -> int:
     from fmlab.data import open_source
     from fmlab.evaluate import classify_accuracy
     from fmlab.models import create_backbone
-    from fmlab.results import ResultsStore, new_run_id
+    from fmlab.results import Protocol, ResultsStore
+    from fmlab.utils.validation import non_negative_int, positive_int
 
+    positive_int("--batch-size", args.batch_size)
+    non_negative_int("--seed", args.seed)
+    db = resolve_db(args)
     t0 = time.perf_counter()
     split = open_source(args.data, args.data_root).split(args.split)
-    bb = create_backbone(args.backbone, weights=args.weights)
+    bb = create_backbone(args.backbone, weights=args.weights, seed=args.seed)
     res = classify_accuracy(bb, split, batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
-    db = resolve_db(args)
     if db is not None:
-        ResultsStore(db).append([{
-            "run_id": new_run_id(), "task": "classify", "source": f"{args.data}:{args.split}",
-            "split_hash": split.content_hash, "backbone": bb.name, "weights_hash": bb.weights_sha256,
+        protocol = Protocol.of(args.data, args.split, backbone=bb, split_hash=split.content_hash)
+        ResultsStore(db).record("classify", protocol, [{
             "method": "head", "metric": "accuracy", "value": res["accuracy"], "seconds": seconds,
-            "extra": {"n": res["n"], "preprocess": bb.preprocess.to_dict()},
-        }])
+            "extra": {"n": res["n"]}}])
     if args.json:
         print(json.dumps(res))
     else:

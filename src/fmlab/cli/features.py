@@ -16,12 +16,12 @@ def add_parser(sub) -> None:
     e = fsub.add_parser("extract", help="extract features of one split to a safetensors file",
                         description="Batched, no-grad feature extraction; cached by content under "
                                     "$FMLAB_CACHE (a second identical call is instant).")
-    add_backbone(e)
+    add_backbone(e, seed_help="seed of the backbone's random init when no --weights are given, and of "
+                              "the augmented views (default 0)")
     e.add_argument("--data", required=True, help="source spec (named, npz:, folder:, csv:, jsonl:)")
     e.add_argument("--split", default="train")
     e.add_argument("--out", required=True, help="output .safetensors file")
     e.add_argument("--views", type=int, default=0, help="augmented views per image (0 = plain)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     e.add_argument("--no-cache", action="store_true", help="ignore and do not fill the cache")
@@ -33,12 +33,16 @@ def run_extract(args: argparse.Namespace) -> int:
     from fmlab.data import ImageTextSplit, open_source
     from fmlab.features import cached_features, save_features
     from fmlab.models import create_backbone
+    from fmlab.utils.validation import non_negative_int, positive_int
 
+    positive_int("--batch-size", args.batch_size)
+    non_negative_int("--views", args.views)
+    non_negative_int("--seed", args.seed)
     source = open_source(args.data, args.data_root)
     split = source.split(args.split)
     if isinstance(split, ImageTextSplit):  # image-text splits: features of their images
         split = split.images
-    bb = create_backbone(args.backbone, weights=args.weights)
+    bb = create_backbone(args.backbone, weights=args.weights, seed=args.seed)
     fs = cached_features(bb, split, n_views=args.views, seed=args.seed,
                          autocast="bf16" if args.bf16 else None, batch_size=args.batch_size,
                          use_cache=not args.no_cache)

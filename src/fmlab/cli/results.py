@@ -20,11 +20,9 @@ def add_parser(sub) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from fmlab.errors import FmlabError
     from fmlab.results import ResultsStore, format_rows
 
-    if not Path(args.db).is_file():
-        raise FmlabError(f"results database not found: {args.db}")
-    rows = ResultsStore(args.db).query(task=args.task, run_id=args.run)
+    # read-only: a read command never creates or converts the file it is pointed at
+    rows = ResultsStore(Path(args.db), readonly=True).query(task=args.task, run_id=args.run)
     print(format_rows(rows, args.format))
     return 0

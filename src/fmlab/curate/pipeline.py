@@ -32,7 +32,7 @@ from fmlab.curate.parallel import auto_workers, match_source
 from fmlab.curate.plot import plot_entry_counts
 from fmlab.curate.readers import CaptionSource
 from fmlab.curate.text import load_entries
-from fmlab.errors import ConfigError
+from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import atomic_write, sha256_file, write_json
 
 OUTPUTS = ("curated.jsonl", "stats.json", "entry_counts.csv", "entry_counts.png")
@@ -54,7 +54,19 @@ class CurateConfig:
 
 
 def curate(cfg: CurateConfig) -> dict[str, Any]:
-    """Run the whole curation; returns the statistics also written to ``OUT/stats.json``."""
+    """Run the whole curation; returns the statistics also written to ``OUT/stats.json``.
+
+    Args:
+        cfg: the inputs (captions pool, entries, threshold ``t``, seed) and the output folder.
+
+    Returns:
+        The statistics (pair and match counts before/after, per-phase seconds, hashes).
+
+    Raises:
+        fmlab.errors.ConfigError: a bad threshold, seed, worker count or ``out``.
+        fmlab.errors.DataError: unreadable inputs, or a pool with no captions (nothing is
+            written then).
+    """
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     threshold = check_threshold(cfg.threshold)
@@ -75,6 +87,8 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
     workers = auto_workers(source, cfg.workers)
     match_counts, match_ids = match_source(source, matcher, workers)
     seconds["pass1_read_match"] = time.perf_counter() - t
+    if len(match_counts) == 0:  # nothing to curate: refuse before writing anything (probe F15)
+        raise DataError(f"{cfg.captions}: no captions (the pool holds no records)")
 
     # balance
     t = time.perf_counter()

@@ -24,7 +24,26 @@ __all__ = ["NAMED", "ImageSource", "ImageSplit", "ImageTextSource", "ImageTextSp
 
 def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
     """Open a data source by spec: a named dataset, ``npz:PATH``, ``folder:PATH``, ``csv:PATH``
-    or ``jsonl:PATH``."""
+    or ``jsonl:PATH``.
+
+    Args:
+        spec: the source spec; named datasets: ``mnist``, ``cifar10``, ``coco_mini``,
+            ``cifar10_demo`` (shipped with the package).
+        data_root_dir: folder of the named datasets (default ``$FMLAB_DATA``, else
+            ``~/.cache/fmlab/data``).
+
+    Returns:
+        An :class:`ImageSource` (labelled images) or an :class:`ImageTextSource` (captions).
+
+    Raises:
+        fmlab.errors.DataError: unknown spec, missing or malformed file (the message names it).
+
+    Examples:
+        >>> src = open_source("cifar10_demo")
+        >>> test = src.split("test")
+        >>> len(test), test.get_batch([0, 1]).shape, src.class_names[:2]
+        (1000, (2, 32, 32, 3), ['airplane', 'automobile'])
+    """
     from fmlab.data.folder import open_folder_source
     from fmlab.data.imagetext import open_coco_mini, open_table_source
     from fmlab.data.npz import open_npz_source

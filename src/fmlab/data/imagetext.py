@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fmlab.data.hashing import file_hash, split_hash
-from fmlab.data.npz import _get, load_npz
+from fmlab.data.npz import _get, check_image_array, load_npz
 from fmlab.data.sources import ArraySplit, FileListSplit, ImageTextSource, ImageTextSplit
 from fmlab.errors import DataError
 
@@ -32,29 +32,50 @@ def _pick(record: dict, fields: tuple[str, ...], where: str, what: str) -> str:
 
 
 def read_records(path: Path) -> list[dict]:
+    """The records of a CSV (header row) or JSONL (one object per line) file.
+
+    Args:
+        path: the ``.csv`` or ``.jsonl``/``.json`` file.
+
+    Returns:
+        One dict per record.
+
+    Raises:
+        fmlab.errors.DataError: missing file, not UTF-8, bad JSON, no records; the message
+            names the file (and the line for JSON).
+    """
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    records: list[dict] = []
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None:
-                raise DataError(f"{path}: empty CSV file (no header)")
-            records = list(reader)
-    else:
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-                if not isinstance(rec, dict):
-                    raise DataError(f"{path}:{i}: each line must be a JSON object")
-                records.append(rec)
+    try:
+        records = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e})") from None
     if not records:
         raise DataError(f"{path}: no records")
+    return records
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: empty CSV file (no header)")
+        return list(reader)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{i}: each line must be a JSON object")
+            records.append(rec)
     return records
 
 
@@ -101,6 +122,7 @@ def open_coco_mini(path: Path) -> ImageTextSource:
     img_split = np.asarray([str(s) for s in _get(z, "splits", path).tolist()])
     if images.dtype != np.uint8 or images.ndim != 4:
         raise DataError(f"{path}: images must be uint8 (N,H,W,C), got {images.dtype} {images.shape}")
+    check_image_array(images, path, "images")
     if len(captions) != len(cap_idx):
         raise DataError(f"{path}: {len(captions)} captions but {len(cap_idx)} caption_image_index entries")
     if len(img_split) != len(images):

@@ -15,6 +15,18 @@ from fmlab.errors import DataError
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The folder of named datasets: ``explicit``, else ``$FMLAB_DATA``, else ``~/.cache/fmlab/data``.
+
+    Args:
+        explicit: a ``--data-root`` value (None or empty: not given).
+
+    Returns:
+        The folder (not checked for existence: a dataset's ``locate`` says what is missing).
+
+    Examples:
+        >>> str(data_root("/srv/data"))
+        '/srv/data'
+    """
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("FMLAB_DATA")

@@ -177,13 +177,26 @@ class SubsetSplit(ImageSplit):
 
 
 def decode_image(data: bytes, mode: str, what: str) -> np.ndarray:
+    """Decode one encoded image; ``what`` names it in errors.
+
+    A decompression bomb (a header claiming more pixels than PIL's ``MAX_IMAGE_PIXELS``, which
+    PIL only warns about up to twice that) and an image with no pixels are refused as DataError.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert(mode))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                arr = np.asarray(im.convert(mode))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{what} is refused as a decompression bomb: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{what} cannot be decoded: {e}") from None
+    if arr.ndim < 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DataError(f"{what} has no pixels (shape {arr.shape}); height and width must be >= 1")
     return arr
 
 

@@ -105,20 +105,21 @@ def run_clip_train(cfg: ClipTrainConfig, out: str | Path, resume: bool = False,
     return ClipTrainResult(out, res.step, last, time.perf_counter() - t0)
 
 
-def _record(db: Path | None, task: str, source: str, split_hash: str, model, metrics: dict,
-            extra: dict, seconds: float) -> None:
+def _record(db: Path | None, task: str, source: str, split: str, split_hash: str, model,
+            metrics: dict, extra: dict, seconds: float) -> None:
+    """One row per metric (counts and chance levels are context, not results) via the store's
+    one record path."""
     if db is None:
         return
-    from fmlab.results import ResultsStore, new_run_id
+    from fmlab.results import Protocol, ResultsStore
 
-    run_id = new_run_id()
     spec = getattr(model, "spec", None)
-    rows = [{"run_id": run_id, "task": task, "source": source, "split_hash": split_hash,
-             "backbone": model.name, "weights_hash": getattr(model, "weights_sha256", None),
-             "method": task, "hyperparameters": asdict(spec) if spec is not None else None,
-             "seed": None, "metric": k, "value": float(v), "seconds": seconds, "extra": extra}
-            for k, v in metrics.items() if not k.startswith(("n_", "chance_"))]
-    ResultsStore(db).append(rows)
+    hyper = asdict(spec) if spec is not None else None
+    records = [{"method": task, "hyperparameters": hyper, "metric": k, "value": float(v),
+                "seconds": seconds, "extra": extra}
+               for k, v in metrics.items() if not k.startswith(("n_", "chance_"))]
+    ResultsStore(db).record(task, Protocol.of(source, split, backbone=model, split_hash=split_hash),
+                            records)
 
 
 def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
@@ -141,7 +142,7 @@ def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
     model = load_image_text_model(model_ref)
     out = zeroshot_evaluate(model, sp, source.class_names, tmpl, idx, batch_size)
     secs = time.perf_counter() - t0
-    _record(db, "clip_zeroshot", f"{data}:{split}", sp.content_hash, model, out,
+    _record(db, "clip_zeroshot", data, split, sp.content_hash, model, out,
             {"templates": tmpl, "classes": classes, "model": str(model_ref)}, secs)
     return out
 
@@ -161,6 +162,6 @@ def run_retrieval(model_ref: str, data: str, split: str = "val", data_root: str 
     sp = source.split(split)
     model = load_image_text_model(model_ref)
     out = retrieval_evaluate(model, sp, batch_size)
-    _record(db, "clip_retrieval", f"{data}:{split}", sp.images.content_hash, model, out,
+    _record(db, "clip_retrieval", data, split, sp.images.content_hash, model, out,
             {"model": str(model_ref)}, time.perf_counter() - t0)
     return out

@@ -1,10 +1,13 @@
 """Batched, no-grad feature extraction with a content-addressed cache.
 
-The cache key covers everything that changes the numbers: backbone name, weights sha256,
+The cache key covers everything that changes the numbers: backbone name, the sha256 of the
+trunk's tensors as they are when the features are asked for (not the weights file they came
+from: a random init or a model changed in memory must never hit another model's entry), the
 preprocessing, the split's content hash, the number of augmented views and their seed, and the
 compute dtype. A second identical call loads the file instead of running the model. Files are
 safetensors (``features`` float32 (N, D) or (V, N, D) for views, ``labels`` int64) with the
-protocol as JSON metadata, written atomically under ``$FMLAB_CACHE/features``.
+protocol as JSON metadata, written atomically under ``$FMLAB_CACHE/features``; temporary files
+that a killed writer left there are swept when the cache is next used.
 """
 
 from __future__ import annotations
@@ -22,13 +25,22 @@ import torch
 from fmlab.data.sources import ImageSplit
 from fmlab.errors import DataError
 from fmlab.utils.io import atomic_path, cache_dir, sha256_json
+from fmlab.utils.validation import non_negative_int, positive_int
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keyed on the trunk's tensors (state_sha256), not only the weights file
+STALE_TEMP_SECONDS = 15 * 60  # a cache write takes seconds; older temporaries belong to dead writers
 
 
 @dataclass
 class FeatureSet:
-    """Features of one split, with the labels and the protocol that produced them."""
+    """Features of one split, with the labels and the protocol that produced them.
+
+    Attributes:
+        features: float32 ``(N, D)``, or ``(V, N, D)`` for ``V`` augmented views.
+        labels: int64 ``(N,)``, or None for an unlabelled split.
+        meta: the protocol (:func:`feature_key`) plus ``seconds``, ``origin`` and, from
+            :func:`cached_features`, ``cache`` (``"hit"``/``"miss"``).
+    """
 
     features: torch.Tensor  # (N, D) or (V, N, D)
     labels: torch.Tensor | None
@@ -43,11 +55,28 @@ class FeatureSet:
 
 
 def feature_key(backbone, split: ImageSplit, n_views: int = 0, seed: int = 0,
-                autocast: str | None = None) -> dict:
-    """The protocol dict whose hash addresses the cache (also stored as the file's metadata)."""
+                autocast: str | None = None, state_sha256: str | None = None) -> dict:
+    """The protocol dict whose hash addresses the cache (also stored as the file's metadata).
+
+    Args:
+        backbone: a :class:`~fmlab.models.Backbone`.
+        split: the split the features are of.
+        n_views: augmented views per image (0: plain features).
+        seed: seed of the views.
+        autocast: ``"bf16"`` or None.
+        state_sha256: hash of the trunk's tensors; computed from ``backbone.trunk`` when None.
+
+    Returns:
+        A JSON-able dict.
+    """
+    if state_sha256 is None:
+        from fmlab.models.backbone import state_sha256 as _state
+
+        state_sha256 = _state(backbone.trunk)
     return {
         "format": FORMAT_VERSION,
         **backbone.protocol(),
+        "trunk_state_sha256": state_sha256,
         "split": split.name,
         "split_content_hash": split.content_hash,
         "n": len(split),
@@ -66,6 +95,12 @@ def _autocast(device: torch.device, autocast: str | None):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def _check_args(batch_size: int, n_views: int, seed: int) -> None:
+    positive_int("batch_size", batch_size)
+    non_negative_int("n_views", n_views)
+    non_negative_int("seed", seed)
+
+
 @torch.no_grad()
 def extract_features(
     backbone, split: ImageSplit, *, batch_size: int = 256, n_views: int = 0, seed: int = 0,
@@ -73,9 +108,33 @@ def extract_features(
 ) -> FeatureSet:
     """Run ``backbone.encode`` over ``split`` in batches (one decoded batch in memory at a time).
 
-    ``n_views > 0`` returns features of that many random resized-crop + flip views per image,
-    shape (V, N, D), instead of the plain features.
+    Args:
+        backbone: a :class:`~fmlab.models.Backbone`.
+        split: the images (and labels) to encode.
+        batch_size: images per forward pass (>= 1).
+        n_views: > 0 returns features of that many random resized-crop + flip views per image,
+            shape (V, N, D), instead of the plain features.
+        seed: seed of the views.
+        autocast: ``"bf16"`` for a bf16 forward pass, None for float32.
+        progress: show a progress bar (default: when stderr is a terminal).
+        device: where to run the backbone.
+
+    Returns:
+        The :class:`FeatureSet` (uncached; see :func:`cached_features`).
+
+    Raises:
+        fmlab.errors.ConfigError: ``batch_size < 1``, ``n_views < 0`` or ``seed < 0``.
+        fmlab.errors.DataError: an empty split, or NaN/inf features.
     """
+    _check_args(batch_size, n_views, seed)
+    return _extract(backbone, split, feature_key(backbone, split, n_views, seed, autocast),
+                    batch_size=batch_size, n_views=n_views, seed=seed, autocast=autocast,
+                    progress=progress, device=device)
+
+
+@torch.no_grad()
+def _extract(backbone, split: ImageSplit, meta: dict, *, batch_size: int, n_views: int, seed: int,
+             autocast: str | None, progress: bool | None, device: str | torch.device = "cpu") -> FeatureSet:
     from fmlab.features.views import random_resized_crop_flip
 
     device = torch.device(device)
@@ -111,13 +170,30 @@ def extract_features(
     if not torch.isfinite(feats).all():
         raise DataError(f"backbone {backbone.name} produced NaN/inf features on {split.origin}")
     labels = None if split.labels is None else torch.from_numpy(split.labels)
-    meta = feature_key(backbone, split, n_views, seed, autocast)
+    meta = dict(meta)
     meta["seconds"] = round(time.perf_counter() - t0, 3)
     meta["origin"] = split.origin
     return FeatureSet(feats, labels, meta)
 
 
 def save_features(fs: FeatureSet, path: str | Path) -> Path:
+    """Write ``fs`` as safetensors (``features``, ``labels``; ``meta`` as JSON metadata), atomically.
+
+    Args:
+        fs: the features.
+        path: the output file (its folder is created).
+
+    Returns:
+        ``path``.
+
+    Examples:
+        >>> import tempfile, os
+        >>> fs = FeatureSet(torch.ones(3, 2), torch.arange(3), {"backbone": "toy"})
+        >>> p = save_features(fs, os.path.join(tempfile.mkdtemp(), "f.safetensors"))
+        >>> back = load_features(p)
+        >>> torch.equal(back.features, fs.features), back.labels.tolist(), back.meta
+        (True, [0, 1, 2], {'backbone': 'toy'})
+    """
     from safetensors.torch import save_file
 
     tensors = {"features": fs.features.contiguous()}
@@ -129,6 +205,17 @@ def save_features(fs: FeatureSet, path: str | Path) -> Path:
 
 
 def load_features(path: str | Path) -> FeatureSet:
+    """Read a feature file written by :func:`save_features` (or the cache).
+
+    Args:
+        path: a ``.safetensors`` feature file.
+
+    Returns:
+        The :class:`FeatureSet`, its ``meta`` read back from the file's metadata.
+
+    Raises:
+        fmlab.errors.DataError: the file is missing or not a readable feature file.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -147,10 +234,45 @@ def load_features(path: str | Path) -> FeatureSet:
 def cached_features(backbone, split: ImageSplit, *, n_views: int = 0, seed: int = 0,
                     autocast: str | None = None, batch_size: int = 256, progress: bool | None = None,
                     use_cache: bool = True, cache_root: str | Path | None = None) -> FeatureSet:
-    """:func:`extract_features` behind the content-addressed cache."""
-    key = sha256_json(feature_key(backbone, split, n_views, seed, autocast))
-    path = Path(cache_root) if cache_root else cache_dir() / "features"
-    path = path / f"{key}.safetensors"
+    """:func:`extract_features` behind the content-addressed cache.
+
+    The key hashes the trunk's tensors at the time of the call (see :func:`feature_key`), so two
+    random initialisations, or a model changed in memory after a first call, never share an
+    entry. Opening the cache also removes temporary files older than
+    :data:`STALE_TEMP_SECONDS` that a killed writer left behind.
+
+    Args:
+        backbone: a :class:`~fmlab.models.Backbone`.
+        split: the images to encode.
+        n_views, seed, autocast, batch_size, progress: as in :func:`extract_features`.
+        use_cache: False computes without reading or writing the cache.
+        cache_root: the cache folder (default ``$FMLAB_CACHE/features``).
+
+    Returns:
+        The :class:`FeatureSet`; ``meta["cache"]`` says ``"hit"`` or ``"miss"``.
+
+    Examples:
+        >>> import tempfile
+        >>> from fmlab.data import open_source
+        >>> from fmlab.data.sources import SubsetSplit
+        >>> from fmlab.models import create_backbone
+        >>> split = SubsetSplit(open_source("cifar10_demo").split("test"), np.arange(8))
+        >>> bb, root = create_backbone("resnet20_cifar", seed=0), tempfile.mkdtemp()
+        >>> a = cached_features(bb, split, progress=False, cache_root=root)
+        >>> b = cached_features(bb, split, progress=False, cache_root=root)
+        >>> a.meta["cache"], b.meta["cache"], tuple(b.features.shape), torch.equal(a.features, b.features)
+        ('miss', 'hit', (8, 64), True)
+        >>> other = create_backbone("resnet20_cifar", seed=1)  # another random init: its own entry
+        >>> cached_features(other, split, progress=False, cache_root=root).meta["cache"]
+        'miss'
+    """
+    _check_args(batch_size, n_views, seed)
+    meta = feature_key(backbone, split, n_views, seed, autocast)
+    key = sha256_json(meta)
+    root = Path(cache_root) if cache_root else cache_dir() / "features"
+    path = root / f"{key}.safetensors"
+    if use_cache:
+        sweep_stale_temporaries(root)
     if use_cache and path.is_file():
         try:
             fs = load_features(path)
@@ -158,10 +280,41 @@ def cached_features(backbone, split: ImageSplit, *, n_views: int = 0, seed: int 
             return fs
         except DataError:
             pass  # a damaged cache entry is recomputed and replaced
-    fs = extract_features(backbone, split, batch_size=batch_size, n_views=n_views, seed=seed,
-                          autocast=autocast, progress=progress)
+    fs = _extract(backbone, split, meta, batch_size=batch_size, n_views=n_views, seed=seed,
+                  autocast=autocast, progress=progress)
     if use_cache:
         save_features(fs, path)
     fs.meta["cache"] = "miss"
     fs.meta["cache_path"] = str(path)
     return fs
+
+
+def sweep_stale_temporaries(root: str | Path, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete temporary files (``.<name>.<random>.safetensors`` / ``.tmp``) older than ``max_age``.
+
+    :func:`fmlab.utils.io.atomic_path` writes a cache entry under a hidden temporary name and
+    renames it into place; a writer killed in between (SIGKILL, power loss) leaves the temporary
+    behind for good. A live write refreshes its file's mtime, so only dead writers' files are old.
+
+    Args:
+        root: the cache folder (a missing folder is fine).
+        max_age: seconds since the last modification.
+
+    Returns:
+        The paths removed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    now, removed = time.time(), []
+    for p in root.iterdir():
+        name = p.name
+        if not (name.startswith(".") and name.endswith((".safetensors", ".tmp"))):
+            continue
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > max_age:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # another process swept it first, or the folder is read-only
+            continue
+    return removed

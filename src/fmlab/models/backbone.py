@@ -8,6 +8,7 @@ object, and lets the preprocessing travel with every number as part of the proto
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,10 +16,32 @@ import torch.nn as nn
 
 from fmlab.errors import ModelError
 from fmlab.models.preprocess import PreprocessSpec
+from fmlab.utils.io import load_torch_file
 
 
 class Backbone(nn.Module):
-    """An image encoder with its preprocessing and (when it has one) its classifier head."""
+    """An image encoder with its preprocessing and (when it has one) its classifier head.
+
+    Args:
+        name: the resolved registry name (what results are stored under).
+        trunk: preprocessed float NCHW images -> features ``(N, feature_dim)``.
+        feature_dim: width of the trunk's features.
+        preprocess: how raw uint8 images become the trunk's input.
+        head: features -> logits, or None.
+        weights_sha256: sha256 of the weights file loaded (None: random init).
+        weights_path: that file.
+
+    Attributes:
+        init_seed: the seed of a random initialisation (set by ``create_backbone(seed=...)``;
+            None when the global RNG drew it or weights were loaded over it).
+
+    Examples:
+        >>> import torch.nn as nn
+        >>> spec = PreprocessSpec((4, 4), 1, (0.0,), (1.0,), "bilinear")
+        >>> bb = Backbone("toy", nn.Flatten(), 16, spec, nn.Linear(16, 3))
+        >>> bb.encode(torch.zeros((2, 4, 4), dtype=torch.uint8)).shape, bb.num_classes
+        (torch.Size([2, 16]), 3)
+    """
 
     def __init__(
         self,
@@ -38,6 +61,7 @@ class Backbone(nn.Module):
         self.preprocess = preprocess
         self.weights_sha256 = weights_sha256
         self.weights_path = weights_path
+        self.init_seed: int | None = None
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHW/NHWC images → preprocessed float NCHW; float input is taken as preprocessed."""
@@ -63,20 +87,67 @@ class Backbone(nn.Module):
         return None
 
     def protocol(self) -> dict:
-        """What a reader needs to reproduce this backbone's features."""
+        """What a reader needs to reproduce this backbone's features.
+
+        Returns:
+            ``backbone`` (name), ``weights_sha256``, ``init_seed`` (a random init's seed, else
+            None), ``feature_dim`` and ``preprocess``.
+        """
         return {
             "backbone": self.name,
             "weights_sha256": self.weights_sha256,
+            "init_seed": self.init_seed if self.weights_sha256 is None else None,
             "feature_dim": self.feature_dim,
             "preprocess": self.preprocess.to_dict(),
         }
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 of a module's ``state_dict`` (names and raw tensor bytes, in name order).
+
+    Identifies the weights a module holds *now*, whatever file (if any) they came from: a random
+    init, or a loaded model changed in memory, hashes differently from the file it was read from.
+
+    Args:
+        module: any ``nn.Module``.
+
+    Returns:
+        The hex digest.
+
+    Examples:
+        >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+        >>> _ = b.load_state_dict(a.state_dict())
+        >>> state_sha256(a) == state_sha256(b)
+        True
+        >>> with torch.no_grad():
+        ...     _ = b.weight.add_(1)
+        >>> state_sha256(a) == state_sha256(b)
+        False
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from safetensors or a torch file, never unpickling arbitrary objects.
 
     Torch files may hold a bare state dict or ``{"state_dict": ...}`` / ``{"model": ...}``; a
-    ``module.`` prefix (DataParallel) is stripped.
+    ``module.`` prefix (DataParallel) is stripped. A torch file with pickled code in it is
+    refused with one line naming the file (:func:`fmlab.utils.io.load_torch_file`), never run.
+
+    Args:
+        path: a ``.safetensors`` file or a ``torch.save`` file.
+
+    Returns:
+        The state dict (names -> tensors).
+
+    Raises:
+        fmlab.errors.ModelError: missing, unreadable, unsafe, or not a dict of tensors.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,11 +161,13 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"cannot read safetensors weights {path}: {e}") from None
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelError(
-                f"cannot read weights {path} as a torch state dict (weights_only=True): {e}"
-            ) from None
+            with warnings.catch_warnings():  # torch's "pickle protocol 4" note is noise before our error
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                obj = load_torch_file(path, "weights")
+        except ModelError:
+            raise
+        except Exception as e:  # torch's unpickler also fails with struct.error etc. on junk bytes
+            raise ModelError(f"{path}: cannot read weights as a torch file ({type(e).__name__}: {e})") from None
         sd = obj
         if isinstance(obj, dict):
             for key in ("state_dict", "model", "model_state_dict"):

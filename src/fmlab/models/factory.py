@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from fmlab.errors import ModelError
@@ -23,26 +24,70 @@ BackboneFactory = Callable[..., Backbone]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
-def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> nn.Module:
+def create_backbone(name: str, weights: str | Path | None = None, seed: int | None = None,
+                    **kwargs) -> nn.Module:
     """Build a backbone by registry name, optionally loading local ``weights``.
 
-    Returns a :class:`Backbone` for image models and a text encoder for ``text:`` names.
+    Without weights the network is a random initialisation, and *which* one depends on the
+    random state. ``seed`` makes it reproducible across processes: the model is built under a
+    forked RNG seeded with ``seed`` (the caller's global RNG is left untouched) and the seed is
+    kept as ``backbone.init_seed``, which :meth:`fmlab.results.Protocol.of` records with every
+    result. ``seed=None`` keeps the historical behaviour (the global RNG draws the init), which
+    pre-training relies on: ``trainer.seed`` seeds the global RNG before the model is built.
+
+    Args:
+        name: a registry name (``resnet20_cifar``, ``lenet5_mnist``, ...; see
+            :func:`list_backbones`), ``timm:<model>``, ``open_clip:<arch>[:<tag>]`` or
+            ``text:<name>``.
+        weights: a local weights file (safetensors or a torch state dict, loaded with
+            ``weights_only=True``); ``encoder.json`` beside it supplies recorded architecture
+            options.
+        seed: seed of the random initialisation (None: draw from the global RNG).
+        **kwargs: architecture options of the registry entry (``depth``, ``width``, ...).
+
+    Returns:
+        A :class:`Backbone` for image models, a text encoder for ``text:`` names.
+
+    Raises:
+        fmlab.errors.ModelError: unknown name, missing or unusable weights file.
+
+    Examples:
+        >>> import torch
+        >>> bb = create_backbone("resnet20_cifar", seed=0)
+        >>> x = torch.zeros((2, 32, 32, 3), dtype=torch.uint8)
+        >>> tuple(bb.encode(x).shape), tuple(bb(x).shape), bb.init_seed
+        ((2, 64), (2, 10), 0)
+        >>> again = create_backbone("resnet20_cifar", seed=0)
+        >>> all(torch.equal(a, b) for a, b in zip(bb.state_dict().values(), again.state_dict().values()))
+        True
     """
     if weights is not None:
         weights = Path(weights).expanduser()
         if not weights.is_file():
             raise ModelError(f"weights file not found: {weights}")
         kwargs = {**_recorded_kwargs(name, weights), **kwargs}
+    if seed is None:
+        return _build(name, weights, **kwargs)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ModelError(f"seed: {seed!r} must be an integer >= 0")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _build(name, weights, seed=seed, **kwargs)
+    model.init_seed = seed
+    return model
+
+
+def _build(name: str, weights: Path | None, seed: int | None = None, **kwargs) -> nn.Module:
     if name.startswith("timm:"):
         return _timm_backbone(name[5:], weights, **kwargs)
     if name.startswith("open_clip:"):
         from fmlab.models.openclip import open_clip_backbone
 
-        return open_clip_backbone(name, weights, **kwargs)
+        return open_clip_backbone(name, weights, seed=seed, **kwargs)
     if name.startswith("text:"):
         from fmlab.models.text import create_text_encoder
 
-        return create_text_encoder(name, weights=weights, **kwargs)
+        return create_text_encoder(name, weights=weights, seed=seed, **kwargs)
     return BACKBONES.get(name)(weights=weights, **kwargs)
 
 
@@ -68,6 +113,16 @@ def _recorded_kwargs(name: str, weights: Path) -> dict:
 
 
 def list_backbones() -> list[str]:
+    """Names :func:`create_backbone` accepts: the registry's names, then the prefixed families.
+
+    Returns:
+        Sorted registry names followed by ``timm:<model>``, ``open_clip:<arch>[:<tag>]`` and
+        ``text:minilm``.
+
+    Examples:
+        >>> "resnet20_cifar" in list_backbones() and list_backbones()[-1] == "text:minilm"
+        True
+    """
     return BACKBONES.names() + ["timm:<model>", "open_clip:<arch>[:<tag>]", "text:minilm"]
 
 

@@ -19,7 +19,7 @@ from fmlab.utils.io import sha256_file
 
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-_MODEL_CACHE: dict[tuple[str, str | None, str | None], nn.Module] = {}
+_MODEL_CACHE: dict[tuple[str, str | None, str | None, int | None], nn.Module] = {}
 
 
 def parse_name(name: str) -> tuple[str, str | None]:
@@ -29,11 +29,14 @@ def parse_name(name: str) -> tuple[str, str | None]:
     return parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
 
 
-def load_open_clip(name: str, weights: Path | None = None) -> nn.Module:
+def load_open_clip(name: str, weights: Path | None = None, seed: int | None = None) -> nn.Module:
     """The whole open_clip model (both towers), cached per process so that an image backbone and
-    a text encoder built from the same name share one instance."""
+    a text encoder built from the same name (and init ``seed``) share one instance.
+
+    The seed only keys the cache: :func:`fmlab.models.create_backbone` seeds the RNG around it.
+    """
     arch, tag = parse_name(name)
-    key = (arch, tag, str(weights) if weights else None)
+    key = (arch, tag, str(weights) if weights else None, seed)
     if key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
     import open_clip
@@ -60,8 +63,9 @@ class _VisualTrunk(nn.Module):
         return self.visual(x)
 
 
-def open_clip_backbone(name: str, weights: Path | None = None) -> Backbone:
-    model = load_open_clip(name, weights)
+def open_clip_backbone(name: str, weights: Path | None = None, seed: int | None = None) -> Backbone:
+    """The image tower of ``open_clip:<arch>[:<tag>]`` as a :class:`Backbone`."""
+    model = load_open_clip(name, weights, seed)
     visual = model.visual
     size = visual.image_size
     size = (size, size) if isinstance(size, int) else tuple(size)

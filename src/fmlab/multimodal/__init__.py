@@ -6,8 +6,7 @@ Names load on first use so ``import fmlab.multimodal`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fmlab.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "clip_loss": "losses", "siglip_loss": "losses", "multi_positive_loss": "losses",
@@ -26,14 +25,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fmlab.multimodal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"fmlab.multimodal.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -22,6 +22,18 @@ from fmlab.errors import DataError
 
 
 class ImageTextPairs:
+    """The engine's training source over an image-text split: one random caption per image per step.
+
+    Args:
+        split: an :class:`~fmlab.data.ImageTextSplit` (images without a caption are skipped).
+
+    Attributes:
+        captions: every caption; batches point at them by ``caption_ids``.
+
+    Raises:
+        fmlab.errors.DataError: the split has no captions.
+    """
+
     def __init__(self, split) -> None:
         self.split = split
         self.captions = list(split.captions)
@@ -50,6 +62,21 @@ class ImageTextPairs:
 
 
 class TemplateCaptions:
+    """A labelled split captioned by templates (``"a photo of a {}."``), as an engine source.
+
+    Args:
+        split: a labelled :class:`~fmlab.data.ImageSplit`.
+        class_names: the source's class names.
+        templates: caption templates, each with one ``{}``.
+        classes: only these class indices (LiT's base/unseen-class split); default all.
+
+    Attributes:
+        captions: ``len(templates)`` captions per chosen class, class-major.
+
+    Raises:
+        fmlab.errors.DataError: no labels, a class index out of range, or no image of the classes.
+    """
+
     def __init__(self, split, class_names: Sequence[str], templates: Sequence[str],
                  classes: Sequence[int] | None = None) -> None:
         from fmlab.adapt.zeroshot import check_templates

@@ -36,6 +36,20 @@ def mean_per_class_recall(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def zeroshot_metrics(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """Top-1, top-5 accuracy and mean per-class recall of class scores.
+
+    Args:
+        scores: ``(N, C)`` image-to-class similarities.
+        labels: ``(N,)`` true classes.
+
+    Returns:
+        ``{"acc1", "acc5", "mean_per_class_recall"}``.
+
+    Examples:
+        >>> m = zeroshot_metrics(torch.eye(3), [0, 1, 2])
+        >>> m["acc1"], m["mean_per_class_recall"]
+        (1.0, 1.0)
+    """
     labels = torch.as_tensor(labels, dtype=torch.int64)
     if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
         raise DataError(f"scores {tuple(scores.shape)} do not match {labels.shape[0]} labels")

@@ -85,21 +85,11 @@ def joint_image_backbone(model: ImageTextModel):
     are the joint-space embeddings (``encode_image``), so the feature cache, ``fmlab adapt`` and
     every estimator see the space in which the text tower's class weights and CoOp's prompts live.
     It shares the model's modules (no copy)."""
-    from fmlab.models.backbone import Backbone
+    from fmlab.models.backbone import Backbone, state_sha256
 
     embed = _ImageEmbed(model)
-    # the feature cache is keyed by this hash: without a weights file (an open_clip model at
-    # random init, a model built in memory) hash the tensors themselves
-    sha = getattr(model, "weights_sha256", None) or _state_sha256(embed)
+    # without a weights file (an open_clip model at random init, a model built in memory) the
+    # recorded hash is the tensors' own (the feature cache always hashes the tensors)
+    sha = getattr(model, "weights_sha256", None) or state_sha256(embed)
     return Backbone(f"{model.name}:image_embed", embed, model.feature_dim,
                     model.image.preprocess, None, weights_sha256=sha).eval()
-
-
-def _state_sha256(module: torch.nn.Module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()

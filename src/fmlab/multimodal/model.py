@@ -227,4 +227,12 @@ class ImageTextModel(nn.Module):
 
 
 def count_trainable(module: nn.Module) -> int:
+    """Number of parameters that require a gradient (what locking left trainable).
+
+    Examples:
+        >>> lin = nn.Linear(3, 2)
+        >>> _ = lin.bias.requires_grad_(False)
+        >>> count_trainable(lin)
+        6
+    """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

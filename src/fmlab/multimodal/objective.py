@@ -16,6 +16,46 @@ from fmlab.multimodal.model import ImageTextModel
 
 
 class ContrastiveObjective(nn.Module):
+    """The image-text contrastive loss of an :class:`ImageTextModel`, as an engine objective.
+
+    A batch holds ``images`` (uint8 or preprocessed), ``caption_ids`` (rows of ``captions``) and,
+    for ``multipos``, ``labels``; ``forward`` returns ``(loss, logs)`` with the logit scale (and
+    bias) in the logs. :class:`~fmlab.engine.Trainer` owns the loop, optimiser and checkpoints.
+
+    Args:
+        model: the two towers with their projections and logit scale.
+        captions: every caption the batches can point at.
+        loss: ``"clip"`` (InfoNCE both ways), ``"siglip"`` (pairwise sigmoid; needs a logit
+            bias) or ``"multipos"`` (captions of one class are all positives).
+        cache_text: when the text tower is locked whole, encode each caption once at
+            ``on_train_start`` instead of every step (same loss, much cheaper).
+        text_batch_size: captions per forward pass while filling that cache.
+
+    Raises:
+        fmlab.errors.ConfigError: unknown ``loss``, or ``siglip`` without a logit bias.
+
+    Examples:
+        >>> import torch, torch.nn as nn
+        >>> from fmlab.models import create_backbone
+        >>> from fmlab.multimodal.model import ImageTextModel
+        >>> class BagOfChars(nn.Module):  # a toy text tower: tokenize + forward(**tokens)
+        ...     name, feature_dim = "toy-text", 8
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.emb = nn.EmbeddingBag(256, 8)
+        ...     def tokenize(self, texts):
+        ...         return {"ids": torch.tensor([[ord(c) % 256 for c in t[:6].ljust(6)] for t in texts])}
+        ...     def forward(self, ids):
+        ...         return self.emb(ids)
+        >>> model = ImageTextModel(create_backbone("resnet_cifar", depth=8, width=8, seed=0), BagOfChars(),
+        ...                        embed_dim=4)
+        >>> obj = ContrastiveObjective(model, ["a cat", "a dog"], loss="clip")
+        >>> loss, logs = obj({"images": torch.zeros((2, 32, 32, 3), dtype=torch.uint8),
+        ...                   "caption_ids": torch.tensor([0, 1])})
+        >>> loss.ndim, sorted(logs)
+        (0, ['logit_scale'])
+    """
+
     def __init__(self, model: ImageTextModel, captions: list[str], loss: str = "clip",
                  cache_text: bool = True, text_batch_size: int = 256) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fmlab.errors import FmlabError
+from fmlab.errors import DataError, FmlabError
 from fmlab.results.protocol import Protocol
 
 COLUMNS = (
@@ -50,14 +50,50 @@ def git_sha() -> str | None:
 
 
 def new_run_id() -> str:
+    """A sortable, unique id for the rows of one run: local time, then 8 random hex digits.
+
+    Returns:
+        ``"YYYYmmdd-HHMMSS-xxxxxxxx"``.
+
+    Examples:
+        >>> rid = new_run_id()
+        >>> len(rid), rid[8], rid[15], rid != new_run_id()
+        (24, '-', '-', True)
+    """
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 class ResultsStore:
-    """Append-only table of results in a SQLite file."""
+    """Append-only table of results in a SQLite file.
 
-    def __init__(self, path: str | Path) -> None:
+    Writers open it normally (the file and the table are created when missing). Readers pass
+    ``readonly=True``: the file must exist and is opened with SQLite's ``mode=ro``, so a read
+    command never creates, converts or touches a file (a 0-byte file stays 0 bytes).
+
+    Args:
+        path: the SQLite file.
+        readonly: open an existing store for queries only.
+
+    Raises:
+        fmlab.errors.DataError: ``readonly`` and the file is missing, is not SQLite, or holds
+            no ``results`` table.
+        fmlab.errors.FmlabError: the file cannot be used as a database (writers).
+
+    Examples:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.db")
+        >>> ResultsStore(path).append([{"run_id": "r1", "task": "t", "metric": "m", "value": 1.0}])
+        1
+        >>> [(r["run_id"], r["value"]) for r in ResultsStore(path, readonly=True).query()]
+        [('r1', 1.0)]
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            self._check_readable()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._connect() as con:
@@ -65,7 +101,25 @@ class ResultsStore:
         except sqlite3.DatabaseError as e:
             raise FmlabError(f"{self.path}: not a usable results database ({e})") from None
 
+    def _check_readable(self) -> None:
+        if not self.path.is_file():
+            raise DataError(f"results database not found: {self.path}")
+        try:
+            con = self._connect()
+            try:
+                found = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='results'"
+                                    ).fetchone()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"{self.path}: not a usable results database ({e})") from None
+        if found is None:
+            raise DataError(f"{self.path}: not an fmlab results database (no 'results' table"
+                            f"{'; the file is empty' if self.path.stat().st_size == 0 else ''})")
+
     def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         return sqlite3.connect(self.path, timeout=30)
 
     def append(self, rows: Iterable[dict]) -> int:
@@ -123,6 +177,15 @@ class ResultsStore:
         return run_id
 
     def query(self, task: str | None = None, run_id: str | None = None) -> list[dict]:
+        """Rows (dicts with ``id`` and :data:`COLUMNS`) in insertion order.
+
+        Args:
+            task: only rows of this task.
+            run_id: only rows of this run.
+
+        Returns:
+            The rows; ``hyperparameters`` and ``extra`` stay JSON text.
+        """
         sql, args = "SELECT * FROM results", []
         conds = []
         if task:
@@ -140,7 +203,25 @@ class ResultsStore:
 
 
 def format_rows(rows: list[dict], fmt: str = "table") -> str:
-    """Render query results as an aligned table, CSV, JSON or markdown."""
+    """Render query results as an aligned table, CSV, JSON or markdown.
+
+    Args:
+        rows: rows from :meth:`ResultsStore.query`.
+        fmt: ``"table"``, ``"csv"`` (every column), ``"json"`` (every column) or ``"md"``.
+
+    Returns:
+        The text (no trailing newline for table and md).
+
+    Raises:
+        fmlab.errors.FmlabError: an unknown ``fmt``.
+
+    Examples:
+        >>> rows = [{"run_id": "r1", "task": "adapt", "method": "ncm", "metric": "accuracy", "value": 0.5}]
+        >>> print(format_rows(rows, "md"))
+        | run_id | task | source | backbone | method | seed | metric | value | seconds |
+        |---|---|---|---|---|---|---|---|---|
+        | r1 | adapt |  |  | ncm |  | accuracy | 0.5000 |  |
+    """
     cols = ["run_id", "task", "source", "backbone", "method", "seed", "metric", "value", "seconds"]
     if fmt == "json":
         return json.dumps(rows, indent=2, default=str)
