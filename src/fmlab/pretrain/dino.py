@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
 from fmlab.pretrain._ema import cosine_momentum, frozen_copy, momentum_update_
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import DINOHead
 
 __all__ = ["DINO", "dino_loss", "koleo_loss"]
@@ -74,10 +74,9 @@ def koleo_loss(x: Tensor, eps: float = 1e-8) -> Tensor:
     return -torch.log(d.min(dim=1).values + eps).mean()
 
 
+@register_objective("dino")
 class DINO(Objective):
     """DINO on ``batch["global_views"]`` (two) and optional ``batch["local_views"]``."""
-
-    name = "dino"
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None, out_dim: int = 2048,
                  hidden_dim: int = 2048, bottleneck_dim: int = 256, head_layers: int = 3,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["LOOK", "look_loss"]
@@ -66,10 +66,11 @@ def look_loss(z: Tensor, labels: Tensor, index: Tensor, bank: Tensor, bank_label
     return loss, {"knn_acc": acc, "no_pos_frac": 1.0 - has_pos.float().mean()}
 
 
+@register_objective("look")
 class LOOK(Objective):
     """LOOK on ``batch["images"]``, ``batch["labels"]`` and ``batch["index"]``."""
 
-    name = "look"
+    needs = ("labels", "num_samples")  # the run's labels and training-set size (memory bank)
 
     def __init__(self, encoder: nn.Module, num_samples: int, feature_dim: int | None = None,
                  k: int = 50, temperature: float = 0.1, proj_dim: int | None = 128,

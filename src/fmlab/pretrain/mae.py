@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from fmlab.data.masks import mae_mask_fn, num_kept, random_patch_mask
 from fmlab.errors import ConfigError, DataError
 from fmlab.models.vit import Block, VisionTransformer, sincos_pos_embed_2d
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 
 __all__ = ["MAE", "mae_loss", "patch_targets"]
 
@@ -45,10 +45,11 @@ def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True)
     return (per_patch * m).sum() / m.sum().clamp(min=1.0)
 
 
+@register_objective("mae")
 class MAE(Objective):
     """Masked autoencoder on ``batch["images"]`` (float NCHW) with a ``VisionTransformer``."""
 
-    name = "mae"
+    transform_filled = (*Objective.transform_filled, "patch_size", "mask_ratio")
 
     def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75,
                  decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
@@ -111,6 +112,10 @@ class MAE(Objective):
         pred = self.decode(latent, ids_keep)
         loss = mae_loss(pred, self.encoder.patchify(images), mask, self.norm_pix_loss)
         return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
+
+    def transform_arguments(self) -> dict[str, Any]:
+        """The masks the transform draws follow the encoder's patch grid and ``mask_ratio``."""
+        return {"patch_size": int(self.encoder.patch_size), "mask_ratio": float(self.mask_ratio)}
 
     @classmethod
     def default_transform(cls, image_size: int = 32, patch_size: int = 4,

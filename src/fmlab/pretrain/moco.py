@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from fmlab.errors import ConfigError
 from fmlab.pretrain import _dist
 from fmlab.pretrain._ema import cosine_momentum, frozen_copy, momentum_update_
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["MoCo", "moco_logits"]
@@ -37,10 +37,9 @@ def moco_logits(q: Tensor, k: Tensor, queue: Tensor, temperature: float
     return logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
 
 
+@register_objective("moco")
 class MoCo(Objective):
     """MoCo v2 on ``batch["views"] = [query_view, key_view]``."""
-
-    name = "moco"
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None,
                  proj_hidden_dim: int | None = None, proj_dim: int = 128,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["SimCLR", "SupCon", "contrastive_loss"]
@@ -71,13 +71,15 @@ def contrastive_loss(views: Sequence[Tensor], temperature: float = 0.2,
     return loss, acc
 
 
+@register_objective("simclr")
 class SimCLR(Objective):
     """Encoder + projection MLP + NT-Xent on ``batch["views"]`` (a list of V >= 2 tensors).
 
-    With ``supervised=True`` the loss is SupCon and ``batch["labels"]`` is required.
+    With ``supervised=True`` the loss is SupCon and ``batch["labels"]`` is required; that switch
+    is the class's choice (the ``supcon`` objective), not a config key.
     """
 
-    name = "simclr"
+    filled_by_run = (*Objective.filled_by_run, "supervised")
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None,
                  proj_hidden_dim: int = 512, proj_dim: int = 128, proj_layers: int = 2,
@@ -116,10 +118,11 @@ class SimCLR(Objective):
         return A.BatchTransform({"views": [view] * n_views}, channels=channels)
 
 
+@register_objective("supcon")
 class SupCon(SimCLR):
     """SimCLR with the supervised-contrastive loss (labels define the positives)."""
 
-    name = "supcon"
+    needs = ("labels",)
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("supervised", True)
