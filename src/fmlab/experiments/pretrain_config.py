@@ -67,9 +67,10 @@ class PretrainDataConfig:
 
 @dataclass
 class ObjectiveSection:
-    """Base of the generated ``objective`` sections: the registry name of the objective."""
+    """Base of the generated ``objective`` sections: the registry name of the objective
+    (each generated section defaults it to its own objective)."""
 
-    name: str = "simclr"
+    name: str = ""
 
 
 @dataclass
@@ -132,9 +133,10 @@ def pretrain_config_class(objective: str) -> type[PretrainConfig]:
         whose ``augment`` section is typed from its ``default_transform``.
 
     Examples:
-        >>> Cfg = pretrain_config_class("simclr")
-        >>> Cfg().objective.temperature, "supervised" in vars(Cfg().objective)
-        (0.2, False)
+        >>> from fmlab.pretrain import SimCLR
+        >>> section = pretrain_config_class(SimCLR.name)().objective
+        >>> sorted(vars(section))  # no encoder, feature_dim, head, nor SupCon's switch
+        ['name', 'proj_dim', 'proj_hidden_dim', 'proj_layers', 'temperature']
     """
     cls = objective_class(objective)
     if cls in _CLASSES:

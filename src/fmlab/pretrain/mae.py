@@ -29,7 +29,22 @@ __all__ = ["MAE", "mae_loss", "patch_targets"]
 
 
 def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:
-    """Reconstruction targets from patchified pixels (N, L, P); per-patch standardised."""
+    """Reconstruction targets from patchified pixels.
+
+    Args:
+        patches: (N, L, P) pixels per patch.
+        norm_pix: standardise each patch (MAE's ``norm_pix_loss``); False returns the pixels.
+        eps: added to the variance.
+
+    Returns:
+        (N, L, P) targets.
+
+    Examples:
+        >>> import torch
+        >>> t = patch_targets(torch.rand(2, 4, 12))
+        >>> bool(t.mean(-1).abs().max() < 1e-5)
+        True
+    """
     if not norm_pix:
         return patches
     mean = patches.mean(dim=-1, keepdim=True)
@@ -38,7 +53,26 @@ def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> 
 
 
 def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True) -> Tensor:
-    """sum_i m_i mean_d (pred - target)^2 / sum_i m_i, with ``mask`` (N, L) True = masked."""
+    """sum_i m_i mean_d (pred - target)^2 / sum_i m_i: the error on masked patches only.
+
+    Args:
+        pred: (N, L, P) decoder predictions.
+        patches: (N, L, P) pixels (targets via :func:`patch_targets`).
+        mask: (N, L), True where the patch was masked.
+        norm_pix: standardise the targets per patch.
+
+    Returns:
+        The scalar loss.
+
+    Examples:
+        >>> import torch
+        >>> patches = torch.rand(2, 4, 12)
+        >>> mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]).bool()
+        >>> pred = patch_targets(patches).clone()
+        >>> pred[:, 3] += 1.0  # wrong only on visible patches: no loss
+        >>> float(mae_loss(pred, patches, mask))
+        0.0
+    """
     target = patch_targets(patches.float(), norm_pix)
     per_patch = ((pred.float() - target) ** 2).mean(dim=-1)
     m = mask.to(per_patch.dtype)

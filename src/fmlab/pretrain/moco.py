@@ -30,7 +30,25 @@ __all__ = ["MoCo", "moco_logits"]
 
 def moco_logits(q: Tensor, k: Tensor, queue: Tensor, temperature: float
                 ) -> tuple[Tensor, Tensor]:
-    """(N, 1 + K) logits with the positive in column 0, and the all-zero labels."""
+    """MoCo's InfoNCE logits: the query against its key (column 0) and the K queued keys.
+
+    Args:
+        q: (N, D) normalised queries.
+        k: (N, D) normalised keys of the same images.
+        queue: (K, D) normalised negatives.
+        temperature: tau > 0.
+
+    Returns:
+        ``(logits, labels)``: (N, 1 + K) logits / tau and the all-zero targets for
+        ``F.cross_entropy``.
+
+    Examples:
+        >>> import torch
+        >>> q = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+        >>> logits, labels = moco_logits(q, q, torch.zeros(5, 8), 0.2)
+        >>> tuple(logits.shape), labels.tolist(), round(float(logits[0, 0]), 4)
+        ((2, 6), [0, 0], 5.0)
+    """
     l_pos = (q * k).sum(dim=1, keepdim=True)
     l_neg = q @ queue.T
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature

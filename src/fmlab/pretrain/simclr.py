@@ -32,9 +32,24 @@ __all__ = ["SimCLR", "SupCon", "contrastive_loss"]
 
 def contrastive_loss(views: Sequence[Tensor], temperature: float = 0.2,
                      labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """NT-Xent (``labels=None``) or SupCon over ``V`` views, each (N, D). Returns (loss, acc).
+    """NT-Xent (``labels=None``) or SupCon over ``V`` views, each (N, D).
 
-    ``acc`` is the fraction of anchors whose most similar other embedding is a positive.
+    Args:
+        views: V embeddings of the same N images (L2-normalised here).
+        temperature: tau > 0.
+        labels: (N,) class labels: positives are same-label views (SupCon); None: the other
+            views of the same image (NT-Xent).
+
+    Returns:
+        ``(loss, acc)``; ``acc`` is the fraction of anchors whose most similar other
+        embedding is a positive.
+
+    Examples:
+        >>> import torch
+        >>> z = torch.eye(4)
+        >>> loss, acc = contrastive_loss([z, z], temperature=0.1)
+        >>> float(acc), bool(loss < contrastive_loss([z, z.roll(1, 0)], temperature=0.1)[0])
+        (1.0, True)
     """
     if len(views) < 1 or (labels is None and len(views) < 2):
         raise DataError("contrastive loss needs at least two views (or labels)")
