@@ -56,6 +56,13 @@ def test_register_objective_refuses_a_second_class_and_a_mismatched_name():
         register_objective("b")(Named)
     assert "b" not in OBJECTIVES
 
+    class Unprovided(Objective):
+        needs = ("labels", "widget")
+
+    with pytest.raises(ValueError, match=r"needs \['widget'\] but does not override provide"):
+        register_objective("c")(Unprovided)
+    assert "c" not in OBJECTIVES
+
 
 def _old_pretrain_cosine_momentum(step: int, max_steps: int, base: float, final: float = 1.0):
     """pretrain/_ema.py's copy before the merge (kept here to prove nothing moved)."""

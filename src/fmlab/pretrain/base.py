@@ -107,8 +107,10 @@ class Objective(nn.Module):
     """Base class of every pre-training objective: ``loss, logs = objective(batch)``.
 
     Holds ``encoder`` (the exported feature extractor) and no-op engine hooks; subclasses
-    implement ``forward`` and ``default_transform``. The class attributes below are the
-    objective's declarations, read by ``fmlab pretrain`` instead of checking names.
+    implement ``forward`` and the classmethod ``default_transform(image_size, ..., mean, std,
+    channels)`` (its other typed parameters become ``augment`` config keys). The class
+    attributes below are the objective's declarations, read by ``fmlab pretrain`` instead of
+    checking names.
 
     Attributes:
         name: the registry name, set by :func:`register_objective`.
@@ -249,6 +251,10 @@ def register_objective(name: str) -> Callable[[ObjectiveT], ObjectiveT]:
         own = cls.__dict__.get("name")
         if own is not None and own != name:
             raise ValueError(f"{cls.__name__}.name is {own!r} but it registers as {name!r}")
+        built = [n for n in cls.needs if n not in DATA_NEEDS]
+        if built and cls.provide.__func__ is Objective.provide.__func__:
+            raise ValueError(f"{cls.__name__} needs {built} but does not override provide(); "
+                             f"the run itself supplies only {', '.join(DATA_NEEDS)}")
         OBJECTIVES.register(name)(cls)
         cls.name = name
         return cls
