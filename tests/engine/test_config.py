@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -123,3 +124,49 @@ def test_saved_config_round_trips(tmp_path):
     assert raw["optim"]["betas"] == [0.5, 0.6] and raw["trainer"]["seed"] == 7
     again = load_config(tmp_path / "config.yaml", PretrainConfig)
     assert again == cfg
+
+
+def test_non_utf8_file_is_a_config_error_naming_it(tmp_path):
+    """Probe F6: ``load_config`` (gan train, clip train, pretrain) let a UnicodeDecodeError out."""
+    p = tmp_path / "nonutf8.yaml"
+    p.write_bytes(b"trainer:\n  seed: 1\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"nonutf8\.yaml: not UTF-8 text \(byte 0xe9 at offset 28\)"):
+        load_config(p, EngineConfig)
+    # the same text in UTF-8 is read (the check is about the encoding, not the accent)
+    q = tmp_path / "utf8.yaml"
+    q.write_bytes(b"trainer:\n  seed: 1\n# caf\xc3\xa9\n")
+    assert load_config(q, EngineConfig).trainer.seed == 1
+
+
+class _Toy:
+    """A constructor with typed, untyped, required and run-filled parameters."""
+
+    def __init__(self, encoder, size: int, lr: float = 0.1, name: str | None = None,
+                 untyped=3, steps: int = 10) -> None:
+        pass
+
+
+class _ToyChild(_Toy):
+    def __init__(self, encoder, depth: int = 2, **kwargs) -> None:
+        super().__init__(encoder, **kwargs)
+
+
+def test_config_section_from_signature_types_fields_from_the_constructor(tmp_path):
+    from fmlab.engine.config import config_section_from_signature
+
+    section = config_section_from_signature("ToySection", _Toy.__init__, cls=_Toy, skip={"steps"},
+                                            extra=(("teacher", str, "t"),))
+    # typed keyword parameters with defaults, minus skip, plus extra; required/untyped left out
+    assert [f.name for f in dataclasses.fields(section)] == ["lr", "name", "teacher"]
+    assert section() == section(lr=0.1, name=None, teacher="t")
+
+    Run = dataclasses.make_dataclass("Run", [("toy", section, field(default_factory=section))])
+    cfg = load_config(_write(tmp_path, "toy:\n  lr: 1e-2\n"), Run, ["toy.name=null"])
+    assert cfg.toy.lr == pytest.approx(0.01) and isinstance(cfg.toy.lr, float)
+    with pytest.raises(ConfigError, match="toy.lr: expected a number"):
+        load_config(None, Run, ["toy.lr=abc"])
+    with pytest.raises(ConfigError, match="did you mean 'toy.lr'"):
+        load_config(None, Run, ["toy.lrr=1"])
+    # a **kwargs passthrough adds the parent's constructor options after the child's own
+    child = config_section_from_signature("ChildSection", _ToyChild.__init__, cls=_ToyChild)
+    assert [f.name for f in dataclasses.fields(child)] == ["depth", "lr", "name", "steps"]

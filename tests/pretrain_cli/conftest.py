@@ -25,7 +25,8 @@ def smoke_args(config: Path, npz: Path, out: Path, *extra: str, steps: int = 2) 
     """``fmlab pretrain`` arguments for a few-second run of ``config`` on a tiny npz."""
     sets = [f"data.source=npz:{npz}", "data.limit=32", "data.val_size=8",
             "trainer.batch_size=8", f"trainer.max_steps={steps}", "trainer.progress=false",
-            "trainer.tensorboard=false", "monitor.max_train=32", "monitor.max_val=8"]
+            "trainer.tensorboard=false", "monitor.max_train=32", "monitor.max_val=8",
+            "schedule.warmup_steps=0"]  # the configs' warm-ups are longer than a smoke run
     if config.name.startswith("distill") and not os.environ.get("FMLAB_DATA"):
         sets.append("objective.teacher_weights=null")  # random teacher without the data root
     args = ["pretrain", "--config", str(config), "--out", str(out)]

@@ -91,16 +91,39 @@ def test_cli_refuses_ambiguous_runs(npz_sources, tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main(["pretrain", "--resume", str(out), "--config", str(config)]) == 2
     assert "drop --config" in capsys.readouterr().err
+    # the policy is fmlab.engine.resolve_run_dir's: a missing directory is named as such, a
+    # directory without config.yaml as before
     assert main(["pretrain", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", "--resume", str(tmp_path / "empty")]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 
 
-def test_warmup_longer_than_a_smoke_run_is_shortened(npz_sources, tmp_path, capsys):
+def test_warmup_longer_than_the_run_is_refused_before_anything_is_written(npz_sources, tmp_path,
+                                                                           capsys):
+    """Probe observation (d): pretrain used to shorten such a warm-up with a warning while
+    ``clip train`` refused it; both now refuse it in the engine's schedule, naming the key."""
     out = tmp_path / "run"
     assert load_pretrain_config(_config("mae_cifar10")).schedule.warmup_steps == 40
-    assert main(smoke_args(_config("mae_cifar10"), npz_sources["cifar10"], out)) == 0
-    assert "warm-up (40 steps) does not fit a run of 2 steps" in capsys.readouterr().err
-    assert yaml.safe_load((out / "config.yaml").read_text())["schedule"]["warmup_steps"] == 0
+    args = smoke_args(_config("mae_cifar10"), npz_sources["cifar10"], out,
+                      "schedule.warmup_steps=40")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "schedule.warmup_steps: warmup of 40 steps must be shorter than the run (2 steps)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
+def test_non_utf8_config_exits_2_naming_the_file(tmp_path, capsys):
+    """Probe F6: a Latin-1 YAML was a UnicodeDecodeError traceback."""
+    bad = tmp_path / "nonutf8.yaml"
+    bad.write_bytes(b"objective:\n  name: simclr\nname: caf\xe9\n")
+    assert main(["pretrain", "--config", str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fmlab: error: ") and str(bad) in err and "not UTF-8 text" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_data_and_monitor_queries_come_from_train(npz_sources):

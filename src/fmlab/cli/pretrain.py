@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "pretrain", help="pre-train a backbone (SimCLR, MoCo, DINO, MAE, MP3, LOOK, distill, ...)",
-        description="Pre-train a backbone with one objective. RUN_DIR receives config.yaml "
+        "pretrain", help="pre-train a backbone with one registered objective",
+        description="Pre-train a backbone with one registered objective (the config's "
+                    "objective.name; an unknown name lists them). RUN_DIR receives config.yaml "
                     "(resolved), metrics.jsonl, checkpoints/, encoder.safetensors and "
                     "encoder.json (how to load it: create_backbone(architecture, "
                     "weights=RUN_DIR/encoder.safetensors, **kwargs)). Runs DDP under "
@@ -29,27 +29,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmlab.errors import ConfigError
+    """Resolve the run directory, load the config, train, print where the encoder is."""
+    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.pretrain import load_pretrain_config, run_pretrain
 
-    if args.resume:
-        if args.config:
-            raise ConfigError(f"--resume uses {Path(args.resume) / 'config.yaml'}; drop --config "
-                              f"(change keys such as trainer.max_steps with --set)")
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise ConfigError(f"--resume {args.resume} and --out {args.out} differ; a run is "
-                              f"resumed in place, so give one directory")
-        config = Path(args.resume) / "config.yaml"
-        if not config.is_file():
-            raise ConfigError(f"--resume {args.resume}: no config.yaml there (not a run "
-                              f"directory of fmlab pretrain)")
-        out = Path(args.resume)
-    else:
-        if not args.config:
-            raise ConfigError("give --config FILE (configs/pretrain/<objective>_<data>.yaml)")
-        if not args.out:
-            raise ConfigError("give --out RUN_DIR")
-        config, out = Path(args.config), Path(args.out)
+    config, out = resolve_run_dir(args.config, args.out, args.resume,
+                                  example="configs/pretrain/<objective>_<data>.yaml")
     cfg = load_pretrain_config(config, args.overrides)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -70,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Warnings (collapse alarms, a shortened warm-up) as one line, without source excerpts."""
+    """Warnings (collapse alarms, a random teacher) as one line, without source excerpts."""
     print(f"fmlab: warning: {message}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Why our own ~200 lines instead of OmegaConf/Hydra: we need exactly three things — reject unknown
 keys with their full dotted path, convert override strings to the field's declared type, and write
 the resolved config back — and a plain dataclass stays readable without a registry maze.
-This module imports no torch, so the CLI can parse configs cheaply.
+This module imports no torch, so the CLI can parse configs cheaply. Sections generated from a
+constructor's signature (:func:`config_section_from_signature`) live in ``config_signature``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from fmlab.engine.config_signature import (  # re-exported: the config helpers live here
+    config_section_from_signature,
+    expand_path,
+    signature_params,
+)
 from fmlab.errors import ConfigError
-from fmlab.utils.validation import check
 from fmlab.utils.io import atomic_write
+from fmlab.utils.validation import check
+
+__all__ = ["EngineConfig", "MonitorConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig",
+           "apply_override", "config_section_from_signature", "config_to_dict", "expand_path",
+           "from_dict", "load_config", "read_yaml", "save_config", "signature_params",
+           "validate_config"]
 
 C = TypeVar("C")
 
@@ -48,15 +59,14 @@ class TrainerConfig:
     find_unused_parameters: bool = False  # passed to DDP
 
     def validate(self, prefix: str = "trainer") -> None:
-        _check(self.max_steps >= 0, f"{prefix}.max_steps", self.max_steps, "must be >= 0")
-        _check(self.epochs >= 1, f"{prefix}.epochs", self.epochs, "must be >= 1")
-        _check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
-        _check(self.accumulate >= 1, f"{prefix}.accumulate", self.accumulate, "must be >= 1")
-        _check(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "must be >= 0")
-        _check(self.checkpoint_every >= 0, f"{prefix}.checkpoint_every", self.checkpoint_every,
-               "must be >= 0")
-        _check(self.keep_last >= 1, f"{prefix}.keep_last", self.keep_last, "must be >= 1")
-        _check(self.log_every >= 1, f"{prefix}.log_every", self.log_every, "must be >= 1")
+        check(self.max_steps >= 0, f"{prefix}.max_steps", self.max_steps, "must be >= 0")
+        check(self.epochs >= 1, f"{prefix}.epochs", self.epochs, "must be >= 1")
+        check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
+        check(self.accumulate >= 1, f"{prefix}.accumulate", self.accumulate, "must be >= 1")
+        check(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "must be >= 0")
+        check(self.checkpoint_every >= 0, f"{prefix}.checkpoint_every", self.checkpoint_every, "must be >= 0")
+        check(self.keep_last >= 1, f"{prefix}.keep_last", self.keep_last, "must be >= 1")
+        check(self.log_every >= 1, f"{prefix}.log_every", self.log_every, "must be >= 1")
 
 
 @dataclass
@@ -73,12 +83,11 @@ class OptimConfig:
     lars_eta: float = 0.001  # LARS trust coefficient
 
     def validate(self, prefix: str = "optim") -> None:
-        _check(self.lr >= 0, f"{prefix}.lr", self.lr, "must be >= 0")
-        _check(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "must be >= 0")
-        _check(0 <= self.momentum < 1, f"{prefix}.momentum", self.momentum, "must be in [0, 1)")
-        _check(all(0 <= b < 1 for b in self.betas), f"{prefix}.betas", self.betas,
-               "must be in [0, 1)")
-        _check(self.lars_eta > 0, f"{prefix}.lars_eta", self.lars_eta, "must be > 0")
+        check(self.lr >= 0, f"{prefix}.lr", self.lr, "must be >= 0")
+        check(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "must be >= 0")
+        check(0 <= self.momentum < 1, f"{prefix}.momentum", self.momentum, "must be in [0, 1)")
+        check(all(0 <= b < 1 for b in self.betas), f"{prefix}.betas", self.betas, "must be in [0, 1)")
+        check(self.lars_eta > 0, f"{prefix}.lars_eta", self.lars_eta, "must be > 0")
 
 
 @dataclass
@@ -92,12 +101,11 @@ class ScheduleConfig:
     final_weight_decay: float | None = None  # cosine weight-decay ramp (DINO: 0.04 -> 0.4)
 
     def validate(self, prefix: str = "schedule") -> None:
-        _check(self.warmup_steps >= 0, f"{prefix}.warmup_steps", self.warmup_steps, "must be >= 0")
-        _check(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", self.warmup_epochs,
-               "must be >= 0")
-        _check(not (self.warmup_steps and self.warmup_epochs), f"{prefix}.warmup_epochs",
-               self.warmup_epochs, "set either warmup_steps or warmup_epochs, not both")
-        _check(self.min_lr >= 0, f"{prefix}.min_lr", self.min_lr, "must be >= 0")
+        check(self.warmup_steps >= 0, f"{prefix}.warmup_steps", self.warmup_steps, "must be >= 0")
+        check(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", self.warmup_epochs, "must be >= 0")
+        check(not (self.warmup_steps and self.warmup_epochs), f"{prefix}.warmup_epochs",
+              self.warmup_epochs, "set either warmup_steps or warmup_epochs, not both")
+        check(self.min_lr >= 0, f"{prefix}.min_lr", self.min_lr, "must be >= 0")
 
 
 @dataclass
@@ -116,11 +124,10 @@ class MonitorConfig:
     min_effective_rank: float = 1.5  # ... or when the effective rank falls below
 
     def validate(self, prefix: str = "monitor") -> None:
-        _check(self.every_epochs >= 0, f"{prefix}.every_epochs", self.every_epochs, "must be >= 0")
-        _check(self.knn_k >= 1, f"{prefix}.knn_k", self.knn_k, "must be >= 1")
-        _check(self.knn_temperature > 0, f"{prefix}.knn_temperature", self.knn_temperature,
-               "must be > 0")
-        _check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
+        check(self.every_epochs >= 0, f"{prefix}.every_epochs", self.every_epochs, "must be >= 0")
+        check(self.knn_k >= 1, f"{prefix}.knn_k", self.knn_k, "must be >= 1")
+        check(self.knn_temperature > 0, f"{prefix}.knn_temperature", self.knn_temperature, "must be > 0")
+        check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
 
 
 @dataclass
@@ -133,32 +140,76 @@ class EngineConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
-_check = check  # the shared checker (fmlab.utils.validation); the old private name stays for callers
-
-
 # --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse one YAML file safely (``yaml.safe_load``: no Python objects are built).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The parsed document (None for an empty file).
+
+    Raises:
+        ConfigError: naming the file when it cannot be read, is not UTF-8 text (reliability
+            probe F6: this was a ``UnicodeDecodeError`` traceback) or is not valid YAML.
+
+    Examples:
+        >>> import tempfile
+        >>> bad = Path(tempfile.mkdtemp()) / "latin1.yaml"
+        >>> _ = bad.write_bytes(b"name: caf\\xe9\\n")
+        >>> read_yaml(bad)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.ConfigError: .../latin1.yaml: not UTF-8 text (byte 0xe9 at offset 9); ...
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save the config as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
 
 
 def load_config(path: str | os.PathLike | None, cls: type[C],
                 overrides: typing.Iterable[str] = ()) -> C:
     """Read YAML ``path`` (or only defaults when None) into dataclass ``cls``.
 
-    ``overrides`` are ``"a.b=value"`` strings (the CLI's ``--set``) applied after the file; the
-    value is converted to the field's declared type. Unknown keys raise :class:`ConfigError`
-    naming the dotted key; afterwards every nested ``validate(prefix)`` method runs.
+    Unknown keys raise :class:`ConfigError` naming the dotted key; afterwards every nested
+    ``validate(prefix)`` method runs.
+
+    Args:
+        path: a YAML file (UTF-8), or None for the dataclass defaults.
+        cls: the config dataclass (sections are nested dataclasses).
+        overrides: ``"a.b=value"`` strings (the CLI's ``--set``) applied after the file; each
+            value is converted to the field's declared type.
+
+    Returns:
+        A validated instance of ``cls``.
+
+    Examples:
+        >>> @dataclass
+        ... class Run:
+        ...     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+        >>> load_config(None, Run, ["trainer.max_steps=100"]).trainer.max_steps
+        100
+        >>> load_config(None, Run, ["trainer.max_stpes=1"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.ConfigError: --set: unknown key 'trainer.max_stpes' (did you mean 'trainer.max_steps'?); ...
     """
     data: Any = {}
     where = "<defaults>"
     if path is not None:
         where = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read config ({e.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{where}: invalid YAML: {e}") from None
+        data = read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, dict):

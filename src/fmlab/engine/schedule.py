@@ -33,9 +33,32 @@ def warmup_cosine(step: int, total: int, base: float, final: float = 0.0, warmup
 def cosine_momentum(step: int, total: int, base: float = 0.996, final: float = 1.0) -> float:
     """EMA momentum rising from ``base`` to ``final`` on a half cosine (BYOL, DINO, MoCo v3).
 
-    ``m = final - (final - base) * (1 + cos(pi * step / total)) / 2``.
+    ``m = final - (final - base) * (1 + cos(pi * t)) / 2`` with ``t = step / total`` clipped to
+    [0, 1]. The one copy of this schedule (the engine's ``EMA``, MoCo's key encoder and DINO's
+    teacher all use it).
+
+    Args:
+        step: the optimiser step just taken (0-based).
+        total: the run's number of optimiser steps. ``total <= 0`` (length unknown, e.g. an
+            objective driven outside the engine) keeps ``base``: the average keeps moving,
+            whereas ``final`` = 1 would freeze it silently.
+        base: momentum at step 0.
+        final: momentum at ``total`` and after.
+
+    Returns:
+        The momentum for this step.
+
+    Examples:
+        >>> cosine_momentum(0, 100, 0.996), cosine_momentum(100, 100, 0.996)
+        (0.996, 1.0)
+        >>> round(cosine_momentum(50, 100, 0.996), 6)
+        0.998
+        >>> cosine_momentum(5, 0, 0.99)
+        0.99
     """
-    t = min(max(step, 0) / max(total, 1), 1.0)
+    if total <= 0:
+        return base
+    t = min(max(step, 0) / total, 1.0)
     return final - (final - base) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 

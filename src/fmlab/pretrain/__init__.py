@@ -1,17 +1,19 @@
 """Pre-training objectives as losses: ``loss, logs = objective(batch)``.
 
 Each objective owns its heads (and EMA copies), exposes ``encoder`` (the exported backbone) and a
-``default_transform(...)`` building the batched augmentation it expects. Names resolve through
-``OBJECTIVES``: ``create_objective("simclr", encoder=..., ...)``.
+``default_transform(...)`` building the batched augmentation it expects. Each class registers
+itself where it is defined (``@register_objective("simclr")``); this file only imports the
+modules (lightly's flat list). Names resolve through ``OBJECTIVES``:
+``create_objective("simclr", encoder=..., ...)``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fmlab.pretrain.base import Objective, resolve_encoder
+from fmlab.pretrain.base import OBJECTIVES, ExportPatch, Objective, register_objective, resolve_encoder
 from fmlab.pretrain.dino import DINO, dino_loss, koleo_loss
-from fmlab.pretrain.distill import Distill, distill_loss
+from fmlab.pretrain.distill import Distill, TeacherImages, build_teacher, distill_loss
 from fmlab.pretrain.heads import DINOHead, ProjectionHead, WeightNormLinear
 from fmlab.pretrain.look import LOOK, look_loss
 from fmlab.pretrain.mae import MAE, mae_loss, patch_targets
@@ -19,15 +21,24 @@ from fmlab.pretrain.moco import MoCo, moco_logits
 from fmlab.pretrain.mp3 import MP3, position_loss
 from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
 from fmlab.pretrain.supervised import Supervised
-from fmlab.registry import Registry
-
-OBJECTIVES: Registry[type[Objective]] = Registry("objective")
-for _cls in (SimCLR, SupCon, MoCo, DINO, MAE, MP3, LOOK, Distill, Supervised):
-    OBJECTIVES.add(_cls.name, _cls)
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
-    """Build a registered objective by name, e.g. ``create_objective("mae", encoder=vit)``."""
+    """Build a registered objective by name.
+
+    Args:
+        name: a registered name (``OBJECTIVES.names()``).
+        **kwargs: the class's constructor arguments (``encoder=`` at least).
+
+    Returns:
+        The objective module.
+
+    Examples:
+        >>> from torch import nn
+        >>> obj = create_objective("simclr", encoder=nn.Flatten(), feature_dim=12)
+        >>> type(obj).__name__, obj.name
+        ('SimCLR', 'simclr')
+    """
     return OBJECTIVES.get(name)(**kwargs)
 
 
@@ -39,13 +50,16 @@ __all__ = [
     "OBJECTIVES",
     "DINOHead",
     "Distill",
+    "ExportPatch",
     "MoCo",
     "Objective",
     "ProjectionHead",
     "SimCLR",
     "SupCon",
     "Supervised",
+    "TeacherImages",
     "WeightNormLinear",
+    "build_teacher",
     "contrastive_loss",
     "create_objective",
     "dino_loss",
@@ -56,5 +70,6 @@ __all__ = [
     "moco_logits",
     "patch_targets",
     "position_loss",
+    "register_objective",
     "resolve_encoder",
 ]

@@ -8,10 +8,13 @@ DINO's teacher normalise with batch statistics in training, as in the papers.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
+
+from fmlab.engine.schedule import cosine_momentum  # the one schedule (re-exported for dino/moco)
+
+__all__ = ["cosine_momentum", "frozen_copy", "momentum_update_"]
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -33,11 +36,3 @@ def momentum_update_(target: nn.Module, source: nn.Module, momentum: float) -> N
         torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
     for tb, sb in zip(target.buffers(), source.buffers()):
         tb.copy_(sb)
-
-
-def cosine_momentum(step: int, max_steps: int, base: float, final: float = 1.0) -> float:
-    """DINO / BYOL schedule: ``final - (final - base) * (cos(pi * step / max_steps) + 1) / 2``."""
-    if max_steps <= 0:
-        return base
-    frac = min(max(step / max_steps, 0.0), 1.0)
-    return final - (final - base) * (math.cos(math.pi * frac) + 1.0) / 2.0

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
 from fmlab.pretrain._ema import cosine_momentum, frozen_copy, momentum_update_
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import DINOHead
 
 __all__ = ["DINO", "dino_loss", "koleo_loss"]
@@ -48,6 +48,24 @@ def dino_loss(student_out: Sequence[Tensor], teacher_out: Sequence[Tensor], cent
 
     ``student_out[i]`` and ``teacher_out[i]`` must be the same (global) view for
     ``i < len(teacher_out)``; pairs with equal index are skipped.
+
+    Args:
+        student_out: head outputs (N, K) of every view (global first).
+        teacher_out: head outputs (N, K) of the global views.
+        center: (1, K) running centre subtracted from the teacher's outputs.
+        student_temp: student temperature.
+        teacher_temp: teacher temperature (sharper: smaller).
+
+    Returns:
+        The mean cross-entropy over all (teacher view, other student view) pairs.
+
+    Examples:
+        >>> import torch
+        >>> s = [torch.randn(4, 16) for _ in range(3)]
+        >>> t = [torch.randn(4, 16) for _ in range(2)]
+        >>> loss = dino_loss(s, t, torch.zeros(1, 16), 0.1, 0.04)
+        >>> loss.ndim, bool(loss > 0)
+        (0, True)
     """
     if len(student_out) < 2 or not teacher_out:
         raise DataError("DINO needs at least two student views and one teacher view")
@@ -65,7 +83,21 @@ def dino_loss(student_out: Sequence[Tensor], teacher_out: Sequence[Tensor], cent
 
 
 def koleo_loss(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Kozachenko-Leonenko entropy term: -mean log(nearest-neighbour distance) of normalised x."""
+    """Kozachenko-Leonenko entropy term: -mean log(nearest-neighbour distance) of normalised x.
+
+    Args:
+        x: (N, D) features, N >= 2.
+        eps: added inside the log and the normalisation.
+
+    Returns:
+        The scalar loss: lower when the points are spread out.
+
+    Examples:
+        >>> import torch
+        >>> crowded = torch.ones(4, 4) + 0.01 * torch.eye(4)
+        >>> bool(koleo_loss(torch.eye(4)) < koleo_loss(crowded))
+        True
+    """
     if x.shape[0] < 2:
         raise DataError("KoLeo needs at least two samples")
     z = F.normalize(x.float(), dim=-1, eps=eps)
@@ -74,10 +106,9 @@ def koleo_loss(x: Tensor, eps: float = 1e-8) -> Tensor:
     return -torch.log(d.min(dim=1).values + eps).mean()
 
 
+@register_objective("dino")
 class DINO(Objective):
     """DINO on ``batch["global_views"]`` (two) and optional ``batch["local_views"]``."""
-
-    name = "dino"
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None, out_dim: int = 2048,
                  hidden_dim: int = 2048, bottleneck_dim: int = 256, head_layers: int = 3,

@@ -8,11 +8,14 @@ images; no ground-truth term, so any extra unlabelled images help:
 T = 1 by default (SSLD/PaddleClas); the T^2 factor (Hinton) keeps gradient size independent of
 T. The teacher maps images to logits (e.g. a ``Backbone`` with its head); it never trains and
 stays in eval mode. ``batch["teacher_images"]`` may carry a differently preprocessed copy of the
-images for the teacher; otherwise it sees ``batch["images"]``.
+images for the teacher; otherwise it sees ``batch["images"]``. In ``fmlab pretrain`` the teacher is
+built from the ``objective.teacher`` / ``objective.teacher_weights`` config keys and, when its
+preprocessing differs from the student's, :class:`TeacherImages` adds that copy.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,14 +24,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, DataError
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 
-__all__ = ["Distill", "distill_loss"]
+__all__ = ["Distill", "TeacherImages", "build_teacher", "distill_loss"]
 
 
 def distill_loss(student_logits: Tensor, teacher_logits: Tensor,
                  temperature: float = 1.0) -> Tensor:
-    """T^2 * KL(p_teacher || p_student) at temperature T, averaged over the batch."""
+    """T^2 * KL(p_teacher || p_student) at temperature T, averaged over the batch.
+
+    Args:
+        student_logits: (N, C) student logits.
+        teacher_logits: (N, C) teacher logits (detached here).
+        temperature: T > 0 softening both distributions.
+
+    Returns:
+        The scalar loss; 0 when the student's logits equal the teacher's.
+
+    Examples:
+        >>> import torch
+        >>> t = torch.randn(4, 10)
+        >>> float(distill_loss(t.clone(), t)) == 0.0
+        True
+        >>> bool(distill_loss(torch.zeros(4, 10), t, temperature=2.0) > 0)
+        True
+    """
     if student_logits.shape != teacher_logits.shape:
         raise DataError(f"student logits {tuple(student_logits.shape)} and teacher logits "
                         f"{tuple(teacher_logits.shape)} differ in shape")
@@ -45,10 +65,77 @@ def _infer_classes(teacher: nn.Module) -> int | None:
     return None
 
 
+class TeacherImages:
+    """Add ``teacher_images``: the student's augmented view re-normalised for a teacher whose
+    preprocessing differs (LeNet-5's 1-channel [0, 1] input vs the student's RGB ImageNet
+    statistics). Both networks then see exactly the same crop.
+
+    Args:
+        base: the student's batch transform (writes ``images``).
+        student: the student's preprocessing spec (``mean``, ``std``).
+        teacher: the teacher's spec (``channels``, ``input_size``, ``mean``, ``std``).
+    """
+
+    def __init__(self, base: Any, student: Any, teacher: Any) -> None:
+        self.base, self.student, self.teacher = base, student, teacher
+
+    def __call__(self, batch: Any, generator: Any) -> dict[str, Any]:
+        out = self.base(batch, generator)
+        x = out["images"]
+        mean = torch.tensor(self.student.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.student.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        x01 = x * std + mean
+        t = self.teacher
+        if x01.shape[1] != t.channels:
+            if t.channels == 1:
+                w = torch.tensor((0.299, 0.587, 0.114), dtype=x.dtype, device=x.device)
+                x01 = (x01 * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+            else:
+                x01 = x01.expand(-1, t.channels, -1, -1)
+        if tuple(x01.shape[-2:]) != tuple(t.input_size):
+            x01 = F.interpolate(x01, size=tuple(t.input_size), mode="bilinear",
+                                align_corners=False)
+        tm = torch.tensor(t.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        ts = torch.tensor(t.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        out["teacher_images"] = (x01 - tm) / ts
+        return out
+
+
+def _same_preprocess(a: Any, b: Any) -> bool:
+    return (tuple(a.input_size), a.channels, tuple(a.mean), tuple(a.std)) == \
+        (tuple(b.input_size), b.channels, tuple(b.mean), tuple(b.std))
+
+
+def build_teacher(section: Any) -> nn.Module:
+    """The frozen distillation teacher named by a config section.
+
+    Args:
+        section: has ``teacher`` (a ``create_backbone`` name) and ``teacher_weights`` (a path,
+            ``${VAR}`` expanded; None: random weights, with a warning).
+
+    Returns:
+        A ``Backbone`` with its classifier head.
+    """
+    from fmlab.engine.config import expand_path
+    from fmlab.models import create_backbone
+
+    weights = expand_path(section.teacher_weights, "objective.teacher_weights")
+    if weights is None:
+        warnings.warn("objective.teacher_weights is null: distilling from a randomly "
+                      "initialised teacher (only useful for smoke tests)", stacklevel=2)
+    teacher = create_backbone(section.teacher, weights=weights)
+    if getattr(teacher, "head", None) is None:
+        raise ConfigError(f"objective.teacher: {section.teacher!r} has no classifier head to "
+                          f"distil from")
+    return teacher
+
+
+@register_objective("distill")
 class Distill(Objective):
     """Student encoder + linear head trained to match ``teacher(images)`` logits."""
 
-    name = "distill"
+    needs = ("teacher",)  # built from the two config keys below
+    config_fields = (("teacher", str, "resnet56_cifar"), ("teacher_weights", str | None, None))
 
     def __init__(self, encoder: nn.Module, teacher: nn.Module, num_classes: int | None = None,
                  feature_dim: int | None = None, temperature: float = 1.0,
@@ -82,6 +169,20 @@ class Distill(Objective):
         loss = distill_loss(s_logits, t_logits, self.temperature)
         agree = (s_logits.argmax(1) == t_logits.argmax(1)).float().mean()
         return loss, {"loss": loss.detach(), "agreement": agree.detach()}
+
+    @classmethod
+    def provide(cls, need: str, section: Any) -> Any:
+        """The teacher network, from ``objective.teacher`` and ``objective.teacher_weights``."""
+        if need == "teacher":
+            return build_teacher(section)
+        return super().provide(need, section)
+
+    def wrap_transform(self, transform: Any, preprocess: Any) -> Any:
+        """Give the teacher its own copy of the view when its preprocessing differs."""
+        spec = getattr(self.teacher, "preprocess", None)
+        if spec is None or _same_preprocess(spec, preprocess):
+            return transform
+        return TeacherImages(transform, preprocess, spec)
 
     @classmethod
     def default_transform(cls, image_size: int = 32, padding: int | None = 4,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["LOOK", "look_loss"]
@@ -37,7 +37,27 @@ def look_loss(z: Tensor, labels: Tensor, index: Tensor, bank: Tensor, bank_label
               k: int, temperature: float) -> tuple[Tensor, dict[str, Tensor]]:
     """Leave-one-out kNN loss of normalised ``z`` (N, D) against ``bank`` (M, D).
 
-    ``bank_labels`` < 0 marks empty slots. Returns (loss, logs).
+    Args:
+        z: (N, D) normalised embeddings of the batch.
+        labels: (N,) their labels.
+        index: (N,) their rows in the bank (left out of their own neighbours).
+        bank: (M, D) memory bank of the whole training set.
+        bank_labels: (M,) labels of the bank rows; < 0 marks empty slots.
+        k: neighbours per sample.
+        temperature: tau > 0.
+
+    Returns:
+        ``(loss, logs)``: -log of the same-label share of the softmax over the k neighbours,
+        averaged over samples with a same-label neighbour; logs ``knn_acc``, ``no_pos_frac``.
+
+    Examples:
+        >>> import torch
+        >>> bank = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [0., 1.]])
+        >>> labels = torch.tensor([0, 0, 1, 1])
+        >>> loss, logs = look_loss(bank, labels, torch.arange(4), bank, labels, k=3,
+        ...                        temperature=0.1)
+        >>> round(float(loss), 3), float(logs["knn_acc"])
+        (0.0, 1.0)
     """
     with torch.no_grad():  # neighbour search: the selection is not differentiated
         sim = z.detach() @ bank.T  # (N, M)
@@ -66,10 +86,11 @@ def look_loss(z: Tensor, labels: Tensor, index: Tensor, bank: Tensor, bank_label
     return loss, {"knn_acc": acc, "no_pos_frac": 1.0 - has_pos.float().mean()}
 
 
+@register_objective("look")
 class LOOK(Objective):
     """LOOK on ``batch["images"]``, ``batch["labels"]`` and ``batch["index"]``."""
 
-    name = "look"
+    needs = ("labels", "num_samples")  # the run's labels and training-set size (memory bank)
 
     def __init__(self, encoder: nn.Module, num_samples: int, feature_dim: int | None = None,
                  k: int = 50, temperature: float = 0.1, proj_dim: int | None = 128,

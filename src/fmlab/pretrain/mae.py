@@ -23,13 +23,28 @@ from torch import Tensor, nn
 from fmlab.data.masks import mae_mask_fn, num_kept, random_patch_mask
 from fmlab.errors import ConfigError, DataError
 from fmlab.models.vit import Block, VisionTransformer, sincos_pos_embed_2d
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 
 __all__ = ["MAE", "mae_loss", "patch_targets"]
 
 
 def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:
-    """Reconstruction targets from patchified pixels (N, L, P); per-patch standardised."""
+    """Reconstruction targets from patchified pixels.
+
+    Args:
+        patches: (N, L, P) pixels per patch.
+        norm_pix: standardise each patch (MAE's ``norm_pix_loss``); False returns the pixels.
+        eps: added to the variance.
+
+    Returns:
+        (N, L, P) targets.
+
+    Examples:
+        >>> import torch
+        >>> t = patch_targets(torch.rand(2, 4, 12))
+        >>> bool(t.mean(-1).abs().max() < 1e-5)
+        True
+    """
     if not norm_pix:
         return patches
     mean = patches.mean(dim=-1, keepdim=True)
@@ -38,17 +53,37 @@ def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> 
 
 
 def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True) -> Tensor:
-    """sum_i m_i mean_d (pred - target)^2 / sum_i m_i, with ``mask`` (N, L) True = masked."""
+    """sum_i m_i mean_d (pred - target)^2 / sum_i m_i: the error on masked patches only.
+
+    Args:
+        pred: (N, L, P) decoder predictions.
+        patches: (N, L, P) pixels (targets via :func:`patch_targets`).
+        mask: (N, L), True where the patch was masked.
+        norm_pix: standardise the targets per patch.
+
+    Returns:
+        The scalar loss.
+
+    Examples:
+        >>> import torch
+        >>> patches = torch.rand(2, 4, 12)
+        >>> mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]).bool()
+        >>> pred = patch_targets(patches).clone()
+        >>> pred[:, 3] += 1.0  # wrong only on visible patches: no loss
+        >>> float(mae_loss(pred, patches, mask))
+        0.0
+    """
     target = patch_targets(patches.float(), norm_pix)
     per_patch = ((pred.float() - target) ** 2).mean(dim=-1)
     m = mask.to(per_patch.dtype)
     return (per_patch * m).sum() / m.sum().clamp(min=1.0)
 
 
+@register_objective("mae")
 class MAE(Objective):
     """Masked autoencoder on ``batch["images"]`` (float NCHW) with a ``VisionTransformer``."""
 
-    name = "mae"
+    transform_filled = (*Objective.transform_filled, "patch_size", "mask_ratio")
 
     def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75,
                  decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
@@ -111,6 +146,10 @@ class MAE(Objective):
         pred = self.decode(latent, ids_keep)
         loss = mae_loss(pred, self.encoder.patchify(images), mask, self.norm_pix_loss)
         return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
+
+    def transform_arguments(self) -> dict[str, Any]:
+        """The masks the transform draws follow the encoder's patch grid and ``mask_ratio``."""
+        return {"patch_size": int(self.encoder.patch_size), "mask_ratio": float(self.mask_ratio)}
 
     @classmethod
     def default_transform(cls, image_size: int = 32, patch_size: int = 4,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from fmlab.errors import ConfigError
 from fmlab.pretrain import _dist
 from fmlab.pretrain._ema import cosine_momentum, frozen_copy, momentum_update_
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["MoCo", "moco_logits"]
@@ -30,17 +30,34 @@ __all__ = ["MoCo", "moco_logits"]
 
 def moco_logits(q: Tensor, k: Tensor, queue: Tensor, temperature: float
                 ) -> tuple[Tensor, Tensor]:
-    """(N, 1 + K) logits with the positive in column 0, and the all-zero labels."""
+    """MoCo's InfoNCE logits: the query against its key (column 0) and the K queued keys.
+
+    Args:
+        q: (N, D) normalised queries.
+        k: (N, D) normalised keys of the same images.
+        queue: (K, D) normalised negatives.
+        temperature: tau > 0.
+
+    Returns:
+        ``(logits, labels)``: (N, 1 + K) logits / tau and the all-zero targets for
+        ``F.cross_entropy``.
+
+    Examples:
+        >>> import torch
+        >>> q = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+        >>> logits, labels = moco_logits(q, q, torch.zeros(5, 8), 0.2)
+        >>> tuple(logits.shape), labels.tolist(), round(float(logits[0, 0]), 4)
+        ((2, 6), [0, 0], 5.0)
+    """
     l_pos = (q * k).sum(dim=1, keepdim=True)
     l_neg = q @ queue.T
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature
     return logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
 
 
+@register_objective("moco")
 class MoCo(Objective):
     """MoCo v2 on ``batch["views"] = [query_view, key_view]``."""
-
-    name = "moco"
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None,
                  proj_hidden_dim: int | None = None, proj_dim: int = 128,

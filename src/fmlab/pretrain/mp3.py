@@ -22,13 +22,26 @@ from torch import Tensor, nn
 from fmlab.data.masks import context_subset, mp3_context_fn, num_kept
 from fmlab.errors import ConfigError, DataError
 from fmlab.models.vit import VisionTransformer
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import ExportPatch, Objective, register_objective, require
 
 __all__ = ["MP3", "position_loss"]
 
 
 def position_loss(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """CE of (N, L, L) position logits against targets 0..L-1 per sample; returns (loss, acc)."""
+    """Cross-entropy of each patch token's position logits against its true position.
+
+    Args:
+        logits: (N, L, L); row i scores the position of patch token i.
+
+    Returns:
+        ``(loss, acc)``: the mean cross-entropy against targets 0..L-1 and the accuracy.
+
+    Examples:
+        >>> import torch
+        >>> loss, acc = position_loss(10 * torch.eye(4).expand(2, 4, 4))
+        >>> float(acc), bool(loss < 0.01)
+        (1.0, True)
+    """
     n, length, classes = logits.shape
     logits = logits.float()
     target = torch.arange(length, device=logits.device).expand(n, length)
@@ -37,10 +50,11 @@ def position_loss(logits: Tensor) -> tuple[Tensor, Tensor]:
     return loss, acc
 
 
+@register_objective("mp3")
 class MP3(Objective):
     """Position prediction on ``batch["images"]`` with context ids ``batch["context_ids"]``."""
 
-    name = "mp3"
+    transform_filled = (*Objective.transform_filled, "patch_size", "mask_ratio")
 
     def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75) -> None:
         super().__init__()
@@ -80,6 +94,20 @@ class MP3(Objective):
         ctx = self._context(batch, images.shape[0], images.device)
         loss, acc = position_loss(self.position_logits(images, ctx))
         return loss, {"loss": loss.detach(), "pos_acc": acc}
+
+    def transform_arguments(self) -> dict[str, Any]:
+        """The context subsets the transform draws follow the patch grid and ``mask_ratio``."""
+        return {"patch_size": int(self.encoder.patch_size), "mask_ratio": float(self.mask_ratio)}
+
+    def export_patch(self, train_kwargs: Mapping[str, Any]) -> ExportPatch:
+        """Add all-zero position embeddings (MP3's fine-tuning recipe): every feature stays the
+        same and the file loads into the default ViT, without ``pos_embed=False``."""
+        kwargs = dict(train_kwargs)
+        if self.encoder.pos_embed is not None or kwargs.get("pos_embed") is not False:
+            return ExportPatch({}, kwargs)
+        kwargs.pop("pos_embed")
+        zeros = torch.zeros(1, self.encoder.num_patches, self.encoder.embed_dim)
+        return ExportPatch({"pos_embed": zeros}, kwargs, "MP3: zero position embeddings added")
 
     @classmethod
     def default_transform(cls, image_size: int = 32, patch_size: int = 4,

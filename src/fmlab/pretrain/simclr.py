@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain import _dist
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import ProjectionHead
 
 __all__ = ["SimCLR", "SupCon", "contrastive_loss"]
@@ -32,9 +32,24 @@ __all__ = ["SimCLR", "SupCon", "contrastive_loss"]
 
 def contrastive_loss(views: Sequence[Tensor], temperature: float = 0.2,
                      labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """NT-Xent (``labels=None``) or SupCon over ``V`` views, each (N, D). Returns (loss, acc).
+    """NT-Xent (``labels=None``) or SupCon over ``V`` views, each (N, D).
 
-    ``acc`` is the fraction of anchors whose most similar other embedding is a positive.
+    Args:
+        views: V embeddings of the same N images (L2-normalised here).
+        temperature: tau > 0.
+        labels: (N,) class labels: positives are same-label views (SupCon); None: the other
+            views of the same image (NT-Xent).
+
+    Returns:
+        ``(loss, acc)``; ``acc`` is the fraction of anchors whose most similar other
+        embedding is a positive.
+
+    Examples:
+        >>> import torch
+        >>> z = torch.eye(4)
+        >>> loss, acc = contrastive_loss([z, z], temperature=0.1)
+        >>> float(acc), bool(loss < contrastive_loss([z, z.roll(1, 0)], temperature=0.1)[0])
+        (1.0, True)
     """
     if len(views) < 1 or (labels is None and len(views) < 2):
         raise DataError("contrastive loss needs at least two views (or labels)")
@@ -71,13 +86,15 @@ def contrastive_loss(views: Sequence[Tensor], temperature: float = 0.2,
     return loss, acc
 
 
+@register_objective("simclr")
 class SimCLR(Objective):
     """Encoder + projection MLP + NT-Xent on ``batch["views"]`` (a list of V >= 2 tensors).
 
-    With ``supervised=True`` the loss is SupCon and ``batch["labels"]`` is required.
+    With ``supervised=True`` the loss is SupCon and ``batch["labels"]`` is required; that switch
+    is the class's choice (the ``supcon`` objective), not a config key.
     """
 
-    name = "simclr"
+    filled_by_run = (*Objective.filled_by_run, "supervised")
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None,
                  proj_hidden_dim: int = 512, proj_dim: int = 128, proj_layers: int = 2,
@@ -116,10 +133,11 @@ class SimCLR(Objective):
         return A.BatchTransform({"views": [view] * n_views}, channels=channels)
 
 
+@register_objective("supcon")
 class SupCon(SimCLR):
     """SimCLR with the supervised-contrastive loss (labels define the positives)."""
 
-    name = "supcon"
+    needs = ("labels",)
 
     def __init__(self, encoder: nn.Module, feature_dim: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("supervised", True)

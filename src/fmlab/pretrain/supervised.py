@@ -10,15 +10,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fmlab.errors import ConfigError
-from fmlab.pretrain.base import Objective, require
+from fmlab.pretrain.base import Objective, register_objective, require
 
 __all__ = ["Supervised"]
 
 
+@register_objective("supervised")
 class Supervised(Objective):
     """CE(head(encoder(images)), labels) with optional label smoothing."""
 
     name = "supervised"
+    needs = ("num_classes", "labels")
 
     def __init__(self, encoder: nn.Module, num_classes: int, feature_dim: int | None = None,
                  label_smoothing: float = 0.0, head: nn.Module | None = None) -> None:

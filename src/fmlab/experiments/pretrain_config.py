@@ -1,0 +1,198 @@
+"""The typed config of ``fmlab pretrain`` (see :mod:`fmlab.experiments.pretrain`).
+
+One YAML file per (objective, data). The ``objective`` and ``augment`` sections are generated
+from the registered objective's constructor and ``default_transform`` signatures
+(:func:`fmlab.engine.config.config_section_from_signature`), leaving out what the class declares
+the run fills in (``filled_by_run``, ``needs``, ``transform_filled``) and adding its
+``config_fields``. So every hyperparameter an objective has is a typed YAML / ``--set`` key with
+"did you mean" errors, and no second list of options is kept by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from fmlab.engine.config import (
+    MonitorConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainerConfig,
+    config_section_from_signature,
+    load_config,
+    read_yaml,
+)
+from fmlab.errors import ConfigError
+from fmlab.utils.validation import check
+
+__all__ = ["AugmentSection", "ModelConfig", "ObjectiveSection", "PretrainConfig",
+           "PretrainDataConfig", "load_pretrain_config", "objective_class",
+           "pretrain_config_class"]
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class ModelConfig:
+    """The backbone to pre-train: ``create_backbone(arch, weights=weights, **kwargs)``."""
+
+    arch: str = "resnet20_cifar"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # start from these weights (continued pre-training); may use ${VAR}
+
+
+@dataclass
+class PretrainDataConfig:
+    """Training images: ``split`` in a seeded order, ``val_size`` held out at the end of that
+    order, the first ``limit`` of the rest."""
+
+    source: str = "cifar10"  # fmlab.data.open_source spec: cifar10, mnist, npz:PATH, folder:PATH
+    split: str = "train"
+    data_root: str | None = None  # default: $FMLAB_DATA
+    limit: int = 0  # keep the first M training images (0: all)
+    val_size: int = 1000  # images held out of training as kNN-monitor queries (0: none)
+    # the split is first put in this seeded order (CIFAR-10's file is sorted by class), so the
+    # held-out queries and the first ``limit`` images are class-mixed; null: file order
+    order_seed: int | None = 0
+
+    def validate(self, prefix: str = "data") -> None:
+        check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
+        check(self.val_size >= 0, f"{prefix}.val_size", self.val_size, "must be >= 0")
+
+
+@dataclass
+class ObjectiveSection:
+    """Base of the generated ``objective`` sections: the registry name of the objective
+    (each generated section defaults it to its own objective)."""
+
+    name: str = ""
+
+
+@dataclass
+class AugmentSection:
+    """Base of the generated ``augment`` sections (the objective's ``default_transform``)."""
+
+
+@dataclass
+class PretrainConfig:
+    """One pre-training run (see ``configs/pretrain/*.yaml``).
+
+    Use :func:`pretrain_config_class` / :func:`load_pretrain_config`: they swap in the
+    ``objective`` and ``augment`` sections of the named objective.
+    """
+
+    name: str = "pretrain"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+_CLASSES: dict[type, type] = {}  # objective class -> its PretrainConfig subclass
+
+
+def objective_class(name: str) -> type:
+    """The registered objective class ``name``, or a ConfigError listing the known ones.
+
+    Args:
+        name: the ``objective.name`` value.
+
+    Returns:
+        The :class:`fmlab.pretrain.Objective` subclass.
+    """
+    from fmlab.pretrain import OBJECTIVES
+
+    if name not in OBJECTIVES:
+        import difflib
+
+        close = difflib.get_close_matches(name, OBJECTIVES.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"objective.name: unknown objective {name!r}{hint}; known: "
+                          f"{', '.join(OBJECTIVES.names())}")
+    return OBJECTIVES.get(name)
+
+
+def pretrain_config_class(objective: str) -> type[PretrainConfig]:
+    """The :class:`PretrainConfig` subclass for one registered objective.
+
+    Args:
+        objective: a registered objective name.
+
+    Returns:
+        A dataclass whose ``objective`` section is typed from the class's constructor (minus
+        what the run fills: ``filled_by_run`` and ``needs``; plus its ``config_fields``) and
+        whose ``augment`` section is typed from its ``default_transform``.
+
+    Examples:
+        >>> from fmlab.pretrain import SimCLR
+        >>> section = pretrain_config_class(SimCLR.name)().objective
+        >>> sorted(vars(section))  # no encoder, feature_dim, head, nor SupCon's switch
+        ['name', 'proj_dim', 'proj_hidden_dim', 'proj_layers', 'temperature']
+    """
+    cls = objective_class(objective)
+    if cls in _CLASSES:
+        return _CLASSES[cls]
+    tag = re.sub(r"\W", "_", objective)
+    obj_section = config_section_from_signature(
+        f"Objective_{tag}", cls.__init__, skip={*cls.filled_by_run, *cls.needs},
+        base=ObjectiveSection, cls=cls, extra=(("name", str, objective), *cls.config_fields))
+    aug_section = config_section_from_signature(
+        f"Augment_{tag}", cls.default_transform, skip=cls.transform_filled, base=AugmentSection)
+    config_cls = dataclasses.make_dataclass(
+        f"PretrainConfig_{tag}",
+        [("objective", obj_section, field(default_factory=obj_section)),
+         ("augment", aug_section, field(default_factory=aug_section))],
+        bases=(PretrainConfig,),
+        namespace={"__doc__": PretrainConfig.__doc__, "validate": _validate_config})
+    _CLASSES[cls] = config_cls
+    return config_cls
+
+
+def _validate_config(cfg: PretrainConfig) -> None:
+    """Cross-section checks (each section has already checked its own keys)."""
+    from fmlab.pretrain import OBJECTIVES
+
+    check(cfg.objective.name in OBJECTIVES, "objective.name", cfg.objective.name,
+          f"is not a registered objective ({', '.join(OBJECTIVES.names())})")
+    check(_CLASSES.get(OBJECTIVES.get(cfg.objective.name)) is type(cfg), "objective.name",
+          cfg.objective.name, "does not match the objective section this config was loaded with")
+
+
+def load_pretrain_config(path: str | os.PathLike | None,
+                         overrides: typing.Iterable[str] = ()) -> PretrainConfig:
+    """Read a pre-training YAML plus ``--set`` items.
+
+    Args:
+        path: the YAML file (UTF-8); its ``objective.name`` (or an ``objective.name=`` override)
+            picks the generated sections.
+        overrides: ``KEY=VALUE`` strings applied after the file.
+
+    Returns:
+        The validated config.
+    """
+    from fmlab.pretrain import OBJECTIVES
+
+    overrides = list(overrides)
+    name = None
+    if path is not None:
+        data = read_yaml(path)
+        section = data.get("objective") if isinstance(data, dict) else None
+        if isinstance(section, dict) and section.get("name") is not None:
+            name = str(section["name"])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "objective.name":
+            name = value.strip()
+    if name is None:
+        raise ConfigError(f"{path or '<defaults>'}: objective.name is missing (one of "
+                          f"{', '.join(OBJECTIVES.names())})")
+    return load_config(path, pretrain_config_class(name), overrides)
