@@ -190,10 +190,13 @@ def uses_views(methods: Iterable[str]) -> list[str]:
 def help_fields() -> dict[str, str]:
     """Texts for ``--help``: every method, the default sweep, the methods that use views."""
     names = method_names()
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        for key in get_method(n).requires:
+            groups.setdefault(key, []).append(n)
     return {"methods": ", ".join(names), "default_methods": ",".join(default_methods()),
             "view_methods": ", ".join(uses_views(names)),
-            "requires": "; ".join(f"{n} needs {', '.join(get_method(n).requires)}"
-                                  for n in names if get_method(n).requires)}
+            "requires": "; ".join(f"{key} needed by {', '.join(ms)}" for key, ms in groups.items())}
 
 
 def _load() -> None:
