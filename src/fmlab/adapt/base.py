@@ -49,6 +49,10 @@ class InputError(DataError, ValueError):
     """Features or labels an estimator cannot use (a ``ValueError`` too, as scikit-learn expects)."""
 
 
+class _InputTypeError(InputError, TypeError):
+    """Features of a type that cannot become numbers (a ``TypeError`` too, as numpy raises)."""
+
+
 class ParameterError(ConfigError, InvalidParameterError):
     """A constructor argument with a wrong value, found by ``fit`` (names the parameter and value)."""
 
@@ -72,12 +76,15 @@ def to_tensor(X: ArrayLike, name: str = "X", dtype: torch.dtype | None = None) -
             if not arr.flags.writeable:  # memory-mapped caches: torch warns on read-only memory
                 arr = arr.copy()
             t = torch.as_tensor(arr)
-        except (TypeError, ValueError) as e:
+        except TypeError as e:
+            raise _InputTypeError(f"{name} cannot be read as a numeric array: {e}") from None
+        except ValueError as e:
             raise InputError(f"{name} cannot be read as a numeric array: {e}") from None
     if dtype is None:
         dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     if t.is_complex() or t.dtype == torch.bool:
-        raise InputError(f"{name} must hold real numbers, got dtype {t.dtype}")
+        raise InputError(f"{name}: Complex data not supported (dtype {t.dtype}); features must "
+                         "be real numbers")
     t = t.to(dtype)
     if t.numel() and not bool(torch.isfinite(t).all()):
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
@@ -96,16 +103,19 @@ def to_labels(y: ArrayLike, name: str = "y") -> np.ndarray:
         y = y.detach().cpu().numpy()
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
-        warnings.warn(f"{name} was a column vector (N, 1); it was flattened to (N,)",
+        warnings.warn(f"A column-vector y was passed when a 1d array was expected ({name} of "
+                      f"shape {arr.shape}); it was flattened to ({arr.shape[0]},)",
                       DataConversionWarning, stacklevel=3)
         arr = arr.ravel()
     if arr.ndim != 1:
         raise InputError(f"{name} must be a 1-D array of class labels, got shape {arr.shape}")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise InputError(f"{name} must hold integer class labels")
+            raise InputError(f"{name} must hold integer class labels (Unknown label type: "
+                             "continuous values)")
     elif arr.dtype.kind not in "iub":
-        raise InputError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+        raise InputError(f"{name} must hold integer class labels, got dtype {arr.dtype} "
+                         "(Unknown label type)")
     return arr.astype(np.int64)
 
 
@@ -289,7 +299,8 @@ class Estimator(ClassifierMixin, BaseEstimator):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit first")
         Xt = to_tensor(X, name, dtype)
         if Xt.ndim != 2:
-            raise InputError(f"{name} must have shape (N, D), got {tuple(Xt.shape)}")
+            raise InputError(f"{name} must have shape (N, D), got {tuple(Xt.shape)}; Reshape "
+                             "your data (X.reshape(1, -1) for a single sample)")
         if Xt.shape[1] != self.n_features_in_:
             raise InputError(f"{name} has {Xt.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")

@@ -91,7 +91,7 @@ class NCM(Estimator):
             self.
         """
         self._check_params()
-        with threads_for(X.numel() if isinstance(X, torch.Tensor) else np.size(X)):
+        with threads_for(X.numel() if isinstance(X, torch.Tensor) else np.asarray(X).size):
             return self._partial_fit(X, y)
 
     def _partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
@@ -100,7 +100,8 @@ class NCM(Estimator):
         Xt, y_arr = self._check_train(X, y)
         if d_before is not None and self.n_features_in_ != d_before:
             self.n_features_in_ = d_before
-            raise InputError(f"X has {Xt.shape[-1]} features but NCM was fitted on {d_before}")
+            raise InputError(f"X has {Xt.shape[-1]} features, but NCM is expecting {d_before} "
+                             "features as input")
         Xt = Xt.to(torch.float64)
         if self.metric == "cosine":
             Xt = l2_normalize(Xt)
