@@ -70,6 +70,13 @@ class KNN(Estimator):
         return out
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """The normalised vote mass per class, (N, n_classes)."""
+        """The normalised vote mass per class.
+
+        Args:
+            X: (N, D) features.
+
+        Returns:
+            (N, n_classes) vote fractions, rows summing to 1.
+        """
         votes = self.decision_function(X)
         return votes / votes.sum(axis=1, keepdims=True)

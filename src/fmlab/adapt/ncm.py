@@ -146,6 +146,13 @@ class NCM(Estimator):
         return out.to(X.dtype)
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """cos(x, μ_k) for cosine, −‖x − μ_k‖ for euclidean; shape (N, n_classes)."""
+        """cos(x, μ_k) for cosine, −‖x − μ_k‖ for euclidean.
+
+        Args:
+            X: (N, D) features.
+
+        Returns:
+            (N, n_classes) scores in ``classes_`` order.
+        """
         return super().decision_function(X)
 

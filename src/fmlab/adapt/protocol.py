@@ -119,9 +119,8 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
               ) -> list[dict[str, Any]]:
     """Fit every method on every (shots, seed) split and score it on the test features.
 
-    A method's number depends only on its own inputs, never on the other methods of the sweep:
-    augmented views reach exactly the methods whose class uses them (``views != "none"``), and
-    each method gets exactly the inputs its class ``requires``.
+    A method's number never depends on the other methods of the sweep: views reach exactly the
+    methods whose class uses them (``views != "none"``), inputs exactly those it ``requires``.
 
     Args:
         train_features: (N, D) features of the source's whole train split; splits index into it.
@@ -131,23 +130,23 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
         methods: registered method names (see :data:`fmlab.adapt.METHODS`).
         shots: shots per class (``"all"``: the whole train split).
         seeds: split seeds.
-        train_view_features: optional (V, N, D) features of V augmented views of the same N
-            images; a method that uses views is fitted on ``views[:, split.train]``; validation
-            always uses the un-augmented ``train_features[split.val]``.
+        train_view_features: optional (V, N, D) features of V augmented views of the N images;
+            a method that uses views is fitted on ``views[:, split.train]`` (validation always
+            uses the un-augmented ``train_features[split.val]``).
         zeroshot_weights: (n_classes, D) text class weights, for methods that require them.
-        class_names: the class names (split error messages; methods that require them).
+        class_names: the class names (split errors; methods that require them).
         model: the image-text model, for methods that require it (CoOp).
-        split_dir: where the split files are written (``split_{shots}shot_seed{seed}.json``);
-            without it the hash is of the bytes that would be written.
+        split_dir: where split files ``split_{shots}shot_seed{seed}.json`` are written (None:
+            the hash is of the bytes that would be written).
         n_val: validation images per class (default: the split's rule).
         method_params: constructor arguments per method name.
-        on_fit: ``on_fit(method, shots, seed, estimator)`` is called after each fit, before any
-            test data is used.
+        on_fit: called as ``on_fit(method, shots, seed, estimator)`` after each fit, before
+            any test data is used.
 
     Returns:
-        One record per method × shots × seed: method, shots, seed, accuracy,
+        One record per method × shots × seed (method, shots, seed, accuracy,
         mean_per_class_recall, fit_seconds, split_sha256, hyperparameters, n_train, n_val,
-        n_test and n_views (the views the method was fitted on; 1 without).
+        n_test, n_views: the views the method was fitted on, 1 without).
 
     Examples:
         >>> import numpy as np
@@ -176,16 +175,20 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
                 est = spec.build(inputs, seed=int(seed), **params.get(spec.name, {}))
                 fit_args, n_views = _fit_args(split, Xtr, ytr, views if spec.uses_views else None)
                 pred, fit_s = _fit_then_predict(spec, est, fit_args, Xte, on_fit, k, int(seed))
-                records.append({
-                    "method": spec.name, "shots": k, "seed": int(seed),
-                    "accuracy": float(np.mean(pred == yte)),
-                    "mean_per_class_recall": mean_per_class_recall(yte, pred),
-                    "fit_seconds": fit_s, "split_sha256": sha,
-                    "hyperparameters": jsonable(est.hyperparameters_),
-                    "n_train": len(split.train), "n_val": len(split.val), "n_test": len(yte),
-                    "n_views": n_views,
-                })
+                records.append(_record(spec.name, k, int(seed), pred, yte, fit_s, sha, est,
+                                       split, n_views))
     return records
+
+
+def _record(method: str, k: int | str, seed: int, pred: np.ndarray, yte: np.ndarray,
+            fit_s: float, sha: str, est: Estimator, split: FewShotSplit, n_views: int
+            ) -> dict[str, Any]:
+    """One row of the sweep's records (the key order is that of ``results.json``)."""
+    return {"method": method, "shots": k, "seed": seed, "accuracy": float(np.mean(pred == yte)),
+            "mean_per_class_recall": mean_per_class_recall(yte, pred), "fit_seconds": fit_s,
+            "split_sha256": sha, "hyperparameters": jsonable(est.hyperparameters_),
+            "n_train": len(split.train), "n_val": len(split.val), "n_test": len(yte),
+            "n_views": n_views}
 
 
 def _fit_args(split: FewShotSplit, Xtr: torch.Tensor, ytr: np.ndarray,

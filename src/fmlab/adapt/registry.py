@@ -61,7 +61,14 @@ class MethodSpec:
         return self.cls.views != "none"
 
     def missing(self, available: Iterable[str]) -> list[str]:
-        """The required inputs not in ``available``."""
+        """The required inputs not in ``available``.
+
+        Args:
+            available: names of the inputs the caller can provide.
+
+        Returns:
+            The missing ones, in ``requires`` order.
+        """
         have = set(available)
         return [k for k in self.requires if k not in have]
 
@@ -162,6 +169,9 @@ def register_estimator(name: str, *, sweep_default: bool = False,
 def default_methods() -> list[str]:
     """The default sweep (every class registered with ``sweep_default=True``), in order.
 
+    Returns:
+        The method names, in registration order.
+
     Examples:
         >>> default_methods()
         ['ncm', 'knn', 'linear', 'gda', 'tip', 'tipf']
@@ -171,24 +181,54 @@ def default_methods() -> list[str]:
 
 
 def method_names() -> list[str]:
-    """Every registered method, in registration order."""
+    """Every registered method.
+
+    Returns:
+        The names, in registration order (``+zs`` variants after their base method).
+    """
     _load()
     return METHODS.in_order()
 
 
 def get_method(name: str) -> MethodSpec:
-    """The spec registered as ``name`` (unknown names raise an error listing the known ones)."""
+    """The spec registered as ``name``.
+
+    Args:
+        name: a method name.
+
+    Returns:
+        Its :class:`MethodSpec`.
+
+    Raises:
+        FmlabError: unknown name (the message lists the known ones).
+    """
     _load()
     return METHODS.get(name)
 
 
 def uses_views(methods: Iterable[str]) -> list[str]:
-    """The methods among ``methods`` that use augmented training views."""
+    """The methods among ``methods`` that use augmented training views (class ``views``).
+
+    Args:
+        methods: method names.
+
+    Returns:
+        Those whose class uses views, in the given order.
+
+    Examples:
+        >>> uses_views(["ncm", "zeroshot", "tip"])
+        ['ncm', 'tip']
+    """
     return [m for m in methods if get_method(m).uses_views]
 
 
 def help_fields() -> dict[str, str]:
-    """Texts for ``--help``: every method, the default sweep, the methods that use views."""
+    """Texts for ``--help``, generated from the registry.
+
+    Returns:
+        ``methods`` (all names), ``default_methods`` (the default sweep, comma-joined),
+        ``view_methods`` (those using views) and ``requires`` (which methods need which input).
+    """
     names = method_names()
     groups: dict[str, list[str]] = {}
     for n in names:
