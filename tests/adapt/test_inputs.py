@@ -60,7 +60,8 @@ def test_length_mismatch_and_wrong_dimension(data, i):
     with pytest.raises(DataError, match="12 samples but y has 11 labels"):
         make_estimators()[i].fit(X, y[:-1], X_val=Xv, y_val=yv)
     est = make_estimators()[i].fit(X, y, X_val=Xv, y_val=yv)
-    with pytest.raises(DataError, match=f"has {D + 1} features but .* fitted on {D}"):
+    # scikit-learn's wording (its check_n_features_in_after_fitting looks for it)
+    with pytest.raises(DataError, match=f"has {D + 1} features, but .* expecting {D} features"):
         est.predict(np.ones((2, D + 1)))
     with pytest.raises(DataError, match="shape"):
         est.predict(np.ones(D))
@@ -95,15 +96,18 @@ def test_zeroshot_checks():
     with pytest.raises(DataError, match="outside 0..2"):
         zs.fit(np.ones((2, D)), np.array([0, 3]))
     with pytest.raises(ConfigError, match="shape"):
-        ZeroShot(np.ones(D))
+        ZeroShot(np.ones(D)).fit()
 
 
-def test_bad_hyperparameters():
-    with pytest.raises(ConfigError, match="metric"):
-        NCM(metric="manhattan")
-    with pytest.raises(ConfigError, match="k must"):
-        KNN(k=0)
-    with pytest.raises(ConfigError, match="covariance"):
-        GDA(covariance="shrunk")
-    with pytest.raises(ConfigError, match="C must"):
-        LinearProbe(C=-1.0)
+def test_bad_hyperparameters(data):
+    """scikit-learn's contract: the constructor stores, ``fit`` checks (naming parameter and value)."""
+    X, y, _, _ = data
+    cases = [(NCM(metric="manhattan"), "'metric' parameter of NCM .*'manhattan'"),
+             (KNN(k=0), "'k' parameter of KNN .* Got 0"),
+             (GDA(covariance="shrunk"), "'covariance' parameter of GDA .*'shrunk'"),
+             (LinearProbe(C=-1.0), "'C' parameter of LinearProbe .* Got -1.0"),
+             (LinearProbe(C=1.0, C_grid=(1.0, -2.0)), r"C_grid must be positive numbers, got \(1.0, -2.0\)")]
+    for est, match in cases:
+        assert est.get_params()  # building never fails
+        with pytest.raises(ConfigError, match=match):
+            est.fit(X, y)

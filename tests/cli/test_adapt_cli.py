@@ -79,3 +79,64 @@ def test_demo_runs_offline(tmp_path, monkeypatch, capsys):
     # ResNet-20 CIFAR-10 features on CIFAR-10 images: 16 shots is far above chance (10%)
     assert min(acc16.values()) > 0.6
     assert np.isfinite([r["fit_seconds"] for r in recs]).all()
+
+
+
+def _demo_args(out, *extra):
+    from importlib.resources import files
+
+    w = str(files("fmlab") / "assets" / "resnet20_cifar10.safetensors")
+    return ["adapt", "--backbone", "resnet20_cifar", "--weights", w, "--out", str(out), "--no-db",
+            *extra]
+
+
+def _ncm_runs(tmp_path, data_args, shots, seeds):
+    acc = {}
+    for methods in ("ncm", "ncm,gda"):
+        out = tmp_path / methods.replace(",", "_")
+        assert main(_demo_args(out, *data_args, "--methods", methods, "--shots", shots,
+                               "--seeds", seeds, "--views", "2")) == 0
+        recs = json.loads((out / "results.json").read_text())
+        acc[methods] = [(r["seed"], r["accuracy"], r["n_views"]) for r in recs if r["method"] == "ncm"]
+    return acc
+
+
+def test_ncm_gets_the_same_views_with_or_without_gda_beside_it(adapt_npz, tmp_path):
+    """Fast form of the regression below: the views a method gets never depend on its neighbours."""
+    acc = _ncm_runs(tmp_path, ["--data", f"npz:{adapt_npz}"], "2", "1")
+    assert acc["ncm"] == acc["ncm,gda"]
+    assert all(n == 2 for _, _, n in acc["ncm"])  # NCM declares it uses views, so it gets them
+
+
+@pytest.mark.slow
+def test_ncm_scores_the_same_with_or_without_gda_beside_it(tmp_path, monkeypatch):
+    """Review §1.2 / issue 27: with --views 2, NCM gave 77.0 alone and 68.8 beside GDA (views were
+    extracted only when a hand-listed method was selected, then given to every method)."""
+    monkeypatch.delenv("FMLAB_DATA", raising=False)
+    acc = _ncm_runs(tmp_path, ["--data", "cifar10_demo"], "4", "1,2")
+    assert acc["ncm"] == acc["ncm,gda"]
+    assert all(n == 2 for _, _, n in acc["ncm"])
+
+
+@pytest.mark.parametrize("flag, value", [("--views", "-2"), ("--seeds", "-1")])
+def test_negative_views_and_seeds_are_refused(adapt_npz, tmp_path, capsys, flag, value):
+    """Probe F12 (adapt-11: --views -2 was accepted silently) and F13 (--seeds -1)."""
+    out = tmp_path / "o"
+    args = ["adapt", "--backbone", "resnet20_cifar", "--data", f"npz:{adapt_npz}", "--methods", "ncm",
+            "--shots", "1", "--out", str(out), flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (out / "results.json").exists()
+
+
+def test_help_lists_the_registered_methods(capsys):
+    from fmlab.adapt import METHODS, default_methods
+
+    with pytest.raises(SystemExit):
+        main(["adapt", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in METHODS.in_order():
+        assert name in text
+    assert f"(default {','.join(default_methods())})" in text

@@ -1,22 +1,27 @@
 """Frozen-feature estimators and the leak-free few-shot protocol.
 
-Estimators (scikit-learn style, torch on CPU): :class:`NCM`, :class:`KNN`, :class:`LinearProbe`,
-:class:`GDA`, :class:`TipAdapter`, :class:`TipAdapterF`, :class:`ZeroShot` and
-:class:`ZeroShotEnsemble`. Protocol: :func:`make_split` / :func:`load_split` for split files,
-:func:`run_sweep` for methods × shots × seeds, :func:`summarize` and
-:func:`plot_accuracy_vs_shots` for reporting. Importing this package costs torch and numpy only
-(matplotlib loads inside the plot function).
+Estimators (scikit-learn estimators computing in torch on CPU): :class:`NCM`, :class:`KNN`,
+:class:`LinearProbe`, :class:`GDA`, :class:`TipAdapter`, :class:`TipAdapterF`, :class:`ZeroShot`,
+:class:`CoOp` and :class:`ZeroShotEnsemble`. Each registers itself where it is defined
+(:func:`register_estimator`); :data:`METHODS` is the registry the workflows read. Protocol:
+:func:`make_split` / :func:`load_split` for split files, :func:`run_sweep` for methods × shots ×
+seeds, :func:`summarize` and :func:`plot_accuracy_vs_shots` for reporting. Importing this package
+costs torch, numpy and scikit-learn only (matplotlib loads inside the plot function).
 """
 
+# The estimator modules are imported in this order on purpose: registration order is the order
+# of the default sweep (ncm, knn, linear, gda, tip, tipf) and of the method listings.
 from fmlab.adapt.base import Estimator
-from fmlab.adapt.coop import CoOp, PromptLearner
-from fmlab.adapt.ensemble import ZeroShotEnsemble
-from fmlab.adapt.gda import GDA, ledoit_wolf_shrinkage, oas_shrinkage
+from fmlab.adapt.ncm import NCM
 from fmlab.adapt.knn import KNN
 from fmlab.adapt.linear import LinearProbe, fit_logistic
-from fmlab.adapt.ncm import NCM
+from fmlab.adapt.gda import GDA, ledoit_wolf_shrinkage, oas_shrinkage
+from fmlab.adapt.tip import TipAdapter, TipAdapterF
+from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
+from fmlab.adapt.coop import CoOp, PromptLearner
+from fmlab.adapt.ensemble import ZeroShotEnsemble
+from fmlab.adapt.registry import METHODS, MethodSpec, default_methods, register_estimator
 from fmlab.adapt.protocol import (
-    METHODS,
     create_method,
     mean_per_class_recall,
     plot_accuracy_vs_shots,
@@ -24,8 +29,6 @@ from fmlab.adapt.protocol import (
     summarize,
 )
 from fmlab.adapt.splits import FewShotSplit, load_split, make_split
-from fmlab.adapt.tip import TipAdapter, TipAdapterF
-from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
 
 __all__ = [
     "CoOp",
@@ -37,12 +40,14 @@ __all__ = [
     "Estimator",
     "FewShotSplit",
     "LinearProbe",
+    "MethodSpec",
     "TipAdapter",
     "TipAdapterF",
     "ZeroShot",
     "ZeroShotEnsemble",
     "build_zeroshot_weights",
     "create_method",
+    "default_methods",
     "fit_logistic",
     "ledoit_wolf_shrinkage",
     "load_split",
@@ -51,6 +56,7 @@ __all__ = [
     "mean_per_class_recall",
     "oas_shrinkage",
     "plot_accuracy_vs_shots",
+    "register_estimator",
     "run_sweep",
     "summarize",
 ]

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from numbers import Integral, Real
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from fmlab.adapt.base import Estimator, views_as_samples
-from fmlab.errors import ConfigError, DataError
+from fmlab.adapt.base import Estimator, InputError, views_as_samples
+from fmlab.adapt.registry import register_estimator
+from fmlab.errors import ConfigError
 
 Position = Literal["end", "middle", "front"]
 
@@ -90,14 +93,53 @@ class PromptLearner(nn.Module):
         return self.model.text_proj(self.model.text.forward_embeds(seq, end))
 
 
+def _positive(kind: type) -> list:
+    return [Interval(kind, 0, None, closed="neither")]
+
+
+@register_estimator("coop")
 class CoOp(Estimator):
     """Context optimisation on a frozen :class:`~fmlab.multimodal.ImageTextModel`.
 
     ``fit(X, y)``: ``X`` = the model's image embeddings (N, D) or (V, N, D) augmented views;
-    labels index ``class_names``.
+    labels index ``class_names``. In the few-shot sweep the model and the class names are
+    workflow inputs (``requires``): ``fmlab adapt --clip-model`` provides both.
+
+    Args:
+        model: the frozen image-text model whose image embeddings are the features.
+        class_names: one name per class (labels index them).
+        n_ctx: context vectors (ignored with ``ctx_init``).
+        csc: one context per class.
+        class_token_position: ``"end"``, ``"middle"`` or ``"front"``.
+        ctx_init: words whose embeddings initialise the context, or None.
+        lr, momentum, weight_decay: SGD's.
+        epochs, batch_size: the schedule.
+        warmup_epochs, warmup_lr: CoOp's constant-lr warmup.
+        max_steps: a cap on the optimiser steps, or None.
+        seed: initialisation and shuffling seed.
+
+    Examples:
+        >>> CoOp(model=None, class_names=["cat", "dog"], epochs=2).get_params()["epochs"]
+        2
     """
 
     views = "samples"
+    requires = ("model", "class_names")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "model": [HasMethods(["logit_scale_value"])],
+        "class_names": ["array-like"],
+        "n_ctx": [Interval(Integral, 0, None, closed="left")],
+        "csc": ["boolean"],
+        "class_token_position": [StrOptions({"end", "middle", "front"})],
+        "ctx_init": [str, None],
+        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
+        "momentum": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "warmup_lr": [Interval(Real, 0, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "seed": [Interval(Integral, None, None, closed="neither")],
+    }
 
     def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
                  class_token_position: Position = "end", ctx_init: str | None = None,
@@ -105,7 +147,7 @@ class CoOp(Estimator):
                  momentum: float = 0.9, weight_decay: float = 5e-4, warmup_epochs: int = 1,
                  warmup_lr: float = 1e-5, max_steps: int | None = None, seed: int = 0) -> None:
         self.model = model
-        self.class_names = list(class_names)
+        self.class_names = class_names
         self.n_ctx = n_ctx
         self.csc = csc
         self.class_token_position = class_token_position
@@ -119,20 +161,17 @@ class CoOp(Estimator):
         self.warmup_lr = warmup_lr
         self.max_steps = max_steps
         self.seed = seed
-        if epochs < 1 or batch_size < 1 or lr <= 0:
-            raise ConfigError(f"CoOp: epochs ({epochs}), batch_size ({batch_size}) and lr ({lr}) "
-                              "must be positive")
 
     def _fit(self, X, y, X_val, y_val) -> None:
         if X.ndim == 3:
             X, y = views_as_samples(X, y)
         y_global = torch.as_tensor(self.classes_)[y]
         if self.classes_.max() >= len(self.class_names):
-            raise DataError(f"labels go up to {int(self.classes_.max())} but CoOp has "
-                            f"{len(self.class_names)} class names")
+            raise InputError(f"labels go up to {int(self.classes_.max())} but CoOp has "
+                             f"{len(self.class_names)} class names")
         y = y_global  # prompts cover every class name; scores keep classes_ columns
         g = torch.Generator().manual_seed(self.seed)
-        self.learner_ = PromptLearner(self.model, self.class_names, self.n_ctx, self.csc,
+        self.learner_ = PromptLearner(self.model, list(self.class_names), self.n_ctx, self.csc,
                                       self.class_token_position, self.ctx_init, g)
         frozen = [(p, p.requires_grad) for p in self.model.parameters()]
         was_training = self.model.training
@@ -140,6 +179,28 @@ class CoOp(Estimator):
         for p, _ in frozen:
             p.requires_grad_(False)
         self.scale_ = float(self.model.logit_scale_value())
+        try:
+            total = self._train(X, y, g)
+            # still in eval mode: a model handed over in train mode must not apply dropout here
+            with torch.no_grad():
+                self.text_weights_ = F.normalize(self.learner_().float(), dim=-1).cpu()
+        finally:
+            for p, req in frozen:
+                p.requires_grad_(req)
+            self.model.train(was_training)
+        self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
+                                 "class_token_position": self.class_token_position,
+                                 "lr": self.lr, "epochs": self.epochs, "steps": total,
+                                 "batch_size": self.batch_size, "logit_scale": self.scale_}
+
+    def _lr_at(self, step: int, warm: int, total: int) -> float:
+        if step < warm:
+            return self.warmup_lr
+        t = (step - warm) / max(total - warm, 1)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * t))
+
+    def _train(self, X: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> int:
+        """SGD on the context vectors; returns the number of steps taken."""
         device = self.model.logit_scale.device
         Xn = F.normalize(X.float(), dim=-1).to(device)
         y = y.to(device)
@@ -153,38 +214,22 @@ class CoOp(Estimator):
         warm = min(self.warmup_epochs * spe, total - 1) if total > 1 else 0
         self.losses_ = []
         step = 0
-        try:
-            while step < total:
-                perm = torch.randperm(n, generator=g)
-                for start in range(0, n, self.batch_size):
-                    if step >= total:
-                        break
-                    idx = perm[start:start + self.batch_size].to(device)
-                    if step < warm:
-                        lr = self.warmup_lr
-                    else:
-                        t = (step - warm) / max(total - warm, 1)
-                        lr = 0.5 * self.lr * (1 + math.cos(math.pi * t))
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    logits = self.scale_ * Xn[idx] @ F.normalize(self.learner_(), dim=-1).T
-                    loss = F.cross_entropy(logits, y[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    self.losses_.append(float(loss.detach()))
-                    step += 1
-            # still in eval mode: a model handed over in train mode must not apply dropout here
-            with torch.no_grad():
-                self.text_weights_ = F.normalize(self.learner_().float(), dim=-1).cpu()
-        finally:
-            for p, req in frozen:
-                p.requires_grad_(req)
-            self.model.train(was_training)
-        self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
-                                 "class_token_position": self.class_token_position,
-                                 "lr": self.lr, "epochs": self.epochs, "steps": total,
-                                 "batch_size": self.batch_size, "logit_scale": self.scale_}
+        while step < total:
+            perm = torch.randperm(n, generator=g)
+            for start in range(0, n, self.batch_size):
+                if step >= total:
+                    break
+                idx = perm[start:start + self.batch_size].to(device)
+                for group in opt.param_groups:
+                    group["lr"] = self._lr_at(step, warm, total)
+                logits = self.scale_ * Xn[idx] @ F.normalize(self.learner_(), dim=-1).T
+                loss = F.cross_entropy(logits, y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self.losses_.append(float(loss.detach()))
+                step += 1
+        return total
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         w = self.text_weights_[torch.as_tensor(self.classes_)].to(X.dtype)

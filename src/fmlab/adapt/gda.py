@@ -11,12 +11,14 @@ alternatives; all three are written here from their formulas.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 
-from fmlab.adapt.base import Estimator, views_as_samples
-from fmlab.errors import ConfigError
+from fmlab.adapt.base import Estimator, ParameterError, views_as_samples
+from fmlab.adapt.registry import register_estimator
 
 COVARIANCES = ("ks", "ledoit_wolf", "oas", "empirical")
 
@@ -82,6 +84,7 @@ def gda_precision(Xc: torch.Tensor, covariance: str) -> tuple[torch.Tensor, dict
     return torch.linalg.pinv(cov, hermitian=True), {"shrinkage": s}
 
 
+@register_estimator("gda", sweep_default=True, zeroshot_ensemble=True)
 class GDA(Estimator):
     """Gaussian discriminant analysis with a shared, shrunk covariance.
 
@@ -90,16 +93,26 @@ class GDA(Estimator):
     paper), ``"empirical"`` (class frequencies), or an array of class priors in ``classes_``
     order. Training views (V, N, D) are all kept as samples, as in the paper. The fitted linear
     classifier is ``coef_`` (n_classes, D) and ``intercept_`` (n_classes,).
+
+    Args:
+        covariance: the precision estimator (see above).
+        priors: ``"uniform"``, ``"empirical"`` or (n_classes,) positive numbers.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.array([[0.0, 1.0], [0.2, 1.1], [1.0, 0.0], [1.1, 0.3]]); y = np.array([0, 0, 1, 1])
+        >>> gda = GDA().fit(X, y)
+        >>> gda.predict(np.array([[0.1, 0.9], [1.0, 0.1]])), gda.coef_.shape
+        (array([0, 1]), (2, 2))
     """
 
     views = "samples"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "covariance": [StrOptions(set(COVARIANCES))],
+        "priors": [StrOptions({"uniform", "empirical"}), "array-like"],
+    }
 
     def __init__(self, covariance: str = "ks", priors: str | np.ndarray = "uniform") -> None:
-        if covariance not in COVARIANCES:
-            raise ConfigError(f"GDA covariance must be one of {COVARIANCES}, got {covariance!r}")
-        if isinstance(priors, str) and priors not in ("uniform", "empirical"):
-            raise ConfigError(f"GDA priors must be 'uniform', 'empirical' or an array, "
-                              f"got {priors!r}")
         self.covariance = covariance
         self.priors = priors
 
@@ -117,8 +130,6 @@ class GDA(Estimator):
         self.precision_ = prec.numpy()
         self.coef_ = W.numpy()
         self.intercept_ = (-0.5 * (W * means).sum(1) + log_prior).numpy()
-        self._W = W.to(X.dtype)
-        self._b = torch.as_tensor(self.intercept_).to(X.dtype)
         self.hyperparameters_ = {"covariance": self.covariance, **info}
 
     def _log_priors(self, counts: torch.Tensor) -> torch.Tensor:
@@ -129,9 +140,10 @@ class GDA(Estimator):
             return torch.log(counts / counts.sum())
         pri = torch.as_tensor(np.asarray(self.priors, dtype=np.float64))
         if pri.shape != (n_cls,) or bool((pri <= 0).any()):
-            raise ConfigError(f"GDA priors must be {n_cls} positive numbers (one per class), got "
+            raise ParameterError(f"GDA priors must be {n_cls} positive numbers (one per class), got "
                               f"shape {tuple(pri.shape)}")
         return torch.log(pri / pri.sum())
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
-        return X @ self._W.to(X.dtype).T + self._b.to(X.dtype)
+        W = torch.as_tensor(self.coef_).to(X.dtype)
+        return X @ W.T + torch.as_tensor(self.intercept_).to(X.dtype)

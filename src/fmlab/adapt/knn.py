@@ -6,13 +6,18 @@ class scores are the summed votes. A low temperature makes the closest neighbour
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+from typing import ClassVar
+
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 
 from fmlab.adapt.base import ArrayLike, Estimator, l2_normalize, views_mean_normalized
-from fmlab.errors import ConfigError
+from fmlab.adapt.registry import register_estimator
 
 
+@register_estimator("knn", sweep_default=True, zeroshot_ensemble=True)
 class KNN(Estimator):
     """Cosine k-NN with exp(sim / temperature) votes.
 
@@ -20,37 +25,58 @@ class KNN(Estimator):
     averaged into one key per image (as Tip-Adapter does), so k counts images, not views.
     ``predict_proba`` is the normalised vote mass. Queries are scored in chunks of ``chunk_size``
     so a large test set never needs an (N_test, N_train) matrix at once.
+
+    Args:
+        k: neighbours per query (an integer >= 1).
+        temperature: vote sharpness (> 0).
+        chunk_size: queries scored at once.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]]); y = np.array([0, 0, 1, 1])
+        >>> KNN(k=2).fit(X, y).predict(np.array([[0.8, 0.2]]))
+        array([0])
     """
 
     views = "mean"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, k: int = 20, temperature: float = 0.07, chunk_size: int = 4096) -> None:
-        if int(k) != k or k < 1:
-            raise ConfigError(f"KNN k must be a positive integer, got {k!r}")
-        if not temperature > 0:
-            raise ConfigError(f"KNN temperature must be > 0, got {temperature!r}")
-        self.k = int(k)
-        self.temperature = float(temperature)
-        self.chunk_size = int(chunk_size)
+        self.k = k
+        self.temperature = temperature
+        self.chunk_size = chunk_size
 
     def _fit(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor | None,
              y_val: torch.Tensor | None) -> None:
         self.keys_ = views_mean_normalized(X)
         self.key_labels_ = y
-        self.k_ = min(self.k, self.keys_.shape[0])
-        self.hyperparameters_ = {"k": self.k_, "temperature": self.temperature}
+        self.k_ = min(int(self.k), self.keys_.shape[0])
+        self.hyperparameters_ = {"k": self.k_, "temperature": float(self.temperature)}
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         keys = self.keys_.to(X.dtype)
         n_cls = len(self.classes_)
         out = torch.zeros(X.shape[0], n_cls, dtype=X.dtype)
-        for start in range(0, X.shape[0], self.chunk_size):
-            q = l2_normalize(X[start:start + self.chunk_size])
+        chunk, temperature = int(self.chunk_size), float(self.temperature)
+        for start in range(0, X.shape[0], chunk):
+            q = l2_normalize(X[start:start + chunk])
             sim, idx = (q @ keys.T).topk(self.k_, dim=1)
-            w = (sim / self.temperature).exp()
+            w = (sim / temperature).exp()
             out[start:start + len(q)].scatter_add_(1, self.key_labels_[idx], w)
         return out
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """The normalised vote mass per class.
+
+        Args:
+            X: (N, D) features.
+
+        Returns:
+            (N, n_classes) vote fractions, rows summing to 1.
+        """
         votes = self.decision_function(X)
         return votes / votes.sum(axis=1, keepdims=True)

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from fmlab.adapt.base import (
     Estimator,
+    ParameterError,
     accuracy_and_loss,
     select_best,
     threads_for,
     views_as_samples,
 )
 from fmlab.adapt.lbfgs import softmax_lbfgs
+from fmlab.adapt.registry import register_estimator
 from fmlab.errors import ConfigError
 
 DEFAULT_C_GRID = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
@@ -111,6 +116,7 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, n_classes: int,
     return (res.W, res.b, iters) if batched else (res.W[0], res.b[0], iters)
 
 
+@register_estimator("linear", sweep_default=True, zeroshot_ensemble=True)
 class LinearProbe(Estimator):
     """Multinomial logistic regression (scikit-learn's objective) fitted by torch L-BFGS.
 
@@ -122,31 +128,57 @@ class LinearProbe(Estimator):
     ``dtype``: "float32" (fast, default) or "float64". ``init``: "class_means" (start from the
     best scaled nearest-class-mean classifier; fewer L-BFGS passes) or "zeros" (scikit-learn's
     start). Training views are kept as samples.
+
+    Args:
+        C: inverse regularisation strength (> 0), or None to choose it on validation data.
+        max_iter: L-BFGS iterations of the final fit.
+        tol: max-|gradient| stopping test.
+        C_grid: the values of the search's sweep (positive numbers).
+        refine_steps: bisection steps after the sweep.
+        search_max_iter: L-BFGS iterations of each fit inside the search.
+        history_size: L-BFGS memory.
+        dtype: ``"float32"`` or ``"float64"``.
+        init: ``"class_means"`` or ``"zeros"``.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.array([[0.0, 1.0], [0.2, 1.1], [1.0, 0.0], [1.1, 0.3]]); y = np.array([0, 0, 1, 1])
+        >>> LinearProbe(C=1.0).fit(X, y).predict(np.array([[0.1, 0.9], [1.0, 0.1]]))
+        array([0, 1])
     """
 
     views = "samples"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "C": [Interval(Real, 0, None, closed="neither"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "C_grid": ["array-like"],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "search_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "history_size": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "init": [StrOptions({"class_means", "zeros"})],
+    }
 
     def __init__(self, C: float | None = None, max_iter: int = 100, tol: float = 1e-5,
                  C_grid: tuple[float, ...] = DEFAULT_C_GRID, refine_steps: int = 8,
                  search_max_iter: int = 50, history_size: int = 10,
                  dtype: str = "float32", init: str = "class_means") -> None:
-        if C is not None and not C > 0:
-            raise ConfigError(f"LinearProbe C must be > 0 or None, got {C!r}")
-        if dtype not in ("float32", "float64"):
-            raise ConfigError(f"LinearProbe dtype must be 'float32' or 'float64', got {dtype!r}")
-        if init not in ("class_means", "zeros"):
-            raise ConfigError(f"LinearProbe init must be 'class_means' or 'zeros', got {init!r}")
-        if not C_grid or any(not c > 0 for c in C_grid):
-            raise ConfigError(f"LinearProbe C_grid must be positive numbers, got {C_grid!r}")
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
-        self.C_grid = tuple(C_grid)
+        self.C_grid = C_grid
         self.refine_steps = refine_steps
         self.search_max_iter = search_max_iter
         self.history_size = history_size
         self.dtype = dtype
         self.init = init
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        grid = list(self.C_grid)
+        if not grid or any(not (isinstance(c, Real) and math.isfinite(c) and c > 0) for c in grid):
+            raise ParameterError(f"LinearProbe C_grid must be positive numbers, got {self.C_grid!r}")
 
     @property
     def needs_validation(self) -> bool:  # type: ignore[override]
@@ -172,7 +204,6 @@ class LinearProbe(Estimator):
             logC, W, b = self._search(fit, X_val.to(dt), y_val)
             W, b, iters = fit(10.0**logC, W, b)
             self.hyperparameters_ = {"C": 10.0**logC}
-        self._W, self._b = W, b
         self.coef_ = W.numpy().copy()  # (K, D) as in scikit-learn
         self.intercept_ = b.numpy().copy()
         self.n_iter_ = iters
@@ -227,4 +258,5 @@ class LinearProbe(Estimator):
         return cands[select_best(acc, loss)]
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self._b.to(X.dtype), X, self._W.to(X.dtype).T)
+        W, b = torch.as_tensor(self.coef_), torch.as_tensor(self.intercept_)
+        return torch.addmm(b.to(X.dtype), X, W.to(X.dtype).T)

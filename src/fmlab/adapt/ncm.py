@@ -8,13 +8,24 @@ task boundaries, no stored exemplars) gives exactly the model that ``fit`` gives
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 
-from fmlab.adapt.base import ArrayLike, Estimator, l2_normalize, threads_for, views_as_samples
-from fmlab.errors import ConfigError, DataError
+from fmlab.adapt.base import (
+    ArrayLike,
+    Estimator,
+    InputError,
+    l2_normalize,
+    threads_for,
+    views_as_samples,
+)
+from fmlab.adapt.registry import register_estimator
 
 
+@register_estimator("ncm", sweep_default=True, zeroshot_ensemble=True)
 class NCM(Estimator):
     """Nearest class mean classifier.
 
@@ -24,19 +35,42 @@ class NCM(Estimator):
     ``metric="euclidean"``: μ_k is the mean of the raw features and the score is −‖x − μ_k‖;
     centring does not change euclidean distances, so ``center`` is ignored there.
     Training views (V, N, D) are kept as samples.
+
+    Args:
+        metric: ``"cosine"`` or ``"euclidean"``.
+        center: subtract the mean training feature before the cosine (SimpleShot).
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]]); y = np.array([0, 0, 1, 1])
+        >>> ncm = NCM().fit(X, y)
+        >>> ncm.predict(np.array([[0.7, 0.3], [0.1, 0.9]])), ncm.means_.shape
+        (array([0, 1]), (2, 2))
     """
 
     views = "samples"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "metric": [StrOptions({"cosine", "euclidean"})],
+        "center": ["boolean"],
+    }
 
     def __init__(self, metric: str = "cosine", center: bool = False) -> None:
-        if metric not in ("cosine", "euclidean"):
-            raise ConfigError(f"NCM metric must be 'cosine' or 'euclidean', got {metric!r}")
         self.metric = metric
         self.center = center
 
     def fit(self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None,
             y_val: ArrayLike | None = None) -> NCM:
-        """Forget everything and fit on (X, y); validation data is accepted and unused."""
+        """Forget everything and fit on (X, y); validation data is accepted and unused.
+
+        Args:
+            X: (N, D) features or (V, N, D) views (kept as samples).
+            y: (N,) integer labels.
+            X_val: validation features (only checked).
+            y_val: validation labels (only checked).
+
+        Returns:
+            self.
+        """
         for attr in ("classes_", "sums_", "counts_"):
             self.__dict__.pop(attr, None)
         self.partial_fit(X, y)
@@ -44,9 +78,20 @@ class NCM(Estimator):
             self._check_val(X_val, y_val, torch.float64)
         return self
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
-        """Add a batch of samples, of known or new classes, to the running class means."""
-        with threads_for(X.numel() if isinstance(X, torch.Tensor) else np.size(X)):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> NCM:
+        """Add a batch of samples, of known or new classes, to the running class means.
+
+        Args:
+            X: (N, D) features or (V, N, D) views.
+            y: (N,) integer labels; new classes are added as they appear.
+            classes: accepted for scikit-learn's ``partial_fit`` signature and unused (NCM
+                needs no list of classes up front).
+
+        Returns:
+            self.
+        """
+        self._check_params()
+        with threads_for(X.numel() if isinstance(X, torch.Tensor) else np.asarray(X).size):
             return self._partial_fit(X, y)
 
     def _partial_fit(self, X: ArrayLike, y: ArrayLike) -> NCM:
@@ -55,7 +100,8 @@ class NCM(Estimator):
         Xt, y_arr = self._check_train(X, y)
         if d_before is not None and self.n_features_in_ != d_before:
             self.n_features_in_ = d_before
-            raise DataError(f"X has {Xt.shape[-1]} features but NCM was fitted on {d_before}")
+            raise InputError(f"X has {Xt.shape[-1]} features, but NCM is expecting {d_before} "
+                             "features as input")
         Xt = Xt.to(torch.float64)
         if self.metric == "cosine":
             Xt = l2_normalize(Xt)
@@ -100,6 +146,13 @@ class NCM(Estimator):
         return out.to(X.dtype)
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """cos(x, μ_k) for cosine, −‖x − μ_k‖ for euclidean; shape (N, n_classes)."""
+        """cos(x, μ_k) for cosine, −‖x − μ_k‖ for euclidean.
+
+        Args:
+            X: (N, D) features.
+
+        Returns:
+            (N, n_classes) scores in ``classes_`` order.
+        """
         return super().decision_function(X)
 

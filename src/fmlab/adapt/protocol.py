@@ -19,88 +19,35 @@ import numpy as np
 import torch
 
 from fmlab.adapt.base import ArrayLike, Estimator, to_labels, to_tensor
-from fmlab.adapt.ensemble import ZeroShotEnsemble
-from fmlab.adapt.gda import GDA
-from fmlab.adapt.knn import KNN
-from fmlab.adapt.linear import LinearProbe
-from fmlab.adapt.ncm import NCM
-from fmlab.adapt.splits import make_split
-from fmlab.adapt.tip import TipAdapter, TipAdapterF
-from fmlab.adapt.zeroshot import ZeroShot
+from fmlab.adapt.registry import INPUTS, METHODS, MethodSpec, get_method
+from fmlab.adapt.splits import FewShotSplit, make_split
 from fmlab.errors import ConfigError, DataError
-from fmlab.registry import Registry
+from fmlab.utils.io import jsonable
 
-MethodFactory = Callable[..., Estimator]
-METHODS: Registry[MethodFactory] = Registry("adapt method")
-"""name -> factory(*, zeroshot_weights, seed, **params) -> Estimator."""
-
-BASE_METHODS = ("ncm", "knn", "linear", "gda", "tip", "tipf")
-
-
-def _needs_zs(name: str, zs: ArrayLike | None) -> ArrayLike:
-    if zs is None:
-        raise ConfigError(f"method {name!r} needs zero-shot class weights (zeroshot_weights=...)")
-    return zs
-
-
-def _plain(cls: type[Estimator]) -> MethodFactory:
-    def factory(*, zeroshot_weights: ArrayLike | None = None, seed: int = 0,
-                **params: Any) -> Estimator:
-        return cls(**params)
-    return factory
-
-
-METHODS.add("ncm", _plain(NCM))
-METHODS.add("knn", _plain(KNN))
-METHODS.add("linear", _plain(LinearProbe))
-METHODS.add("gda", _plain(GDA))
-METHODS.add("tip", _plain(TipAdapter))
-METHODS.add("tipf", lambda *, zeroshot_weights=None, seed=0, **p: TipAdapterF(seed=seed, **p))
-METHODS.add("zeroshot", lambda *, zeroshot_weights=None, seed=0, **p: ZeroShot(
-    _needs_zs("zeroshot", zeroshot_weights), **p))
-# Tip-Adapter's own fusion (α and β searched jointly) is its zero-shot ensemble.
-METHODS.add("tip+zs", lambda *, zeroshot_weights=None, seed=0, **p: TipAdapter(
-    zeroshot_weights=_needs_zs("tip+zs", zeroshot_weights), **p))
-METHODS.add("tipf+zs", lambda *, zeroshot_weights=None, seed=0, **p: TipAdapterF(
-    zeroshot_weights=_needs_zs("tipf+zs", zeroshot_weights), seed=seed, **p))
-
-
-def _coop(*, zeroshot_weights: ArrayLike | None = None, seed: int = 0, model=None,
-          class_names: Sequence[str] | None = None, **params: Any) -> Estimator:
-    """CoOp needs the image-text model whose image embeddings the features are and the class
-    names (``fmlab adapt --clip-model`` passes both through ``method_params``)."""
-    from fmlab.adapt.coop import CoOp
-
-    if model is None or class_names is None:
-        raise ConfigError("method 'coop' needs an image-text model and class names: run fmlab "
-                          "adapt with --clip-model RUN_DIR|open_clip:<arch> (its image embeddings "
-                          "are then the features)")
-    return CoOp(model, class_names, seed=seed, **params)
-
-
-METHODS.add("coop", _coop)
-
-
-def _ensemble(base: str) -> MethodFactory:
-    def factory(*, zeroshot_weights: ArrayLike | None = None, seed: int = 0,
-                alpha: float | None = None, **params: Any) -> Estimator:
-        zs = _needs_zs(f"{base}+zs", zeroshot_weights)
-        inner = METHODS.get(base)(zeroshot_weights=None, seed=seed, **params)
-        return ZeroShotEnsemble(inner, zs, alpha=alpha)
-    return factory
-
-
-for _base in ("ncm", "knn", "linear", "gda"):
-    METHODS.add(f"{_base}+zs", _ensemble(_base))
+__all__ = ["METHODS", "create_method", "mean_per_class_recall", "plot_accuracy_vs_shots",
+           "run_sweep", "summarize"]
 
 
 def create_method(name: str, *, zeroshot_weights: ArrayLike | None = None, seed: int = 0,
-                  **params: Any) -> Estimator:
-    """Build the estimator registered as ``name`` (unknown names list the known ones)."""
-    try:
-        return METHODS.get(name)(zeroshot_weights=zeroshot_weights, seed=seed, **params)
-    except TypeError as e:
-        raise ConfigError(f"bad parameters for adapt method {name!r}: {e}") from None
+                  inputs: dict[str, Any] | None = None, **params: Any) -> Estimator:
+    """Build the estimator registered as ``name`` (unknown names list the known ones).
+
+    Args:
+        name: a registered method (``"ncm"``, ``"gda+zs"``, ...).
+        zeroshot_weights: the zero-shot class weights, for methods that require them.
+        seed: the seed, for estimators whose constructor takes one.
+        inputs: further workflow inputs by name (``model``, ``class_names``).
+        **params: constructor arguments.
+
+    Returns:
+        The unfitted estimator.
+
+    Examples:
+        >>> create_method("gda", covariance="oas")
+        GDA(covariance='oas', priors='uniform')
+    """
+    return get_method(name).build({**(inputs or {}), "zeroshot_weights": zeroshot_weights},
+                                  seed=seed, **params)
 
 
 def mean_per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -109,39 +56,9 @@ def mean_per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.generic, torch.Tensor)):
-        return v.item()
-    return v
-
-
-def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
-              test_labels: ArrayLike, methods: Sequence[str],
-              shots: Iterable[int | str] = (1, 2, 4, 8, 16), seeds: Iterable[int] = (1, 2, 3), *,
-              train_view_features: ArrayLike | None = None,
-              zeroshot_weights: ArrayLike | None = None,
-              class_names: Sequence[str] | None = None,
-              split_dir: str | os.PathLike | None = None, n_val: int | None = None,
-              method_params: dict[str, dict[str, Any]] | None = None,
-              on_fit: Callable[[str, int | str, int, Estimator], None] | None = None,
-              ) -> list[dict[str, Any]]:
-    """Fit every method on every (shots, seed) split and score it on the test features.
-
-    ``train_features`` (N, D) / ``train_labels`` (N,) are the source's whole train split; splits
-    index into them. ``train_view_features`` (V, N, D), optional, are features of V augmented
-    views of the same N images: when given, estimators are fitted on ``views[:, split.train]``
-    (each uses views as its ``views`` attribute says); validation always uses the un-augmented
-    ``train_features[split.val]``. ``split_dir``: where the split files are written
-    (``split_{shots}shot_seed{seed}.json``); without it the hash is of the bytes that would be
-    written. ``method_params``: constructor arguments per method name. ``on_fit(method, shots,
-    seed, estimator)`` is called after each fit, before any test data is used.
-
-    Returns one record per method × shots × seed (see the keys below).
-    """
+def _check_features(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+                    test_labels: ArrayLike, train_view_features: ArrayLike | None):
+    """The sweep's arrays as tensors/labels, with every shape checked before any work."""
     Xtr = to_tensor(train_features, "train_features")
     ytr = to_labels(train_labels, "train_labels")
     Xte = to_tensor(test_features, "test_features")
@@ -161,58 +78,129 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
         if views.ndim != 3 or views.shape[1:] != Xtr.shape:
             raise DataError(f"train_view_features must be (V, {Xtr.shape[0]}, {Xtr.shape[1]}), "
                             f"got {tuple(views.shape)}")
-    methods = list(methods)
-    for m in methods:
-        METHODS.get(m)  # unknown names fail before any work
-        if (m == "zeroshot" or m.endswith("+zs")) and zeroshot_weights is None:
-            _needs_zs(m, None)
-    params = method_params or {}
+    return Xtr, ytr, Xte, yte, views
+
+
+def _resolve_methods(methods: Sequence[str], inputs: dict[str, Any],
+                     params: dict[str, dict[str, Any]]) -> list[MethodSpec]:
+    """Specs of ``methods``; unknown names, missing inputs and stray params fail before any work."""
+    specs = [get_method(m) for m in methods]
+    for spec in specs:
+        given = {k for k, v in inputs.items() if v is not None} | set(params.get(spec.name, {}))
+        for key in spec.missing(given):
+            raise ConfigError(f"method {spec.name!r} needs {INPUTS.get(key, repr(key))}")
     unknown = set(params) - set(methods)
     if unknown:
         raise ConfigError(f"method_params has entries for methods not in the sweep: "
                           f"{sorted(unknown)}")
+    return specs
+
+
+def _fit_then_predict(spec: MethodSpec, est: Estimator, fit_args: tuple, Xte: torch.Tensor,
+                      on_fit: Callable | None, k: int | str, seed: int) -> tuple[np.ndarray, float]:
+    """Fit ``est`` (timed), let ``on_fit`` see it, then, and only then, predict the test data."""
+    t0 = time.perf_counter()
+    est.fit(*fit_args)
+    fit_s = time.perf_counter() - t0
+    if on_fit is not None:
+        on_fit(spec.name, k, seed, est)
+    return est.predict(Xte), fit_s
+
+
+def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+              test_labels: ArrayLike, methods: Sequence[str],
+              shots: Iterable[int | str] = (1, 2, 4, 8, 16), seeds: Iterable[int] = (1, 2, 3), *,
+              train_view_features: ArrayLike | None = None,
+              zeroshot_weights: ArrayLike | None = None,
+              class_names: Sequence[str] | None = None, model: Any = None,
+              split_dir: str | os.PathLike | None = None, n_val: int | None = None,
+              method_params: dict[str, dict[str, Any]] | None = None,
+              on_fit: Callable[[str, int | str, int, Estimator], None] | None = None,
+              ) -> list[dict[str, Any]]:
+    """Fit every method on every (shots, seed) split and score it on the test features.
+
+    A method's number never depends on the other methods of the sweep: views reach exactly the
+    methods whose class uses them (``views != "none"``), inputs exactly those it ``requires``.
+
+    Args:
+        train_features: (N, D) features of the source's whole train split; splits index into it.
+        train_labels: (N,) labels of the train split.
+        test_features: (M, D) test features (touched only by ``predict``, after ``fit``).
+        test_labels: (M,) test labels.
+        methods: registered method names (see :data:`fmlab.adapt.METHODS`).
+        shots: shots per class (``"all"``: the whole train split).
+        seeds: split seeds.
+        train_view_features: optional (V, N, D) features of V augmented views of the N images;
+            a method that uses views is fitted on ``views[:, split.train]`` (validation always
+            uses the un-augmented ``train_features[split.val]``).
+        zeroshot_weights: (n_classes, D) text class weights, for methods that require them.
+        class_names: the class names (split errors; methods that require them).
+        model: the image-text model, for methods that require it (CoOp).
+        split_dir: where split files ``split_{shots}shot_seed{seed}.json`` are written (None:
+            the hash is of the bytes that would be written).
+        n_val: validation images per class (default: the split's rule).
+        method_params: constructor arguments per method name.
+        on_fit: called as ``on_fit(method, shots, seed, estimator)`` after each fit, before
+            any test data is used.
+
+    Returns:
+        One record per method × shots × seed (method, shots, seed, accuracy,
+        mean_per_class_recall, fit_seconds, split_sha256, hyperparameters, n_train, n_val,
+        n_test, n_views: the views the method was fitted on, 1 without).
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> centres = 4 * rng.normal(size=(3, 8))
+        >>> ytr, yte = np.repeat(np.arange(3), 10), np.repeat(np.arange(3), 5)
+        >>> Xtr = centres[ytr] + rng.normal(size=(30, 8)); Xte = centres[yte] + rng.normal(size=(15, 8))
+        >>> recs = run_sweep(Xtr, ytr, Xte, yte, ["ncm", "gda"], shots=(2,), seeds=(1,))
+        >>> [(r["method"], r["shots"], r["n_train"], r["accuracy"] > 0.6) for r in recs]
+        [('ncm', 2, 6, True), ('gda', 2, 6, True)]
+    """
+    Xtr, ytr, Xte, yte, views = _check_features(train_features, train_labels, test_features,
+                                                 test_labels, train_view_features)
+    inputs = {"zeroshot_weights": zeroshot_weights, "class_names": class_names, "model": model}
+    params = method_params or {}
+    specs = _resolve_methods(list(methods), inputs, params)
     n_classes = len(class_names) if class_names is not None else None
     records: list[dict[str, Any]] = []
     for k in shots:
         for seed in seeds:
             split = make_split(ytr, k, seed, n_val=n_val, class_names=class_names,
                                n_classes=n_classes)
-            if split_dir is not None:
-                sha = split.save(Path(split_dir) / f"split_{k}shot_seed{seed}.json")
-            else:
-                sha = split.sha256
-            tr = torch.as_tensor(split.train)
-            va = torch.as_tensor(split.val)
-            X_fit = views[:, tr] if views is not None else Xtr[tr]
-            y_fit, y_val = ytr[split.train], ytr[split.val]
-            X_val = Xtr[va]
-            for m in methods:
-                est = create_method(m, zeroshot_weights=zeroshot_weights, seed=int(seed),
-                                    **params.get(m, {}))
-                t0 = time.perf_counter()
-                if len(va):
-                    est.fit(X_fit, y_fit, X_val=X_val, y_val=y_val)
-                else:
-                    est.fit(X_fit, y_fit)
-                fit_s = time.perf_counter() - t0
-                if on_fit is not None:
-                    on_fit(m, k, int(seed), est)
-                pred = est.predict(Xte)
-                records.append({
-                    "method": m,
-                    "shots": k,
-                    "seed": int(seed),
-                    "accuracy": float(np.mean(pred == yte)),
-                    "mean_per_class_recall": mean_per_class_recall(yte, pred),
-                    "fit_seconds": fit_s,
-                    "split_sha256": sha,
-                    "hyperparameters": _jsonable(est.hyperparameters_),
-                    "n_train": len(split.train),
-                    "n_val": len(split.val),
-                    "n_test": len(yte),
-                    "n_views": int(views.shape[0]) if views is not None else 1,
-                })
+            sha = split.save(Path(split_dir) / f"split_{k}shot_seed{seed}.json") \
+                if split_dir is not None else split.sha256
+            for spec in specs:
+                est = spec.build(inputs, seed=int(seed), **params.get(spec.name, {}))
+                fit_args, n_views = _fit_args(split, Xtr, ytr, views if spec.uses_views else None)
+                pred, fit_s = _fit_then_predict(spec, est, fit_args, Xte, on_fit, k, int(seed))
+                records.append(_record(spec.name, k, int(seed), pred, yte, fit_s, sha, est,
+                                       split, n_views))
     return records
+
+
+def _record(method: str, k: int | str, seed: int, pred: np.ndarray, yte: np.ndarray,
+            fit_s: float, sha: str, est: Estimator, split: FewShotSplit, n_views: int
+            ) -> dict[str, Any]:
+    """One row of the sweep's records (the key order is that of ``results.json``)."""
+    return {"method": method, "shots": k, "seed": seed, "accuracy": float(np.mean(pred == yte)),
+            "mean_per_class_recall": mean_per_class_recall(yte, pred), "fit_seconds": fit_s,
+            "split_sha256": sha, "hyperparameters": jsonable(est.hyperparameters_),
+            "n_train": len(split.train), "n_val": len(split.val), "n_test": len(yte),
+            "n_views": n_views}
+
+
+def _fit_args(split: FewShotSplit, Xtr: torch.Tensor, ytr: np.ndarray,
+              views: torch.Tensor | None) -> tuple[tuple, int]:
+    """``fit``'s positional arguments for one split, and how many views they hold."""
+    tr = torch.as_tensor(split.train)
+    va = torch.as_tensor(split.val)
+    X_fit = views[:, tr] if views is not None else Xtr[tr]
+    n_views = int(views.shape[0]) if views is not None else 1
+    if len(va):
+        return (X_fit, ytr[split.train], Xtr[va], ytr[split.val]), n_views
+    return (X_fit, ytr[split.train]), n_views
 
 
 # -- reporting -----------------------------------------------------------------------------------

@@ -11,11 +11,20 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from fmlab.adapt.base import ArrayLike, Estimator, l2_normalize, to_labels, to_tensor
+from fmlab.adapt.base import (
+    ArrayLike,
+    Estimator,
+    InputError,
+    l2_normalize,
+    to_labels,
+    to_tensor,
+)
+from fmlab.adapt.registry import register_estimator
 from fmlab.errors import ConfigError, DataError
 
 LOGIT_SCALE = 100.0
@@ -80,42 +89,92 @@ def zeroshot_scores(X: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def check_weights(weights: ArrayLike, name: str = "zeroshot_weights") -> torch.Tensor:
+    """Class weights as a (n_classes, D) float tensor (refusing NaN/inf and other shapes)."""
     w = to_tensor(weights, name)
     if w.ndim != 2 or w.shape[0] == 0:
         raise ConfigError(f"{name} must have shape (n_classes, D), got {tuple(w.shape)}")
     return w
 
 
+@register_estimator("zeroshot")
 class ZeroShot(Estimator):
     """Training-free classifier from text class weights; columns are classes 0..C−1.
 
     ``fit`` needs no data (it validates X/y when given, so the sweep can treat every method
-    alike); ``decision_function`` is 100 · cosine.
+    alike); ``decision_function`` is 100 · cosine. It is stateless (scikit-learn's
+    ``requires_fit=False``): ``predict`` before ``fit`` uses the weights directly.
+
+    Args:
+        class_text_weights: (n_classes, D) text class weights (the sweep fills them in from its
+            ``zeroshot_weights`` input).
+
+    Examples:
+        >>> import numpy as np
+        >>> ZeroShot(np.eye(3)).predict(np.array([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]))
+        array([1, 0])
     """
 
-    views = "samples"
+    views = "none"
+    requires = ("zeroshot_weights",)
+    _parameter_constraints: ClassVar[dict[str, list]] = {"class_text_weights": ["array-like"]}
 
     def __init__(self, class_text_weights: ArrayLike) -> None:
         self.class_text_weights = class_text_weights
-        self._w = check_weights(class_text_weights, "class_text_weights")
-        self.classes_ = np.arange(self._w.shape[0])
-        self.n_features_in_ = int(self._w.shape[1])
-        self.hyperparameters_ = {}
+
+    @classmethod
+    def from_inputs(cls, inputs: dict[str, Any], **params: Any) -> ZeroShot:
+        """Build from the sweep's ``zeroshot_weights`` input (see :meth:`Estimator.from_inputs`).
+
+        Args:
+            inputs: ``{"zeroshot_weights": (n_classes, D) weights}``.
+            **params: unused further arguments (an error if any).
+
+        Returns:
+            The estimator.
+        """
+        return cls(inputs["zeroshot_weights"], **params)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
 
     def fit(self, X: ArrayLike | None = None, y: ArrayLike | None = None,
             X_val: ArrayLike | None = None, y_val: ArrayLike | None = None) -> ZeroShot:
+        """Read the weights; check X and y when given (they are not used).
+
+        Args:
+            X: optional (N, D) or (V, N, D) features, checked against the weights' dimension.
+            y: optional labels, checked to be classes of the weights.
+            X_val: ignored.
+            y_val: ignored.
+
+        Returns:
+            self.
+        """
+        self._check_params()
+        self.weights_ = check_weights(self.class_text_weights, "class_text_weights")
+        self.classes_ = np.arange(self.weights_.shape[0])
+        self.n_features_in_ = int(self.weights_.shape[1])
+        self.hyperparameters_ = {}
         if X is not None and y is not None:
             Xt = to_tensor(X, "X")
             if Xt.shape[-1] != self.n_features_in_:
-                raise DataError(f"X has {Xt.shape[-1]} features but the zero-shot weights have "
-                                f"{self.n_features_in_}")
+                raise InputError(f"X has {Xt.shape[-1]} features but the zero-shot weights have "
+                                 f"{self.n_features_in_}")
             yl = to_labels(y)
             if len(yl) != Xt.shape[-2]:
-                raise DataError(f"X has {Xt.shape[-2]} samples but y has {len(yl)} labels")
+                raise InputError(f"X has {Xt.shape[-2]} samples but y has {len(yl)} labels")
             if yl.size and (yl.min() < 0 or yl.max() >= len(self.classes_)):
-                raise DataError(f"y has labels outside 0..{len(self.classes_) - 1}, the classes "
-                                "of the zero-shot weights")
+                raise InputError(f"y has labels outside 0..{len(self.classes_) - 1}, the classes "
+                                 "of the zero-shot weights")
         return self
 
+    def _check_X(self, X: ArrayLike, name: str = "X",
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        if not hasattr(self, "weights_"):
+            self.fit()  # stateless: the weights are all there is to fit
+        return super()._check_X(X, name, dtype)
+
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
-        return zeroshot_scores(X, self._w)
+        return zeroshot_scores(X, self.weights_)

@@ -6,6 +6,13 @@ import argparse
 from pathlib import Path
 
 from fmlab.cli.common import add_backbone, add_data_root, add_db, resolve_db
+from fmlab.utils.helptext import deferred_help
+
+
+def _help_fields() -> dict[str, str]:
+    from fmlab.adapt.registry import help_fields
+
+    return help_fields()
 
 
 def add_parser(sub) -> None:
@@ -13,23 +20,26 @@ def add_parser(sub) -> None:
         "adapt", help="compare few-shot adaptation methods on frozen features",
         description="Sweep adaptation methods x shots x seeds on cached features with leak-free "
                     "split files (train/val from the train split, test untouched). Writes "
-                    "results.json, summary.md, accuracy_vs_shots.png and results-store rows.",
+                    "results.json, summary.md, accuracy_vs_shots.png and results-store rows. "
+                    "Methods: {methods} ({requires}).",
+        formatter_class=deferred_help(_help_fields),
     )
     add_backbone(p, required=False)
     p.add_argument("--clip-model", default=None,
                    help="instead of --backbone: an image-text model (open_clip:<arch>[:<tag>] or a "
                         "`fmlab clip train` folder); its image embeddings are the features, its "
-                        "text tower gives zero-shot weights, and 'coop' becomes available")
+                        "text tower gives zero-shot weights, and methods needing the model become available")
     p.add_argument("--data", required=True, help="labelled image source")
-    p.add_argument("--methods", default="ncm,knn,linear,gda,tip,tipf",
-                   help="comma list of ncm,knn,linear,gda,tip,tipf,zeroshot, ensembles like gda+zs, "
-                        "and coop (with --clip-model)")
+    p.add_argument("--methods", default=None,
+                   help="comma list of methods: {methods} (default {default_methods})")
     p.add_argument("--shots", default="1,2,4,8,16,all",
                    help="comma list of shots per class; 'all' = the full train split (default 1,2,4,8,16,all)")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--text-encoder", default=None, help="for zero-shot: open_clip:<arch>[:<tag>] or text:minilm")
     p.add_argument("--templates", default=None, help="JSON list of prompt templates with {}")
-    p.add_argument("--views", type=int, default=0, help="augmented views of each training image (GDA, Tip)")
+    p.add_argument("--views", type=int, default=0,
+                   help="augmented views of each training image (default 0), given to the methods "
+                        "that use them: {view_methods}")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
     p.add_argument("--out", required=True, help="output directory")
     add_data_root(p)
@@ -43,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = AdaptConfig(
         backbone=args.backbone, weights=args.weights, data=args.data, out=Path(args.out),
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),

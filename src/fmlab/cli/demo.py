@@ -11,16 +11,26 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+from fmlab.utils.helptext import deferred_help
+
+
+def _help_fields() -> dict[str, str]:
+    from fmlab.adapt.registry import help_fields
+
+    return help_fields()
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo", help="run the main job on the embedded demo data (under 2 minutes)",
-        description="Few-shot adaptation sweep (NCM, kNN, linear probe, GDA, Tip-Adapter, "
-                    "Tip-Adapter-F) x shots 1,2,4,8,16 x seeds 1,2,3 on features of the packaged "
-                    "pretrained ResNet-20 over 2,000 packaged CIFAR-10 test images.",
+        description="Few-shot adaptation sweep ({default_methods}) x shots 1,2,4,8,16 x seeds "
+                    "1,2,3 on features of the packaged pretrained ResNet-20 over 2,000 packaged "
+                    "CIFAR-10 test images.",
+        formatter_class=deferred_help(_help_fields),
     )
     p.add_argument("--out", default="fmlab-demo", help="output directory (default ./fmlab-demo)")
-    p.add_argument("--methods", default="ncm,knn,linear,gda,tip,tipf")
+    p.add_argument("--methods", default=None,
+                   help="comma list of methods: {methods} (default {default_methods})")
     p.add_argument("--shots", default="1,2,4,8,16")
     p.add_argument("--seeds", default="1,2,3")
     p.set_defaults(func=run)
@@ -34,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(str(files("fmlab") / "assets" / "resnet20_cifar10.safetensors"))
     cfg = AdaptConfig(
         backbone="resnet20_cifar", weights=str(weights), data="cifar10_demo", out=Path(args.out),
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         db=Path(args.out) / "fmlab.db",
     )

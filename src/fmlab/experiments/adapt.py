@@ -11,24 +11,51 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from fmlab.errors import ConfigError, DataError
+from fmlab.adapt.registry import default_methods, get_method
+from fmlab.errors import ConfigError
 from fmlab.utils.io import atomic_write, write_json
+from fmlab.utils.validation import non_negative_int
 
 DEFAULT_TEMPLATES = ["a photo of a {}."]
-VIEW_METHODS = {"gda", "tip", "tipf"}  # methods that can use augmented training views
+
+# How `fmlab adapt` provides each input a method may declare in its class's `requires`.
+_HOW_TO_PROVIDE = {
+    "zeroshot_weights": "zero-shot class weights: pass --text-encoder (e.g. open_clip:<arch> or "
+                        "text:minilm) or --clip-model",
+    "model": "an image-text model: pass --clip-model RUN_DIR|open_clip:<arch> instead of "
+             "--backbone (its image embeddings are then the features)",
+}
 
 
 @dataclass
 class AdaptConfig:
-    backbone: str | None  # a registry name; None when clip_model gives the features
+    """What ``fmlab adapt`` runs.
+
+    Attributes:
+        backbone: a registry name; None when ``clip_model`` gives the features.
+        data: the labelled source spec.
+        out: the output folder.
+        weights: the backbone's weights file.
+        methods: method names (None: the registry's default sweep).
+        shots, seeds: the sweep's shots per class and split seeds.
+        text_encoder, templates: the zero-shot weights' text encoder and prompt templates.
+        views: augmented views per training image (0: none), for methods that use views.
+        test_split, data_root: the evaluation split and the named-dataset folder.
+        db: the results store (None: do not record).
+        progress: show extraction progress.
+        clip_model: ``open_clip:<arch>`` or a ``fmlab clip train`` folder (the joint space).
+    """
+
+    backbone: str | None
     data: str
     out: Path
     weights: str | None = None
-    methods: list[str] = field(default_factory=lambda: ["ncm", "knn", "linear", "gda", "tip", "tipf"])
+    methods: list[str] | None = None
     shots: list[int | str] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     text_encoder: str | None = None
@@ -38,11 +65,29 @@ class AdaptConfig:
     data_root: str | None = None
     db: Path | None = None
     progress: bool | None = None
-    clip_model: str | None = None  # open_clip:<arch> or a `fmlab clip train` folder: joint space
+    clip_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.methods is None:
+            self.methods = default_methods()
 
 
-def _needs_zeroshot(methods: list[str]) -> bool:
-    return any(m == "zeroshot" or m.endswith("+zs") for m in methods)
+def _check_config(cfg: AdaptConfig) -> None:
+    """Refuse bad values and unsatisfiable methods before any model is loaded or image read."""
+    non_negative_int("--views", cfg.views)
+    available = {"class_names"}
+    if cfg.clip_model:
+        available |= {"model", "zeroshot_weights"}
+    if cfg.text_encoder:
+        available.add("zeroshot_weights")
+    for m in cfg.methods:
+        for key in get_method(m).missing(available):
+            how = _HOW_TO_PROVIDE.get(key, f"the input {key!r}, which fmlab adapt cannot provide")
+            raise ConfigError(f"method {m!r} needs {how}")
+
+
+def _needs(methods: list[str], key: str) -> bool:
+    return any(key in get_method(m).requires for m in methods)
 
 
 def zeroshot_weights(text_encoder, class_names: list[str], templates: str | None) -> torch.Tensor:
@@ -76,9 +121,6 @@ def _load_backbone(cfg: AdaptConfig):
         return joint_image_backbone(model), model
     if not cfg.backbone:
         raise ConfigError("--backbone is required (or --clip-model for an image-text model)")
-    if "coop" in cfg.methods:
-        raise ConfigError("method 'coop' learns prompts for an image-text model: pass "
-                          "--clip-model RUN_DIR|open_clip:<arch> instead of --backbone")
     return create_backbone(cfg.backbone, weights=cfg.weights), None
 
 
@@ -108,53 +150,39 @@ def _train_features(bb, train, rows: np.ndarray | None, views: int, progress):
     return FeatureSet(full, torch.from_numpy(train.labels), {**sub.meta, "rows_extracted": int(len(rows))})
 
 
-def run_adapt(cfg: AdaptConfig) -> list[dict]:
-    """Run the sweep and write its outputs into ``cfg.out``; return the records."""
-    from fmlab.adapt.protocol import plot_accuracy_vs_shots, run_sweep, summarize
-    from fmlab.data import open_source
+def _features(cfg: AdaptConfig, bb, train, test, class_names):
+    """(train, test, train views or None) features; views only when a selected method uses them."""
+    from fmlab.adapt.registry import uses_views
     from fmlab.features import cached_features
-    from fmlab.results import ResultsStore, new_run_id
 
-    t0 = time.perf_counter()
-    source = open_source(cfg.data, cfg.data_root)
-    if not hasattr(source, "class_names") or source.class_names is None:
-        raise DataError(f"{cfg.data} has no class labels; fmlab adapt needs a labelled image source")
-    train = source.split("train")
-    test_name = cfg.test_split or ("test" if "test" in source.splits else None)
-    if test_name is None:
-        raise DataError(f"{cfg.data} has no 'test' split; pass --test-split")
-    test = source.split(test_name)
-    bb, clip = _load_backbone(cfg)
     # Without `all`, the splits touch only a few images per class: extract just those rows (the
     # others stay zero and are never indexed), so a 1-16-shot sweep on a 60k-image source does not
     # pay for 60k forward passes.
-    needed = None if "all" in cfg.shots else _split_rows(train.labels, cfg.shots, cfg.seeds, source.class_names)
+    needed = None if "all" in cfg.shots else _split_rows(train.labels, cfg.shots, cfg.seeds, class_names)
     ftrain = _train_features(bb, train, needed, 0, cfg.progress)
     ftest = cached_features(bb, test, progress=cfg.progress)
     fviews = None
-    if cfg.views and VIEW_METHODS & {m.split("+")[0] for m in cfg.methods}:
+    if cfg.views and uses_views(cfg.methods):
         fviews = _train_features(bb, train, needed, cfg.views, cfg.progress).features
-    zs = None
-    if _needs_zeroshot(cfg.methods):
-        if not cfg.text_encoder and clip is None:
-            raise ConfigError("zero-shot methods need --text-encoder (e.g. open_clip:<arch> or "
-                              "text:minilm) or --clip-model")
-        zs = zeroshot_weights(clip if clip is not None else cfg.text_encoder,
-                              list(source.class_names), cfg.templates)
-        if zs.shape[1] != ftrain.features.shape[-1]:
-            raise ConfigError(
-                f"text encoder {cfg.text_encoder} gives {zs.shape[1]}-d class weights but backbone "
-                f"{bb.name} gives {ftrain.features.shape[-1]}-d features; use the two towers of one model"
-            )
-    out = Path(cfg.out)
-    records = run_sweep(
-        ftrain.features, ftrain.labels, ftest.features, ftest.labels, cfg.methods,
-        shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
-        zeroshot_weights=zs, class_names=source.class_names, split_dir=out / "splits",
-        method_params={"coop": {"model": clip, "class_names": list(source.class_names)}}
-        if "coop" in cfg.methods else None,
-    )
-    protocol = {
+    return ftrain, ftest, fviews
+
+
+def _zeroshot(cfg: AdaptConfig, clip, class_names, bb, dim: int) -> torch.Tensor | None:
+    """Zero-shot class weights when a selected method requires them, else None."""
+    if not _needs(cfg.methods, "zeroshot_weights"):
+        return None
+    zs = zeroshot_weights(clip if clip is not None else cfg.text_encoder, list(class_names),
+                          cfg.templates)
+    if zs.shape[1] != dim:
+        raise ConfigError(
+            f"text encoder {cfg.text_encoder} gives {zs.shape[1]}-d class weights but backbone "
+            f"{bb.name} gives {dim}-d features; use the two towers of one model")
+    return zs
+
+
+def _protocol(cfg: AdaptConfig, bb, source, train, test, test_name: str, clip, zs) -> dict[str, Any]:
+    """The protocol stored with every record of ``results.json``."""
+    return {
         "backbone": bb.name, "weights_sha256": bb.weights_sha256, "preprocess": bb.preprocess.to_dict(),
         "source": cfg.data, "train_content_hash": train.content_hash, "test_split": test_name,
         "test_content_hash": test.content_hash, "views": cfg.views,
@@ -163,34 +191,60 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
         "templates": cfg.templates or (DEFAULT_TEMPLATES if zs is not None else None),
         **{k: source.metadata[k] for k in ("variant", "warning") if k in source.metadata},
     }
-    for r in records:
-        r["protocol"] = protocol
+
+
+def _write_reports(cfg: AdaptConfig, records: list[dict], bb, source, test_name: str) -> None:
+    """``results.json``, ``summary.md`` and ``accuracy_vs_shots.png`` in ``cfg.out``."""
+    from fmlab.adapt.protocol import plot_accuracy_vs_shots, summarize
+
+    out = Path(cfg.out)
     write_json(out / "results.json", records)
-    summary = summarize(records)
     header = (f"# fmlab adapt: {bb.name} on {cfg.data}\n\n"
               f"Accuracy (%) on the {test_name} split, mean ± std over seeds {cfg.seeds}; "
               f"train/val drawn from the train split only.\n")
     if "warning" in source.metadata:
         header += f"\nNote: {source.metadata['warning']}.\n"
     with atomic_write(out / "summary.md", "w") as f:
-        f.write(header + "\n" + summary + "\n")
+        f.write(header + "\n" + summarize(records) + "\n")
     plot_accuracy_vs_shots(records, out / "accuracy_vs_shots.png")
+
+
+def run_adapt(cfg: AdaptConfig) -> list[dict]:
+    """Run the sweep and write its outputs into ``cfg.out``.
+
+    Args:
+        cfg: what to run.
+
+    Returns:
+        The sweep's records (as in ``results.json``, each with its ``protocol``).
+    """
+    from fmlab.adapt.protocol import run_sweep
+    from fmlab.data.labelled import open_labelled
+    from fmlab.results import Protocol, ResultsStore
+
+    t0 = time.perf_counter()
+    _check_config(cfg)
+    source, train, test, test_name = open_labelled(cfg.data, cfg.data_root, cfg.test_split,
+                                                   command="fmlab adapt")
+    bb, clip = _load_backbone(cfg)
+    ftrain, ftest, fviews = _features(cfg, bb, train, test, source.class_names)
+    zs = _zeroshot(cfg, clip, source.class_names, bb, ftrain.features.shape[-1])
+    records = run_sweep(
+        ftrain.features, ftrain.labels, ftest.features, ftest.labels, cfg.methods,
+        shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
+        zeroshot_weights=zs, class_names=source.class_names, model=clip,
+        split_dir=Path(cfg.out) / "splits",
+    )
+    protocol = _protocol(cfg, bb, source, train, test, test_name, clip, zs)
+    for r in records:
+        r["protocol"] = protocol
+    _write_reports(cfg, records, bb, source, test_name)
     if cfg.db is not None:
-        run_id = new_run_id()
-        rows = []
-        for r in records:
-            for metric in ("accuracy", "mean_per_class_recall"):
-                rows.append({
-                    "run_id": run_id, "task": "adapt", "source": f"{cfg.data}:{test_name}",
-                    "split_hash": r["split_sha256"], "backbone": bb.name, "weights_hash": bb.weights_sha256,
-                    "method": r["method"], "hyperparameters": r.get("hyperparameters"), "seed": r["seed"],
-                    "metric": metric, "value": r[metric], "seconds": r["fit_seconds"],
-                    "extra": {"shots": r["shots"], "train_content_hash": train.content_hash,
-                              "test_content_hash": test.content_hash, "views": cfg.views},
-                })
-        ResultsStore(cfg.db).append(rows)
-    write_json(out / "run.json", {"seconds": round(time.perf_counter() - t0, 2),
-                                  "feature_cache": {"train": ftrain.meta.get("cache"),
-                                                    "test": ftest.meta.get("cache")},
-                                  **protocol})
+        ResultsStore(cfg.db).record(
+            "adapt", Protocol.of(cfg.data, test_name, backbone=bb, train=train, test=test, views=cfg.views),
+            records, ("accuracy", "mean_per_class_recall"), extra_keys=("shots",), seconds_key="fit_seconds")
+    write_json(Path(cfg.out) / "run.json", {"seconds": round(time.perf_counter() - t0, 2),
+                                            "feature_cache": {"train": ftrain.meta.get("cache"),
+                                                              "test": ftest.meta.get("cache")},
+                                            **protocol})
     return records

@@ -1,0 +1,57 @@
+"""CoOp as a registered method and a scikit-learn estimator (the part that needs a model).
+
+tests/adapt/test_registry.py proves, for every other registered method, that a method's number
+does not depend on what runs beside it; CoOp needs an image-text model, so its case is here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+
+from fmlab.adapt import CoOp, run_sweep
+
+NAMES = ["cat", "dog", "car", "ship"]
+
+
+@pytest.fixture
+def task():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=g)
+    ytr = np.repeat(np.arange(4), 8)
+    Xtr = (centres[ytr] + 0.3 * torch.randn(32, 16, generator=g)).numpy()
+    yte = np.arange(12) % 4
+    Xte = (centres[yte] + 0.3 * torch.randn(12, 16, generator=g)).numpy()
+    views = np.stack([Xtr + 0.1 * torch.randn(32, 16, generator=g).numpy() for _ in range(2)])
+    return Xtr, ytr, Xte, yte, views
+
+
+def test_coop_scores_the_same_whatever_runs_beside_it(tiny_model, task):
+    Xtr, ytr, Xte, yte, views = task
+
+    def sweep(methods):
+        recs = run_sweep(Xtr, ytr, Xte, yte, methods, shots=(2,), seeds=(1,), class_names=NAMES,
+                         model=tiny_model, train_view_features=views,
+                         zeroshot_weights=np.eye(4, 16),
+                         method_params={"coop": {"epochs": 2, "n_ctx": 2}})
+        return [(r["accuracy"], r["hyperparameters"], r["n_views"]) for r in recs
+                if r["method"] == "coop"]
+
+    alone = sweep(["coop"])
+    assert alone == sweep(["ncm", "coop", "gda+zs", "zeroshot"])
+    assert alone[0][2] == 2  # CoOp declares it uses views (as samples), so it gets them
+
+
+def test_coop_clone_and_cross_val_score(tiny_model, task):
+    Xtr, ytr, _, _, _ = task
+    est = CoOp(tiny_model, NAMES, n_ctx=2, epochs=2, batch_size=16)
+    twin = clone(est)
+    assert twin.get_params(deep=False).keys() == est.get_params(deep=False).keys()
+    assert twin.class_names == NAMES and twin.n_ctx == 2
+    scores = cross_val_score(est, Xtr, ytr, cv=2)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    fitted = CoOp(tiny_model, NAMES, n_ctx=2, epochs=2).fit(Xtr, ytr)
+    assert fitted.score(Xtr, ytr) == pytest.approx(np.mean(fitted.predict(Xtr) == ytr))
