@@ -17,13 +17,14 @@ parameters and those of its ``head`` modules.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import nn
 
 from fmlab.errors import ConfigError, FmlabError
+from fmlab.peft.recipe import FinetuneContext, Recipe
 from fmlab.peft.targets import as_pattern_list, is_within, select_modules
 from fmlab.registry import Registry
 
@@ -76,6 +77,10 @@ class PeftMethod:
     - :meth:`merge` — fold the adapter into plain weights (default: nothing to do);
     - :meth:`to_file` / :meth:`from_file` / :meth:`config_json` / :meth:`check_config` — file
       layout (LoRA uses peft's own key names and ``adapter_config.json``).
+
+    Fine-tuning facts, read by ``fmlab finetune`` (see :mod:`fmlab.peft.recipe`): ``recipe``,
+    ``trains_norm_statistics``, ``finetune_settings`` and the hooks :meth:`prepare_finetune` and
+    :meth:`unlabelled_images`.
     """
 
     name: ClassVar[str] = ""
@@ -83,6 +88,37 @@ class PeftMethod:
     kind: ClassVar[str] = "supported layer"  # what supports() accepts, for error messages
     uses_targets: ClassVar[bool] = True
     mergeable: ClassVar[bool] = True
+    recipe: ClassVar[Recipe | None] = None  # None: not offered by fmlab finetune
+    trains_norm_statistics: ClassVar[bool] = False  # bn_stats=auto updates BatchNorm statistics
+    finetune_settings: ClassVar[type | None] = None  # extra --set keys (a dataclass)
+
+    # -- fine-tuning hooks -----------------------------------------------------------------------
+    def prepare_finetune(self, model: nn.Module, apply: Callable[[nn.Module], Any],
+                         ctx: FinetuneContext) -> bool:
+        """Apply the method for a fine-tuning run (``apply(model)`` applies it with the run's
+        targets, options and head).
+
+        Args:
+            model: the base model with its task head, on the CPU.
+            apply: applies this method to a model in place.
+            ctx: what the workflow offers (settings, device, an engine ``fit``, ...).
+
+        Returns:
+            Whether ``bn_stats=auto`` updates BatchNorm running statistics in this run.
+        """
+        apply(model)
+        return self.trains_norm_statistics
+
+    def unlabelled_images(self, settings: Any) -> int | None:
+        """How many unlabelled train images :meth:`prepare_finetune` needs (0: all; None: none).
+
+        Args:
+            settings: the run's settings.
+
+        Returns:
+            The count, or None when the method needs none (the default).
+        """
+        return None
 
     # -- options ---------------------------------------------------------------------------------
     def parse_options(self, options: dict[str, Any]) -> Any:
