@@ -287,12 +287,32 @@ def apply(
 ) -> nn.Module:
     """Apply a PEFT method to ``model`` in place and return it, with only the method's part trainable.
 
-    ``targets``: module name patterns (see :mod:`fmlab.peft.targets`); ``None`` = every layer the
-    method supports outside the head (the ``head=`` modules and any module named ``head``). ``head``: patterns of modules trained in full along with the
-    method and saved with the adapter (the task head); the ``linear`` method defaults to ``"head"``.
-    ``options`` are the method's own (``r``/``alpha``/``dropout`` for LoRA, ``energy``/``rank`` for
-    SVFit, ``compression_ratio`` for PELA, ``num_tokens``/``deep`` for VPT); an unknown one is a
-    :class:`ConfigError` naming it.
+    Why in place: the model keeps its class, ``encode``/``preprocess`` and name (nothing wraps it),
+    and what was done is recorded on it so :func:`fmlab.peft.save_adapter` can save it.
+
+    Args:
+        model: any ``nn.Module``.
+        method: a registered method name (:data:`METHODS`).
+        targets: module name patterns (see :mod:`fmlab.peft.targets`); ``None`` = every layer the
+            method supports outside the head (the ``head=`` modules and any module named
+            ``head``).
+        head: patterns of modules trained in full along with the method and saved with the
+            adapter (the task head); the ``linear`` method defaults to ``"head"``.
+        **options: the method's own (``r``/``alpha``/``dropout`` for LoRA, ``energy``/``rank``
+            for SVFit, ``compression_ratio`` for PELA, ``num_tokens``/``deep`` for VPT); an
+            unknown one is a :class:`ConfigError` naming it.
+
+    Returns:
+        ``model`` itself.
+
+    Examples:
+        >>> import torch
+        >>> import fmlab.peft as fp
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
+        >>> net.head = torch.nn.Linear(8, 2)
+        >>> _ = fp.apply(net, "bitfit", head="head")
+        >>> fp.trainable_parameters(net)  # the 8 biases of layer 0, plus the head's 8*2+2
+        26
     """
     impl = get_method(method)
     opts = impl.parse_options(options)
