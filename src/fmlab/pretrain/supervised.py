@@ -28,9 +28,12 @@ class Supervised(Objective):
         feature_dim: the encoder's feature size when it cannot be read from the encoder.
         label_smoothing: in ``[0, 1)``.
         head: the classifier on the features (default: a new ``Linear``).
-        update_bn: whether BatchNorm layers update their running statistics in training; False
-            keeps every BatchNorm in eval mode whatever ``train()`` says, so a frozen backbone
-            stays the pre-trained function.
+
+    Attributes:
+        update_bn: whether BatchNorm layers update their running statistics in training (default
+            True); False keeps every BatchNorm in eval mode whatever ``train()`` says, so a frozen
+            backbone stays the pre-trained function. Not a constructor argument, so that the
+            ``fmlab pretrain`` config generated from the signature keeps its keys.
 
     Examples:
         >>> import torch
@@ -42,10 +45,10 @@ class Supervised(Objective):
     """
 
     name = "supervised"
+    update_bn: bool = True
 
     def __init__(self, encoder: nn.Module, num_classes: int, feature_dim: int | None = None,
-                 label_smoothing: float = 0.0, head: nn.Module | None = None,
-                 update_bn: bool = True) -> None:
+                 label_smoothing: float = 0.0, head: nn.Module | None = None) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
@@ -54,8 +57,7 @@ class Supervised(Objective):
         self._set_encoder(encoder, feature_dim)
         self.head = head if head is not None else nn.Linear(self.feature_dim, num_classes)
         self.num_classes, self.label_smoothing = num_classes, float(label_smoothing)
-        self.update_bn = bool(update_bn)
-        self.model: nn.Module | None = None
+        self.model: nn.Module | None = None  # set by of_classifier only
 
     @classmethod
     def of_classifier(cls, model: nn.Module, update_bn: bool = True) -> Supervised:
@@ -66,7 +68,7 @@ class Supervised(Objective):
 
         Args:
             model: maps a batch of images to logits.
-            update_bn: see the class docstring.
+            update_bn: see the class's attributes.
 
         Returns:
             The objective; ``embed(images)`` returns ``model(images)``.
