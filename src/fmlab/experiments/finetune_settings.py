@@ -146,19 +146,19 @@ def finetune_method(name: str) -> Any:
 
 
 def methods_help() -> str:
-    """The per-method defaults, one line each, for ``fmlab finetune --help``."""
+    """The per-method defaults, one line each (plus the method's own keys), for ``--help``."""
+    from fmlab.peft import METHODS
+
     lines = []
     for name in finetune_methods():
-        from fmlab.peft import METHODS
-
         impl = METHODS.get(name)
-        extra = []
+        line = f"  {name:8s} {impl.recipe.describe()}"
         if impl.trains_norm_statistics:
-            extra.append("updates BatchNorm statistics")
+            line += "; updates BatchNorm statistics"
+        lines.append(line)
         if impl.finetune_settings is not None:
             keys = [f.name for f in dataclasses.fields(impl.finetune_settings)]
-            extra.append("own settings: " + ", ".join(keys))
-        lines.append(f"  {name:8s} {impl.recipe.describe()}" + (f"; {'; '.join(extra)}" if extra else ""))
+            lines.append(f"           its --set keys: {', '.join(keys)}")
     return "\n".join(lines)
 
 

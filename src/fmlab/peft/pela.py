@@ -132,6 +132,7 @@ class Pela(PeftMethod):
     Options = PelaOptions
     kind = "Linear or Conv layer (groups=1)"
     recipe = Recipe(lr=1e-4, weight_decay=0.05)
+    trains_norm_statistics = True  # with the default pela_finetune=full; the hook decides per run
     finetune_settings = PelaFinetuneSettings
 
     def prepare_finetune(self, model: nn.Module, apply: Callable[[nn.Module], Any],
