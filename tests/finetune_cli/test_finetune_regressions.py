@@ -70,3 +70,29 @@ def test_help_prints_percent_signs_once(capsys):
         main(["finetune", "--help"])
     out = capsys.readouterr().out
     assert "10% warmup" in out and "%%" not in out
+
+
+
+@pytest.mark.parametrize("what, trains_stats", [("full", True), ("factors", False)])
+def test_pela_hook_decides_what_trains_and_the_bn_policy(what, trains_stats):
+    """PELA's prepare hook (the workflow has no name check): ``pela_finetune=full`` makes the whole
+    compressed model trainable and asks for BatchNorm statistics to follow; ``factors`` trains
+    the factors and the head only and keeps the base's statistics."""
+    import torch
+
+    import fmlab.peft as fp
+    from fmlab.experiments.finetune import build_base
+    from fmlab.experiments.finetune_settings import resolve_settings
+    from fmlab.peft.recipe import FinetuneContext
+
+    s = resolve_settings("pela", 10, ["distill_steps=0", f"pela_finetune={what}"])
+    model = build_base("resnet20_cifar", None, 3)
+    ctx = FinetuneContext(settings=s, device=torch.device("cpu"), head="head")
+    got = fp.METHODS.get("pela").prepare_finetune(
+        model, lambda m: fp.apply(m, "pela", head="head"), ctx)
+    assert got is trains_stats
+    all_params = sum(p.numel() for p in model.parameters())
+    factors_and_head = sum(p.numel() for pair in fp.pela_layers(model).values()
+                           for p in pair.parameters()) + 64 * 3 + 3
+    expected = all_params if what == "full" else factors_and_head
+    assert fp.trainable_parameters(model) == expected

@@ -96,7 +96,9 @@ def test_a_one_file_method_runs_with_its_recipe_and_bn_policy(normtune, tmp_path
     bn = sum(m.weight.numel() + m.bias.numel() for m in build_base("resnet20_cifar", WEIGHTS, 10)
              .modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert rec["trainable_parameters"] == bn + 650
-    # bn_stats=auto follows the class's trains_norm_statistics
+    # bn_stats=auto follows the class's trains_norm_statistics (the state kept is a trained one,
+    # not the start, so statistics that were updated show in it)
+    assert rec["best_step"] > 0
     base = _bn_means(build_base("resnet20_cifar", WEIGHTS, 10))
     tuned = _bn_means(load_finetuned(run_dir))
     assert (not torch.equal(base, tuned)) is stats_move
