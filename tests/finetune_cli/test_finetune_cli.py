@@ -147,7 +147,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
 def test_class_mean_head_uses_a_seeded_per_class_subset():
     import torch
 
-    from fmlab.experiments.finetune import per_class_subset
+    from fmlab.experiments.finetune_run import per_class_subset
 
     y = torch.as_tensor(np.repeat(np.arange(3), [10, 50, 4]))
     rows = per_class_subset(y, 8, seed=1)
@@ -163,7 +163,7 @@ def test_class_mean_head_ignores_a_common_feature_offset():
     import torch
     from torch import nn
 
-    from fmlab.experiments.finetune import init_head_class_means
+    from fmlab.experiments.finetune_run import init_head_class_means
 
     class Identity(nn.Module):
         def __init__(self):

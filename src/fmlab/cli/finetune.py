@@ -13,25 +13,47 @@ one (e.g. --option lora.r=8 --option lora.alpha=16 --option vpt.num_tokens=5
 --option pela.compression_ratio=2). --targets takes module-name patterns (fnmatch, or re:REGEX).
 Training settings: --set KEY=VALUE, e.g. --set trainer.max_steps=500 --set optim.lr=1e-3
 --set augment=crop --set distill_steps=200 --set trainer.device=cuda --set trainer.bf16=true.
-Defaults per method (AdamW, cosine, 10%% warmup, batch 64, 200 steps): lr full 1e-4, linear 1e-2,
-bitfit 3e-3, lora 2e-3, svfit 3e-3, pela 1e-4 (+100 distillation steps), vpt 5e-3.
+trainer.max_steps=0 trains trainer.epochs full epochs instead.
+Defaults per method (each method's recipe; AdamW, cosine, 10% warmup, batch 64):
 """
+
+
+DESCRIPTION = (
+    "Train a new task head plus a PEFT method ({methods}) on the training images of fmlab adapt's "
+    "split files, keep the state best on their validation images, score on the test split. Writes "
+    "results.json, summary.md, results-store rows and one adapter per run in "
+    "OUT/<method>_<shots>_<seed>/adapter/.")
+
+
+def _lazy_method_help(p: argparse.ArgumentParser, method: argparse.Action) -> None:
+    """Fill the method list and defaults into the help when it is printed, from the registry.
+
+    Lazy because the registry lives in ``fmlab.peft`` (torch): building every sub-command's parser
+    must not import it, or every ``fmlab`` call would start seconds slower.
+    """
+    plain = p.format_help
+
+    def format_help() -> str:
+        from fmlab.experiments.finetune_settings import finetune_methods, methods_help
+
+        names = finetune_methods()
+        p.description = DESCRIPTION.format(methods=", ".join(names))
+        p.epilog = EPILOG + methods_help() + "\n"
+        method.help = "comma list of " + ",".join(names)
+        return plain()
+
+    p.format_help = format_help  # type: ignore[method-assign]
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "finetune", help="fine-tune a backbone with PEFT methods under the few-shot protocol",
-        description="Train a new task head plus a PEFT method (full, linear, bitfit, lora, svfit, "
-                    "pela, vpt) on the training images of fmlab adapt's split files, keep the "
-                    "state best on their validation images, score on the test split. Writes "
-                    "results.json, summary.md, results-store rows and one adapter per run in "
-                    "OUT/<method>_<shots>_<seed>/adapter/.",
+        description=DESCRIPTION.format(methods="see --help"),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_backbone(p)
     p.add_argument("--data", required=True, help="labelled image source")
-    p.add_argument("--method", required=True,
-                   help="comma list of full,linear,bitfit,lora,svfit,pela,vpt")
+    method = p.add_argument("--method", required=True, help="comma list of method names")
     p.add_argument("--shots", default="16", help="comma list of shots per class, or 'all'")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--option", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
@@ -45,6 +67,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
+    _lazy_method_help(p, method)
     p.set_defaults(func=run)
 
 

@@ -158,3 +158,112 @@ class EmbeddingMonitor:
                 raise DataError("kNN monitor: the bank source has no labels")
             out["knn_top1"] = knn_accuracy(zb, yb, z, y, self.k, self.temperature)
         return out
+
+
+# ----------------------------------------------------------------------------- best-state selection
+
+
+def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of what training can change: the trainable parameters and every buffer.
+
+    Why not the whole ``state_dict``: frozen weights cannot change, and copying a frozen backbone
+    at every validation would cost more memory than a PEFT run itself.
+
+    Args:
+        model: the model being trained.
+
+    Returns:
+        ``state_dict`` key -> detached copy, for :func:`restore_snapshot`.
+
+    Examples:
+        >>> import torch
+        >>> m = torch.nn.BatchNorm1d(2)
+        >>> m.weight.requires_grad_(False) is not None
+        True
+        >>> sorted(trainable_snapshot(m))
+        ['bias', 'num_batches_tracked', 'running_mean', 'running_var']
+    """
+    return {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()
+            if not isinstance(v, torch.nn.Parameter) or v.requires_grad}
+
+
+def restore_snapshot(model: torch.nn.Module, snap: dict[str, torch.Tensor]) -> None:
+    """Copy a :func:`trainable_snapshot` back into ``model`` in place.
+
+    Args:
+        model: the model the snapshot was taken from.
+        snap: the snapshot.
+
+    Examples:
+        >>> import torch
+        >>> m = torch.nn.Linear(2, 1)
+        >>> snap = trainable_snapshot(m)
+        >>> with torch.no_grad():
+        ...     _ = m.weight.zero_()
+        >>> restore_snapshot(m, snap)
+        >>> bool((m.weight == snap["weight"]).all())
+        True
+    """
+    current = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for k, v in snap.items():
+            current[k].copy_(v)
+
+
+class ValidationMonitor:
+    """Engine monitor: scores labelled validation images and keeps a copy of the best state.
+
+    The best state has the highest accuracy, ties broken by lower cross-entropy; the first call
+    (e.g. the starting state, ``where="start"``) counts as a candidate too.
+
+    Args:
+        model: the classifier being trained (``model(images)`` gives logits).
+        images: validation images (as ``model`` takes them, e.g. uint8).
+        labels: their integer labels.
+        every_epochs: the engine calls the monitor after every this many epochs (and at the end).
+        batch_size: images per forward pass.
+
+    Attributes:
+        best: ``(accuracy, loss)`` of the best state so far (None before the first call).
+        best_step: the engine step at which it was seen.
+        best_state: its :func:`trainable_snapshot`.
+        trainer: set by the caller to the engine ``Trainer``, to read the step from.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> mon = ValidationMonitor(model, torch.eye(2), torch.tensor([0, 1]), 1, 8)
+        >>> sorted(mon(None, "cpu", "start")), mon.best_step, mon.best_state is not None
+        (['val_accuracy', 'val_loss'], 0, True)
+    """
+
+    def __init__(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 every_epochs: int, batch_size: int) -> None:
+        self.model, self.images, self.labels = model, images, labels
+        self.every_epochs, self.batch_size = every_epochs, batch_size
+        self.trainer: Any = None
+        self.best: tuple[float, float] | None = None
+        self.best_step = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, embed: Any, device: Any, where: str) -> dict[str, float]:
+        """Score the validation images; remember the state if it is the best so far.
+
+        Args:
+            embed: the engine's embedding function (unused: the monitor calls the model).
+            device: the training device (unused: the model is already there).
+            where: where in the run the call happens (for messages).
+
+        Returns:
+            ``{"val_accuracy": ..., "val_loss": ...}`` to log.
+        """
+        from fmlab.evaluate import predict_logits
+
+        logits = predict_logits(self.model, self.images, self.batch_size)
+        acc = float((logits.argmax(1) == self.labels).float().mean())
+        loss = float(F.cross_entropy(logits, self.labels))
+        if self.best is None or acc > self.best[0] or (acc == self.best[0] and loss < self.best[1]):
+            self.best = (acc, loss)
+            self.best_step = int(self.trainer.step) if self.trainer is not None else 0
+            self.best_state = trainable_snapshot(self.model)
+        return {"val_accuracy": acc, "val_loss": loss}

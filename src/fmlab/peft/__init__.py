@@ -11,7 +11,9 @@ Methods (``fmlab.peft.METHODS``, a :class:`fmlab.registry.Registry`): ``full``, 
 ``bitfit``, ``lora`` (through Hugging Face peft), ``svfit``, ``pela`` (+ :func:`pela_distill`),
 ``vpt``. Target patterns: see :mod:`fmlab.peft.targets` (fnmatch on full module names, ``re:``
 for regular expressions). Each method is one module here; a new one is a
-:class:`~fmlab.peft.core.PeftMethod` subclass with ``@register``.
+:class:`~fmlab.peft.core.PeftMethod` subclass with ``@register``. A class that also declares a
+:class:`Recipe` (and, if it trains norm layers, ``trains_norm_statistics = True``) is a method of
+``fmlab finetune`` with no other edit (see :mod:`fmlab.peft.recipe`).
 """
 
 from fmlab.peft import basic, lora, pela, svfit, vpt  # noqa: F401  (register the methods)
@@ -27,12 +29,15 @@ from fmlab.peft.core import (
 from fmlab.peft.io import load_adapter, save_adapter
 from fmlab.peft.pela import LowRankPair, parameter_savings, pela_layers
 from fmlab.peft.pela_distill import PELADistillLoss, inf_norm_penalty, pela_distill
+from fmlab.peft.recipe import FinetuneContext, Recipe
 
 __all__ = [
     "METHODS",
+    "FinetuneContext",
     "LowRankPair",
     "PELADistillLoss",
     "PeftMethod",
+    "Recipe",
     "adapter_stages",
     "apply",
     "inf_norm_penalty",

@@ -13,6 +13,7 @@ from torch import nn
 
 from fmlab.errors import ConfigError
 from fmlab.peft.core import PeftMethod, Stage, register
+from fmlab.peft.recipe import Recipe
 from fmlab.peft.targets import is_within
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -45,6 +46,8 @@ class Full(_SubtreeMethod):
     """Full fine-tuning (of the whole model, or of the targeted modules only)."""
 
     name = "full"
+    recipe = Recipe(lr=1e-4, weight_decay=0.05)
+    trains_norm_statistics = True
 
     def adapter_params(self, model: nn.Module, stage: Stage) -> dict[str, nn.Parameter]:
         return {n: p for n, p in model.named_parameters()
@@ -57,6 +60,7 @@ class Linear(PeftMethod):
 
     name = "linear"
     uses_targets = False
+    recipe = Recipe(lr=1e-2)
 
     def default_head(self, model: nn.Module) -> str:
         named = dict(model.named_modules())
@@ -73,6 +77,8 @@ class BitFit(_SubtreeMethod):
     """BitFit: biases plus normalisation-layer parameters."""
 
     name = "bitfit"
+    recipe = Recipe(lr=3e-3)
+    trains_norm_statistics = True
 
     def adapter_params(self, model: nn.Module, stage: Stage) -> dict[str, nn.Parameter]:
         out: dict[str, nn.Parameter] = {}

@@ -17,13 +17,14 @@ parameters and those of its ``head`` modules.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import nn
 
 from fmlab.errors import ConfigError, FmlabError
+from fmlab.peft.recipe import FinetuneContext, Recipe
 from fmlab.peft.targets import as_pattern_list, is_within, select_modules
 from fmlab.registry import Registry
 
@@ -76,6 +77,10 @@ class PeftMethod:
     - :meth:`merge` — fold the adapter into plain weights (default: nothing to do);
     - :meth:`to_file` / :meth:`from_file` / :meth:`config_json` / :meth:`check_config` — file
       layout (LoRA uses peft's own key names and ``adapter_config.json``).
+
+    Fine-tuning facts, read by ``fmlab finetune`` (see :mod:`fmlab.peft.recipe`): ``recipe``,
+    ``trains_norm_statistics``, ``finetune_settings`` and the hooks :meth:`prepare_finetune` and
+    :meth:`unlabelled_images`.
     """
 
     name: ClassVar[str] = ""
@@ -83,6 +88,37 @@ class PeftMethod:
     kind: ClassVar[str] = "supported layer"  # what supports() accepts, for error messages
     uses_targets: ClassVar[bool] = True
     mergeable: ClassVar[bool] = True
+    recipe: ClassVar[Recipe | None] = None  # None: not offered by fmlab finetune
+    trains_norm_statistics: ClassVar[bool] = False  # bn_stats=auto updates BatchNorm statistics
+    finetune_settings: ClassVar[type | None] = None  # extra --set keys (a dataclass)
+
+    # -- fine-tuning hooks -----------------------------------------------------------------------
+    def prepare_finetune(self, model: nn.Module, apply: Callable[[nn.Module], Any],
+                         ctx: FinetuneContext) -> bool:
+        """Apply the method for a fine-tuning run (``apply(model)`` applies it with the run's
+        targets, options and head).
+
+        Args:
+            model: the base model with its task head, on the CPU.
+            apply: applies this method to a model in place.
+            ctx: what the workflow offers (settings, device, an engine ``fit``, ...).
+
+        Returns:
+            Whether ``bn_stats=auto`` updates BatchNorm running statistics in this run.
+        """
+        apply(model)
+        return self.trains_norm_statistics
+
+    def unlabelled_images(self, settings: Any) -> int | None:
+        """How many unlabelled train images :meth:`prepare_finetune` needs (0: all; None: none).
+
+        Args:
+            settings: the run's settings.
+
+        Returns:
+            The count, or None when the method needs none (the default).
+        """
+        return None
 
     # -- options ---------------------------------------------------------------------------------
     def parse_options(self, options: dict[str, Any]) -> Any:
@@ -251,12 +287,32 @@ def apply(
 ) -> nn.Module:
     """Apply a PEFT method to ``model`` in place and return it, with only the method's part trainable.
 
-    ``targets``: module name patterns (see :mod:`fmlab.peft.targets`); ``None`` = every layer the
-    method supports outside the head (the ``head=`` modules and any module named ``head``). ``head``: patterns of modules trained in full along with the
-    method and saved with the adapter (the task head); the ``linear`` method defaults to ``"head"``.
-    ``options`` are the method's own (``r``/``alpha``/``dropout`` for LoRA, ``energy``/``rank`` for
-    SVFit, ``compression_ratio`` for PELA, ``num_tokens``/``deep`` for VPT); an unknown one is a
-    :class:`ConfigError` naming it.
+    Why in place: the model keeps its class, ``encode``/``preprocess`` and name (nothing wraps it),
+    and what was done is recorded on it so :func:`fmlab.peft.save_adapter` can save it.
+
+    Args:
+        model: any ``nn.Module``.
+        method: a registered method name (:data:`METHODS`).
+        targets: module name patterns (see :mod:`fmlab.peft.targets`); ``None`` = every layer the
+            method supports outside the head (the ``head=`` modules and any module named
+            ``head``).
+        head: patterns of modules trained in full along with the method and saved with the
+            adapter (the task head); the ``linear`` method defaults to ``"head"``.
+        **options: the method's own (``r``/``alpha``/``dropout`` for LoRA, ``energy``/``rank``
+            for SVFit, ``compression_ratio`` for PELA, ``num_tokens``/``deep`` for VPT); an
+            unknown one is a :class:`ConfigError` naming it.
+
+    Returns:
+        ``model`` itself.
+
+    Examples:
+        >>> import torch
+        >>> import fmlab.peft as fp
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
+        >>> net.head = torch.nn.Linear(8, 2)
+        >>> _ = fp.apply(net, "bitfit", head="head")
+        >>> fp.trainable_parameters(net)  # the 8 biases of layer 0, plus the head's 8*2+2
+        26
     """
     impl = get_method(method)
     opts = impl.parse_options(options)

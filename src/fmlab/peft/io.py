@@ -81,7 +81,34 @@ def _extras(model: nn.Module, heads: list[str]) -> dict[str, Tensor]:
 
 
 def save_adapter(model: nn.Module, directory: str | Path) -> Path:
-    """Write what :func:`fmlab.peft.apply` added (and what training changed) to ``directory``."""
+    """Write what :func:`fmlab.peft.apply` added (and what training changed) to ``directory``.
+
+    Only the adapter is written (the stages' own parameters, the head and the buffers), not the
+    base weights, so an adapter of a large backbone stays small; :func:`load_adapter` replays it on
+    a fresh base.
+
+    Args:
+        model: a model :func:`fmlab.peft.apply` was applied to (not merged).
+        directory: created if missing; files are written atomically.
+
+    Returns:
+        The directory.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> import fmlab.peft as fp
+        >>> def make_base():
+        ...     torch.manual_seed(0)
+        ...     return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> model = fp.apply(make_base(), "bitfit")
+        >>> with torch.no_grad():
+        ...     _ = model[0].bias.add_(1.0)  # "training"
+        >>> d = fp.save_adapter(model, tempfile.mkdtemp())
+        >>> fresh = fp.load_adapter(make_base(), d)
+        >>> x = torch.ones(3, 4)
+        >>> torch.equal(fresh(x), model(x))
+        True
+    """
     rec = get_record(model)
     if rec is None or not rec.stages:
         raise ConfigError("save_adapter: the model has no fmlab.peft adapter; call "
@@ -182,6 +209,22 @@ def load_adapter(base_model: nn.Module, directory: str | Path, *,
     ``base_model`` must be a fresh instance of the architecture the adapter was made on, with the
     same base weights. ``method``, if given, is the method the caller expects (the last stage's);
     anything else is a :class:`ConfigError`. The model comes back with the last stage trainable.
+
+    Args:
+        base_model: a fresh base model (no adapter yet).
+        directory: what :func:`save_adapter` wrote.
+        method: the method expected in the last stage, or None.
+
+    Returns:
+        ``base_model`` with the adapter replayed and its saved tensors loaded.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> import fmlab.peft as fp
+        >>> d = fp.save_adapter(fp.apply(torch.nn.Linear(3, 2), "full"), tempfile.mkdtemp())
+        >>> model = fp.load_adapter(torch.nn.Linear(3, 2), d, method="full")
+        >>> fp.trainable_parameters(model)
+        8
     """
     d = Path(directory)
     meta = _read_meta(d)

@@ -34,6 +34,7 @@ from torch import nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.peft.core import PeftMethod, Stage, get_record, register
+from fmlab.peft.recipe import Recipe
 from fmlab.peft.targets import get_module, is_within, set_module
 
 ADAPTER = "default"
@@ -163,6 +164,7 @@ def _fix_mha_layers(model: nn.Module, targets: list[str]) -> None:
 @register
 class Lora(PeftMethod):
     name = "lora"
+    recipe = Recipe(lr=2e-3)
     Options = LoraOptions
     kind = "Linear, Conv or MultiheadAttention layer"
 

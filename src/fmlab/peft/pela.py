@@ -19,14 +19,16 @@ nothing to fold; the saved adapter holds the factors, and loading rebuilds the p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, ModelError
 from fmlab.peft.core import PeftMethod, Stage, register
+from fmlab.peft.recipe import FinetuneContext, Recipe
 from fmlab.peft.svd import as_matrix, budget_rank, svd
 from fmlab.peft.targets import get_module, set_module
 
@@ -41,6 +43,37 @@ class PelaOptions:
         r = self.compression_ratio
         if not isinstance(r, (int, float)) or isinstance(r, bool) or r <= 0:
             raise ConfigError(f"pela: compression_ratio must be a positive number, got {r!r}")
+
+
+@dataclass
+class PelaFinetuneSettings:
+    """The ``--set`` keys PELA adds to ``fmlab finetune``.
+
+    Args:
+        distill_steps: optimiser steps of the distillation stage (0: no distillation).
+        distill_lr: its learning rate.
+        distill_batch_size: its batch size (capped at the number of images).
+        distill_images: unlabelled train images to distil on: 0 = all, else a seeded subset.
+        pela_finetune: what the fine-tuning stage trains: ``full`` (the whole compressed model,
+            as in PELA; BatchNorm statistics then follow under ``bn_stats=auto``) or ``factors``.
+    """
+
+    distill_steps: int = 100
+    distill_lr: float = 1e-4
+    distill_batch_size: int = 64
+    distill_images: int = 0
+    pela_finetune: Literal["full", "factors"] = "full"
+
+    def validate(self, prefix: str = "") -> None:
+        """Raise ConfigError naming the first out-of-range key."""
+        from fmlab.utils.validation import check
+
+        check(self.distill_steps >= 0, f"{prefix}distill_steps", self.distill_steps, "must be >= 0")
+        check(self.distill_lr > 0, f"{prefix}distill_lr", self.distill_lr, "must be > 0")
+        check(self.distill_batch_size >= 1, f"{prefix}distill_batch_size", self.distill_batch_size,
+              "must be >= 1")
+        check(self.distill_images >= 0, f"{prefix}distill_images", self.distill_images,
+              "must be >= 0")
 
 
 class LowRankPair(nn.Sequential):
@@ -98,6 +131,23 @@ class Pela(PeftMethod):
     name = "pela"
     Options = PelaOptions
     kind = "Linear or Conv layer (groups=1)"
+    recipe = Recipe(lr=1e-4, weight_decay=0.05)
+    trains_norm_statistics = True  # with the default pela_finetune=full; the hook decides per run
+    finetune_settings = PelaFinetuneSettings
+
+    def prepare_finetune(self, model: nn.Module, apply: Callable[[nn.Module], Any],
+                         ctx: FinetuneContext) -> bool:
+        """Compress, distil against the original, then fine-tune all or only the factors.
+
+        See :func:`fmlab.peft.pela_distill.prepare_pela_finetune`.
+        """
+        from fmlab.peft.pela_distill import prepare_pela_finetune
+
+        return prepare_pela_finetune(model, apply, ctx)
+
+    def unlabelled_images(self, settings: Any) -> int | None:
+        """PELA distils on ``distill_images`` unlabelled train images (0: all)."""
+        return int(settings.distill_images)
 
     def supports(self, name: str, module: nn.Module) -> bool:
         return _compressible(module)

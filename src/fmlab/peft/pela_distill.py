@@ -237,3 +237,50 @@ def pela_distill(
     if not history:
         raise DataError("pela_distill: images_iterable yielded no batch")
     return history
+
+
+def prepare_pela_finetune(model: nn.Module, apply: Any, ctx: Any) -> bool:
+    """PELA's fine-tuning preparation: compress, distil, then choose what the run trains.
+
+    1. ``apply(model)`` compresses the target layers (the original is kept as the teacher);
+    2. with ``distill_steps > 0``, :class:`PELADistillLoss` trains the factors against the teacher
+       on the unlabelled images ``ctx.unlabelled()`` through ``ctx.fit`` (learning rate
+       ``distill_lr``, 10% warmup, no augmentation); its log goes to ``distill_metrics.jsonl``;
+    3. ``pela_finetune=full`` then makes the whole compressed model trainable (as in PELA),
+       ``factors`` keeps only the factors (and the head) trainable.
+
+    Args:
+        model: the base model with its task head.
+        apply: applies PELA with the run's targets and options.
+        ctx: the workflow's :class:`~fmlab.peft.recipe.FinetuneContext`.
+
+    Returns:
+        Whether ``bn_stats=auto`` updates BatchNorm statistics: True for ``pela_finetune=full``.
+    """
+    import copy
+    import dataclasses
+    import time
+
+    from fmlab.data.recipes import TrainTransform
+    from fmlab.engine.config import OptimConfig, ScheduleConfig
+    from fmlab.peft.core import apply as apply_method
+
+    s = ctx.settings
+    teacher = copy.deepcopy(model)
+    apply(model)
+    model.to(ctx.device)
+    if s.distill_steps > 0:
+        t0 = time.perf_counter()
+        images = ctx.unlabelled()
+        trainer = dataclasses.replace(s.trainer, max_steps=s.distill_steps,
+                                      batch_size=min(s.distill_batch_size, len(images)))
+        result = ctx.fit(PELADistillLoss(model, teacher.to(ctx.device)), images, None, trainer,
+                         OptimConfig(lr=s.distill_lr),
+                         ScheduleConfig(warmup_steps=max(1, s.distill_steps // 10)),
+                         TrainTransform(model.preprocess, "none"))
+        ctx.write_history("distill_metrics.jsonl", result.history)
+        ctx.seconds["distill"] = time.perf_counter() - t0
+    del teacher
+    if s.pela_finetune == "full":
+        apply_method(model, "full", head=ctx.head)
+    return s.pela_finetune == "full"

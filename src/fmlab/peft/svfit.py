@@ -30,6 +30,7 @@ from torch.nn.utils import parametrize
 
 from fmlab.errors import ConfigError, ModelError
 from fmlab.peft.core import PeftMethod, Stage, register
+from fmlab.peft.recipe import Recipe
 from fmlab.peft.svd import as_matrix, energy_rank, svd, tensor_sha256
 from fmlab.peft.targets import get_module
 
@@ -92,6 +93,7 @@ def _original(module: nn.Module, pname: str) -> Tensor:
 @register
 class SVFit(PeftMethod):
     name = "svfit"
+    recipe = Recipe(lr=3e-3)
     Options = SVFitOptions
     kind = "Linear, Conv or MultiheadAttention layer"
 

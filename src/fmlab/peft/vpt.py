@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from fmlab.errors import ConfigError, ModelError
 from fmlab.peft.core import PeftMethod, Stage, register
+from fmlab.peft.recipe import Recipe
 from fmlab.peft.targets import get_module
 
 PROMPT_ATTR = "vpt_prompts"
@@ -174,6 +175,7 @@ def _check_tokens(x: Any) -> Tensor:
 @register
 class Vpt(PeftMethod):
     name = "vpt"
+    recipe = Recipe(lr=5e-3)
     Options = VptOptions
     kind = "ViT (blocks + embed_dim)"
     mergeable = False
