@@ -23,7 +23,24 @@ def to_numpy(x: Any) -> np.ndarray:
 def as_features(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
     """Return ``x`` as a finite float64 (N, D) array with N >= ``min_rows``.
 
-    ``name`` is how the argument is called in the error message ("real features", ...).
+    Args:
+        x: array-like or torch tensor.
+        name: how the argument is called in the error message ("real features", ...).
+        min_rows: the fewest rows the metric can work with.
+
+    Returns:
+        A float64 numpy array.
+
+    Raises:
+        DataError: not numeric, not 2-D, too few rows, D = 0, or a NaN/inf value.
+
+    Examples:
+        >>> as_features([[1, 2], [3, 4]], "real features").dtype
+        dtype('float64')
+        >>> as_features([[1.0, float("nan")]], "fake features")
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.DataError: fake features: 1 non-finite value(s) (NaN first at row 0); ...
     """
     arr = to_numpy(x)
     if arr.dtype == object or not (
