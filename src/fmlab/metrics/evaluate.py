@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fmlab.errors import ConfigError, DataError
-from fmlab.metrics._checks import as_features, as_labels, to_numpy
+from fmlab.metrics._checks import as_features, as_labels, foreign_labels_hint, to_numpy
 from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.extractors import FeatureExtractor, create_extractor
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
@@ -221,7 +221,8 @@ def _intra(ref_feats, ref_labels, ref_stats, fake_feats, fake_labels) -> dict[st
     for c, (mu, sigma) in sorted(ref_stats.per_class.items()):
         f = fake_feats[fake_labels == c]
         if len(f) < 2:
-            raise DataError(f"intra-FID: class {c} has {len(f)} fake samples; need at least 2")
+            raise DataError(f"intra-FID: class {c} has {len(f)} fake samples; need at least 2"
+                            + foreign_labels_hint(fake_labels, ref_stats.per_class))
         per_class[c] = frechet_distance(mu, sigma, *FeatureStats().update(f).compute())
     if not per_class:
         raise DataError("intra-FID: the reference has no class with 2 or more samples")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fmlab.errors import DataError
-from fmlab.metrics._checks import as_features, as_labels
+from fmlab.metrics._checks import as_features, as_labels, foreign_labels_hint
 from fmlab.metrics._types import MeanStd
 from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.frechet import frechet_distance
@@ -218,6 +218,8 @@ class StreamingIntraFID:
                 raise DataError(
                     f"intra-FID: class {c} has {n_real} real and {n_fake} fake samples; "
                     "each class needs at least 2 of both"
+                    + foreign_labels_hint(np.repeat(list(self.fake), [s.n for s in self.fake.values()]),
+                                          classes)
                 )
             per_class[c] = frechet_distance(*ref[c], *self.fake[c].compute())
         return {"mean": float(np.mean(list(per_class.values()))), "per_class": per_class}
