@@ -512,9 +512,11 @@ sys.exit(main(sys.argv[1:]))
 def case_f16(runner: Runner) -> tuple[str, Result | None, str]:
     """F16: a SIGKILL during a cache write leaves a temporary; a later run must clean it up."""
     args = [*FEAT, "--data", "npz:fx/good.npz", "--out", "fx/f16/f.safetensors"]
-    cache = runner.work / "cache"
+    cache = runner.work / "cache_f16"  # its own cache: an entry from another case would be a hit
+    env = {"FMLAB_CACHE": str(cache)}
     cmd = [sys.executable, "-c", _F16_INJECT, *args]
-    p = subprocess.run(cmd, cwd=runner.work, env=runner.env, capture_output=True, timeout=runner.timeout)
+    p = subprocess.run(cmd, cwd=runner.work, env={**runner.env, **env}, capture_output=True,
+                       timeout=runner.timeout)
     orphans = [f for f in cache.rglob(".*") if f.is_file()]
     what = "SIGKILL inside the cache write (save_file patched), then " + display(args)
     if p.returncode != -signal.SIGKILL or not orphans:
@@ -522,10 +524,11 @@ def case_f16(runner: Runner) -> tuple[str, Result | None, str]:
     old = time.time() - 3600  # the sweep may only take files older than a few minutes
     for f in orphans:
         os.utime(f, (old, old))
-    res = runner.run(args)
+    res = runner.run(args, env=env)
     left = [f.name for f in orphans if f.exists()]
-    return what, res, ("PASS (orphan removed)" if res.rc == 0 and not left else
-                       f"FAIL (exit {res.rc}; orphan {left[0] if left else ''} still there)")
+    if res.rc != 0:
+        return what, res, f"FAIL (the rerun exited {res.rc})"
+    return what, res, f"FAIL (orphan {left[0]} still there)" if left else "PASS (orphan removed)"
 
 
 def _latest_step(run: Path) -> int | None:
