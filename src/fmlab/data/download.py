@@ -23,6 +23,14 @@ from fmlab.utils.io import atomic_path, sha256_bytes
 
 @dataclass(frozen=True)
 class Archive:
+    """One downloadable file: its name, the sha256 it must have, and the mirrors to try in order.
+
+    Attributes:
+        filename: the archive's file name (in messages).
+        sha256: the expected hex digest; any other content is refused.
+        urls: mirrors, tried in order.
+    """
+
     filename: str
     sha256: str
     urls: tuple[str, ...]
@@ -43,7 +51,33 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def fetch(archive: Archive, timeout: float = 60.0, opener=urllib.request.urlopen) -> bytes:
-    """Bytes of ``archive`` from the first URL that answers with the right sha256."""
+    """Bytes of ``archive`` from the first URL that answers with the right sha256.
+
+    Args:
+        archive: what to fetch.
+        timeout: seconds per URL.
+        opener: ``urllib.request.urlopen`` or a stand-in (tests pass one; nothing in the test
+            suite touches the network).
+
+    Returns:
+        The archive's bytes, checked.
+
+    Raises:
+        DataError: no URL answered with the right content (every URL's failure is listed).
+
+    Examples:
+        >>> import contextlib, io
+        >>> from fmlab.utils.io import sha256_bytes
+        >>> served = b"hello"
+        >>> opener = lambda url, timeout: contextlib.closing(io.BytesIO(served))
+        >>> fetch(Archive("h.txt", sha256_bytes(b"hello"), ("mirror://a",)), opener=opener)
+        b'hello'
+        >>> served = b"tampered"
+        >>> fetch(Archive("h.txt", sha256_bytes(b"hello"), ("mirror://a",)), opener=opener)
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.DataError: could not download h.txt: mirror://a: sha256 ... != expected ...
+    """
     errors = []
     for url in archive.urls:
         try:
@@ -61,7 +95,24 @@ def fetch(archive: Archive, timeout: float = 60.0, opener=urllib.request.urlopen
 
 
 def parse_idx(data: bytes, what: str) -> np.ndarray:
-    """Decode an IDX file (the MNIST format): magic, dims, then uint8 data."""
+    """Decode an IDX file (the MNIST format): magic, dims, then uint8 data.
+
+    Args:
+        data: the (decompressed) file content.
+        what: the file name, for error messages.
+
+    Returns:
+        A uint8 array of the shape the header gives.
+
+    Raises:
+        DataError: not an unsigned-byte IDX file, or a size that does not match the header.
+
+    Examples:
+        >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+        >>> parse_idx(header + bytes(range(6)), "toy.idx")
+        array([[0, 1, 2],
+               [3, 4, 5]], dtype=uint8)
+    """
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{what}: not an unsigned-byte IDX file")
     ndim = data[3]
@@ -73,6 +124,15 @@ def parse_idx(data: bytes, what: str) -> np.ndarray:
 
 
 def convert_mnist(raw: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The four gzipped MNIST IDX files (keys of :data:`MNIST_FILES`) as fmlab npz arrays.
+
+    Args:
+        raw: ``{"train_images": gz bytes, "train_labels": ..., "test_images": ...,
+            "test_labels": ...}``.
+
+    Returns:
+        ``x_train``, ``y_train``, ``x_test``, ``y_test`` (uint8) and ``class_names`` ("0".."9").
+    """
     arrays = {k: parse_idx(gzip.decompress(v), MNIST_FILES[k][0]) for k, v in raw.items()}
     return {
         "x_train": arrays["train_images"], "y_train": arrays["train_labels"],
@@ -99,6 +159,19 @@ def _restricted_unpickle(data: bytes) -> dict:
 
 
 def convert_cifar10(tar_bytes: bytes) -> dict[str, np.ndarray]:
+    """The CIFAR-10 python archive as fmlab npz arrays (HWC uint8 images).
+
+    The batches are pickles; they are read with an unpickler that allows only numpy arrays.
+
+    Args:
+        tar_bytes: the ``cifar-10-python.tar.gz`` content.
+
+    Returns:
+        ``x_train`` (50000, 32, 32, 3), ``y_train``, ``x_test``, ``y_test``, ``class_names``.
+
+    Raises:
+        DataError: missing batches, or a pickle that refers to anything but numpy.
+    """
     xs, ys = {}, {}
     with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:gz") as tar:
         for member in tar.getmembers():
@@ -118,6 +191,15 @@ def convert_cifar10(tar_bytes: bytes) -> dict[str, np.ndarray]:
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to ``path`` as a compressed npz, atomically (no half-written file).
+
+    Args:
+        path: destination (its folder is created).
+        arrays: name -> array.
+
+    Returns:
+        ``path``.
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -125,7 +207,19 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def download(name: str, root: Path, opener=urllib.request.urlopen) -> Path:
-    """Download dataset ``name`` into ``root`` and return the written npz path."""
+    """Download dataset ``name`` into ``root`` and return the written npz path.
+
+    Args:
+        name: ``mnist`` or ``cifar10``.
+        root: the data root; files go to ``root/<name>/<name>.npz``.
+        opener: ``urllib.request.urlopen`` or a stand-in.
+
+    Returns:
+        The path of the written npz.
+
+    Raises:
+        DataError: an unknown name, or no mirror served the right bytes.
+    """
     if name == "mnist":
         raw = {k: fetch(Archive(fn, sha, tuple(m + fn for m in MNIST_MIRRORS)), opener=opener)
                for k, (fn, sha) in MNIST_FILES.items()}

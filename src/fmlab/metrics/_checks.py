@@ -23,7 +23,24 @@ def to_numpy(x: Any) -> np.ndarray:
 def as_features(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
     """Return ``x`` as a finite float64 (N, D) array with N >= ``min_rows``.
 
-    ``name`` is how the argument is called in the error message ("real features", ...).
+    Args:
+        x: array-like or torch tensor.
+        name: how the argument is called in the error message ("real features", ...).
+        min_rows: the fewest rows the metric can work with.
+
+    Returns:
+        A float64 numpy array.
+
+    Raises:
+        DataError: not numeric, not 2-D, too few rows, D = 0, or a NaN/inf value.
+
+    Examples:
+        >>> as_features([[1, 2], [3, 4]], "real features").dtype
+        dtype('float64')
+        >>> as_features([[1.0, float("nan")]], "fake features")
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.DataError: fake features: 1 non-finite value(s) (NaN first at row 0); ...
     """
     arr = to_numpy(x)
     if arr.dtype == object or not (
@@ -74,6 +91,29 @@ def as_labels(y: Any, n: int, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def foreign_labels_hint(labels: Any, classes: Any, name: str = "fake labels") -> str:
+    """Say which ``labels`` are not among ``classes`` (empty when all are), for an error message.
+
+    A class with no fake samples is usually a labelling mistake (labels off by one, or out of
+    range altogether), not a generator that skipped a class; naming the foreign labels says so.
+
+    Examples:
+        >>> foreign_labels_hint([42, 42, 3], range(10))
+        '; fake labels 42 (2 samples) are not classes of the reference (0..9)'
+        >>> foreign_labels_hint([1, 2], range(10))
+        ''
+    """
+    arr = np.asarray(labels).reshape(-1)
+    known = np.unique(np.asarray(list(classes), dtype=np.int64))
+    foreign, counts = np.unique(arr[~np.isin(arr, known)], return_counts=True)
+    if foreign.size == 0:
+        return ""
+    shown = ", ".join(str(int(v)) for v in foreign[:5]) + (", ..." if foreign.size > 5 else "")
+    span = f"{int(known.min())}..{int(known.max())}" if known.size else "none"
+    return (f"; {name} {shown} ({int(counts.sum())} samples) are not classes of the reference "
+            f"({span})")
+
+
 def split_by_class(real_features: Any, real_labels: Any, fake_features: Any, fake_labels: Any,
                    classes: Any, *, metric: str, min_per_class: int, need: str
                    ) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -95,7 +135,7 @@ def split_by_class(real_features: Any, real_labels: Any, fake_features: Any, fak
         if len(r) < min_per_class or len(f) < min_per_class:
             raise DataError(
                 f"{metric}: class {c} has {len(r)} real and {len(f)} fake samples; "
-                f"each class needs {need} of both"
+                f"each class needs {need} of both" + foreign_labels_hint(yf, wanted)
             )
         pairs.append((int(c), r, f))
     if not pairs:

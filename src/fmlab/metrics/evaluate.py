@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fmlab.errors import ConfigError, DataError
-from fmlab.metrics._checks import as_features, as_labels, to_numpy
+from fmlab.metrics._checks import as_features, as_labels, foreign_labels_hint, to_numpy
 from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.extractors import FeatureExtractor, create_extractor
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
@@ -80,15 +80,52 @@ def evaluate(
 ) -> dict[str, Any]:
     """Compute ``metrics`` of ``fake`` against ``ref``: ``{metric: value, "protocol": {...}}``.
 
-    ``fake``: uint8 images (N,H,W[,C]) or float features (N, D). ``ref``: the same, or an fmlab
-    ImageSplit (its labels and content hash are used; ``ref_n``/``ref_seed`` pick the first or
-    random samples; FID-only runs use the cached reference statistics).
-    ``extractor``: a name or FeatureExtractor; required when either side is images, and recorded
-    in the protocol when both are features. ``is`` needs fake images or ``fake_probs``; ``ifid``
-    and ``iprdc`` (PRDC per class) need ``fake_labels`` and reference labels.
-    ``kid_subset_size`` defaults to min(1000, n_real, n_fake). Values: fid float; kid/is
-    ``{"mean", "std"}``; prdc ``{"precision", "recall", "density", "coverage"}``; ifid
-    ``{"mean", "per_class"}``; iprdc the four PRDC keys (means over classes) and ``"per_class"``.
+    The library face of ``fmlab gan eval``: images on either side go through the extractor,
+    the numbers come from the pure functions of this package, and the protocol record that
+    makes them comparable comes with them.
+
+    Args:
+        fake: uint8 images (N, H, W[, C]) or float features (N, D).
+        ref: the same, or an fmlab ImageSplit (its labels and content hash are used; FID-only
+            runs use the cached reference statistics).
+        extractor: a name or :class:`~fmlab.metrics.FeatureExtractor`; required when either
+            side is images, recorded in the protocol when both are features.
+        metrics: any of :data:`METRICS` (``fid kid is prdc ifid iprdc``).
+        fake_labels: the class each fake sample was made for (``ifid``, ``iprdc``).
+        ref_labels: labels of array references (a split brings its own).
+        fake_probs: class probabilities for ``is`` when ``fake`` is features.
+        seed: seed of KID subsets and IS splits.
+        kid_subsets: KID subsets.
+        kid_subset_size: KID subset size; default min(1000, n_real, n_fake).
+        is_splits: IS splits.
+        prdc_k: PRDC neighbour.
+        ref_n: use ``ref_n`` samples of a split reference (the first ones, or random ones
+            with ``ref_seed``).
+        ref_seed: seed of the random reference selection.
+        ref_cache: read/write cached reference statistics.
+        reference: name of an array reference, for the protocol.
+        reference_split: its split, for the protocol.
+
+    Returns:
+        ``{"fid": float, "kid": {"mean", "std"}, "is": {"mean", "std"}, "prdc": {"precision",
+        "recall", "density", "coverage"}, "ifid": {"mean", "per_class"}, "iprdc": {four PRDC
+        means, "per_class"}, "protocol": {...}}``, with only the metrics asked for.
+
+    Raises:
+        ConfigError: an unknown metric, a missing extractor, labels or probabilities.
+        DataError: bad images, features or labels.
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> real, fake = rng.normal(size=(50, 4)), rng.normal(size=(60, 4))
+        >>> out = evaluate(fake, real, metrics=["fid", "kid", "prdc"])
+        >>> sorted(out)
+        ['fid', 'kid', 'prdc', 'protocol']
+        >>> round(out["fid"], 3), out["kid"]["mean"] < 0.05
+        (0.212, True)
+        >>> out["protocol"]["n_real"], out["protocol"]["n_fake"], out["protocol"]["kid_subset_size"]
+        (50, 60, 50)
     """
     wanted = [m.lower() for m in metrics]
     unknown = [m for m in wanted if m not in METRICS]
@@ -184,7 +221,8 @@ def _intra(ref_feats, ref_labels, ref_stats, fake_feats, fake_labels) -> dict[st
     for c, (mu, sigma) in sorted(ref_stats.per_class.items()):
         f = fake_feats[fake_labels == c]
         if len(f) < 2:
-            raise DataError(f"intra-FID: class {c} has {len(f)} fake samples; need at least 2")
+            raise DataError(f"intra-FID: class {c} has {len(f)} fake samples; need at least 2"
+                            + foreign_labels_hint(fake_labels, ref_stats.per_class))
         per_class[c] = frechet_distance(mu, sigma, *FeatureStats().update(f).compute())
     if not per_class:
         raise DataError("intra-FID: the reference has no class with 2 or more samples")

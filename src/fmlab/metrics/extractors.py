@@ -26,11 +26,29 @@ from fmlab.errors import DataError, FmlabError, ModelError
 from fmlab.registry import Registry
 
 ExtractorFactory = Callable[..., "FeatureExtractor"]
+#: Named extractor factories ``(weights=None, **kwargs) -> FeatureExtractor``. Register a new
+#: one where it is defined with ``@EXTRACTORS.register("name")``; :func:`create_extractor`
+#: and ``fmlab gan eval --features`` then accept the name.
 EXTRACTORS: Registry[ExtractorFactory] = Registry("feature extractor")
 
 
 def check_images(images: Any) -> torch.Tensor:
-    """uint8 NHW / NHWC images as a CPU tensor, or a DataError saying what is wrong."""
+    """uint8 NHW / NHWC images as a CPU tensor, or a DataError saying what is wrong.
+
+    Args:
+        images: (N, H, W) or (N, H, W, C) uint8 array or tensor, C in {1, 3}.
+
+    Returns:
+        The images as a CPU ``torch.uint8`` tensor (no copy when already one).
+
+    Raises:
+        DataError: another dtype (quantise with :func:`to_uint8`) or another shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> check_images(np.zeros((2, 8, 8, 3), np.uint8)).shape
+        torch.Size([2, 8, 8, 3])
+    """
     if not isinstance(images, torch.Tensor):
         images = torch.as_tensor(np.asarray(images))
     if images.dtype != torch.uint8:
@@ -51,6 +69,24 @@ def to_uint8(images: Any, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.
 
     Metrics are defined on images a user could save; rounding (not truncation) to uint8 is what
     StudioGAN and StyleGAN2-ADA do before feature extraction.
+
+    Args:
+        images: float array or tensor of any shape (generator output).
+        value_range: the ``(low, high)`` the generator's output spans; values outside are
+            clipped.
+
+    Returns:
+        A uint8 numpy array of the same shape.
+
+    Raises:
+        DataError: ``high <= low``.
+
+    Examples:
+        >>> import numpy as np
+        >>> to_uint8(np.array([-1.0, 0.0, 1.0, 3.0]))
+        array([  0, 128, 255, 255], dtype=uint8)
+        >>> to_uint8(np.array([0.0, 0.5, 1.0]), value_range=(0, 1))
+        array([  0, 128, 255], dtype=uint8)
     """
     x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
     lo, hi = value_range
@@ -63,8 +99,30 @@ def to_uint8(images: Any, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.
 class FeatureExtractor:
     """Batched, no-grad ``images -> features`` (and class probabilities when available).
 
-    ``prepare`` maps a uint8 batch tensor to the network's float input; ``net`` returns
-    ``(features, logits or None)``.
+    Build one with :func:`create_extractor`; construct it directly only to wrap a network of
+    your own.
+
+    Args:
+        name: the extractor's name (in messages and the protocol).
+        prepare: maps a uint8 (B, H, W[, C]) batch tensor to the network's float input.
+        net: module returning ``(features, logits or None)``; it is put in eval mode.
+        feature_dim: D, the feature size.
+        protocol: what makes its numbers comparable (name, weights sha256, resize rule, ...).
+        num_classes: size of the logits, or None when the net has no classifier (no IS).
+        batch_size: images per forward pass.
+        device: where the net runs.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> class Mean(torch.nn.Module):  # a toy "network": the mean grey level
+        ...     def forward(self, x):
+        ...         return x.mean(dim=(1, 2), keepdim=True).flatten(1), None
+        >>> ext = FeatureExtractor("mean", lambda b: b.float(), Mean(), 1, {"extractor": "mean"})
+        >>> ext(np.full((3, 4, 4), 7, np.uint8))
+        array([[7.],
+               [7.],
+               [7.]])
     """
 
     def __init__(
@@ -91,12 +149,24 @@ class FeatureExtractor:
         return f"FeatureExtractor({self.name!r}, dim={self.feature_dim})"
 
     def __call__(self, images: Any) -> np.ndarray:
-        """float64 features (N, feature_dim) of uint8 images."""
+        """float64 features (N, feature_dim) of uint8 images (see :meth:`extract`)."""
         return self.extract(images)[0]
 
     @torch.no_grad()
     def extract(self, images: Any, probs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Features and, with ``probs=True``, softmax class probabilities (float64)."""
+        """Features and, with ``probs=True``, softmax class probabilities (float64).
+
+        Args:
+            images: (N, H, W) or (N, H, W, C) uint8 images.
+            probs: also return class probabilities (needs a classifier head).
+
+        Returns:
+            ``(features (N, D), probabilities (N, num_classes) or None)``.
+
+        Raises:
+            DataError: images that are not uint8 NHW/NHWC.
+            ModelError: ``probs=True`` for a net without classifier.
+        """
         imgs = check_images(images)
         if probs and self.num_classes is None:
             raise ModelError(f"extractor {self.name!r} has no classifier: no class probabilities "
@@ -121,7 +191,13 @@ class FeatureExtractor:
 
     def iter_split(self, split: Any, indices: Any = None, probs: bool = False
                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Yield ``(indices, features, probs)`` batch by batch over an fmlab ImageSplit."""
+        """Yield ``(indices, features, probs)`` batch by batch over an fmlab ImageSplit.
+
+        Args:
+            split: an :class:`~fmlab.data.ImageSplit`.
+            indices: which samples (default all), in the order given.
+            probs: also yield class probabilities.
+        """
         for idx, imgs in split.iter_batches(self.batch_size, indices):
             f, p = self.extract(imgs, probs)
             yield idx, f, p
@@ -142,7 +218,18 @@ class _BackboneNet(nn.Module):
 
 def backbone_extractor(name: str, weights: str | Path | None = None, batch_size: int = 256,
                        device: str | torch.device = "cpu", **kwargs: Any) -> FeatureExtractor:
-    """An extractor from any fmlab backbone: trunk features, head logits for IS."""
+    """An extractor from any fmlab backbone: trunk features, head logits for IS.
+
+    Args:
+        name: an fmlab backbone name (``resnet20_cifar``, ``timm:...``, ``open_clip:...``).
+        weights: local weights file; None gives the backbone's default initialisation.
+        batch_size: images per forward pass.
+        device: where the net runs.
+        **kwargs: further arguments of :func:`fmlab.models.create_backbone`.
+
+    Returns:
+        The extractor; its preprocessing is the backbone's own (resize, channels, mean/std).
+    """
     from fmlab.models import create_backbone
 
     bb = create_backbone(name, weights=weights, **kwargs)
@@ -185,8 +272,17 @@ def _inception_prepare(imgs: torch.Tensor) -> torch.Tensor:
 @EXTRACTORS.register("inception_v3")
 def inception_extractor(weights: str | Path | None = None, batch_size: int = 64,
                         device: str | torch.device = "cpu") -> FeatureExtractor:
-    """FID-Inception (pool3, 2048-d) with the TF1 resize; ``weights``: a local
-    ``pt_inception-2015-12-05`` state dict (.pth or .safetensors). Never downloads."""
+    """FID-Inception (pool3, 2048-d) with the TF1 resize, as behind published FID/IS numbers.
+
+    Args:
+        weights: a local ``pt_inception-2015-12-05`` state dict (.pth or .safetensors). Never
+            downloaded; None gives random weights (shape tests only).
+        batch_size: images per forward pass.
+        device: where the net runs.
+
+    Returns:
+        The extractor (features: pool3, 2048-d; probabilities: 1008 classes).
+    """
     from fmlab.metrics.inception import FEATURE_DIM, INPUT_SIZE, NUM_CLASSES, FIDInceptionV3
 
     net = FIDInceptionV3()
@@ -208,7 +304,18 @@ def inception_extractor(weights: str | Path | None = None, batch_size: int = 64,
 
 
 def load_inception_weights(net: nn.Module, weights: str | Path) -> str:
-    """Load a FID-Inception state dict strictly; return the file's sha256."""
+    """Load a FID-Inception state dict strictly; return the file's sha256.
+
+    Args:
+        net: a :class:`~fmlab.metrics.inception.FIDInceptionV3`.
+        weights: path of the state dict (safetensors, or a torch file loaded weights-only).
+
+    Returns:
+        The sha256 of the file, recorded in the extractor protocol.
+
+    Raises:
+        ModelError: keys or shapes that are not the pt_inception-2015-12-05 layout.
+    """
     from fmlab.models import load_weights_file
     from fmlab.utils.io import sha256_file
 
@@ -231,9 +338,34 @@ def create_extractor(name: str, weights: str | Path | None = None, **kwargs: Any
                      ) -> FeatureExtractor:
     """Build a feature extractor by registry name or fmlab backbone name.
 
-    ``kwargs`` (``batch_size``, ``device``, backbone options) go to the factory. Without weights
-    the network is randomly initialised, which is only good for tests: a warning says so and
-    the protocol records ``weights_sha256: None``.
+    Without weights the network is randomly initialised, which is only good for tests: a
+    warning says so and the protocol records ``weights_sha256: None``.
+
+    Args:
+        name: a name in :data:`EXTRACTORS` (``inception_v3``, ``lenet5_mnist``,
+            ``resnet56_cifar``) or any fmlab backbone name (``timm:<model>``, ...).
+        weights: local weights file (never downloaded).
+        **kwargs: ``batch_size``, ``device`` and backbone options, passed to the factory.
+
+    Returns:
+        A :class:`FeatureExtractor`.
+
+    Raises:
+        ModelError: an unknown name (the message lists the registered ones).
+
+    Examples:
+        >>> import warnings
+        >>> import numpy as np
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # random weights: fine for an example only
+        ...     ext = create_extractor("lenet5_mnist")
+        >>> ext
+        FeatureExtractor('lenet5_mnist', dim=84)
+        >>> feats, probs = ext.extract(np.zeros((2, 28, 28), np.uint8), probs=True)
+        >>> feats.shape, probs.shape
+        ((2, 84), (2, 10))
+        >>> ext.protocol["weights_sha256"] is None
+        True
     """
     if name in EXTRACTORS:
         ext = EXTRACTORS.get(name)(weights=weights, **kwargs)

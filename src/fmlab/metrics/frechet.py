@@ -31,7 +31,26 @@ from fmlab.metrics._checks import (
 def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased (N-1) covariance of (N, D) features, both float64.
 
-    N >= 2 is required: one sample has no covariance.
+    These are the Gaussian statistics FID compares; caching them (see
+    :func:`~fmlab.metrics.reference_statistics`) is what makes a reference set cheap to reuse.
+
+    Args:
+        features: (N, D) array-like or torch tensor, N >= 2 (one sample has no covariance).
+
+    Returns:
+        ``(mu, sigma)``: the (D,) mean and the (D, D) covariance.
+
+    Raises:
+        DataError: fewer than two rows, a non-2-D or non-numeric array, or a NaN/inf value.
+
+    Examples:
+        >>> import numpy as np
+        >>> mu, sigma = feature_statistics(np.array([[0.0, 0.0], [2.0, 2.0], [4.0, 0.0]]))
+        >>> mu
+        array([2.        , 0.66666667])
+        >>> sigma
+        array([[4.        , 0.        ],
+               [0.        , 1.33333333]])
     """
     x = as_features(features, "features", min_rows=2)
     mu = x.mean(axis=0)
@@ -66,6 +85,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     S1 S2 and S2 S1 have the same eigenvalues, so whichever matrix is positive definite is
     factored by Cholesky (cheap); only when both are singular (fewer samples than dimensions
     on both sides) is the factor V sqrt(W) taken from ``eigh``.
+
+    Args:
+        sigma1: (D, D) symmetric positive semi-definite float64 matrix.
+        sigma2: (D, D) symmetric positive semi-definite float64 matrix.
+
+    Returns:
+        The trace of the principal square root of ``sigma1 @ sigma2``.
+
+    Examples:
+        >>> import numpy as np
+        >>> trace_sqrt_product(np.diag([1.0, 4.0]), np.diag([9.0, 1.0]))  # sqrt(9) + sqrt(4)
+        5.0
     """
     s1 = (sigma1 + sigma1.T) / 2.0
     s2 = (sigma2 + sigma2.T) / 2.0
@@ -84,7 +115,33 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64."""
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
+
+    Use it with precomputed statistics (a cached reference, :class:`~fmlab.metrics.FeatureStats`);
+    :func:`fid` is the same number straight from two feature sets.
+
+    Args:
+        mu1: (D,) mean of the first Gaussian.
+        sigma1: (D, D) covariance of the first Gaussian.
+        mu2: (D,) mean of the second Gaussian.
+        sigma2: (D, D) covariance of the second Gaussian.
+
+    Returns:
+        ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)), clipped at 0 (round-off).
+
+    Raises:
+        DataError: shapes that do not fit, different dimensions, or a NaN/inf entry.
+
+    Examples:
+        Shifting the mean by (1, 1) costs ||(1, 1)||^2 = 2; scaling the covariance from I to 4I
+        costs 2 (1 + 4 - 2 * 2) = 2:
+
+        >>> import numpy as np
+        >>> frechet_distance(np.zeros(2), np.eye(2), np.ones(2), np.eye(2))
+        2.0
+        >>> frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), 4 * np.eye(2))
+        2.0
+    """
     m1, s1 = _as_stats(mu1, sigma1, "first statistics")
     m2, s2 = _as_stats(mu2, sigma2, "second statistics")
     if m1.shape != m2.shape:
@@ -99,7 +156,31 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
 
 
 def fid(real_features: Any, fake_features: Any) -> float:
-    """FID between two (N, D) feature sets (each needs N >= 2)."""
+    """FID between two (N, D) feature sets: the Fréchet distance of their Gaussian fits.
+
+    The value depends on the extractor, its weights, the resize rule and the sample counts
+    (FID is biased upwards for small N); compare only numbers that share a protocol
+    (:func:`~fmlab.metrics.metric_protocol`).
+
+    Args:
+        real_features: (N, D) reference features, N >= 2 (array-like or torch tensor).
+        fake_features: (M, D) generated features, M >= 2, same D.
+
+    Returns:
+        The FID as a float (0 for identical statistics).
+
+    Raises:
+        DataError: too few rows, different feature dimensions, or a NaN/inf value.
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> real = rng.normal(size=(200, 3))
+        >>> round(fid(real, real), 6)
+        0.0
+        >>> round(fid(real, rng.normal(loc=1.0, size=(200, 3))), 2)  # about ||shift||^2 = 3
+        2.99
+    """
     real = as_features(real_features, "real features", min_rows=2)
     fake = as_features(fake_features, "fake features", min_rows=2)
     check_same_dim(real, fake, "real features", "fake features")
@@ -115,8 +196,34 @@ def intra_fid(
 ) -> dict[str, Any]:
     """FID per class between real and generated features of that class, and their mean.
 
-    ``classes`` defaults to every label present in the real set; each class needs at least two
-    real and two fake samples. Returns ``{"mean": float, "per_class": {class: fid}}``.
+    The class-conditional FID (Miyato & Koyama 2018): a conditional generator that ignores its
+    label can have a good pooled FID and a poor intra-FID.
+
+    Args:
+        real_features: (N, D) reference features.
+        real_labels: (N,) integer class of each reference row.
+        fake_features: (M, D) generated features.
+        fake_labels: (M,) the class each generated sample was made for.
+        classes: the classes to evaluate; default every label present in the real set. Each
+            needs at least two real and two fake samples.
+
+    Returns:
+        ``{"mean": float, "per_class": {class: fid}}``.
+
+    Raises:
+        DataError: a class with fewer than two real or fake samples (the message names it),
+            or bad features/labels.
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> real, fake = rng.normal(size=(200, 3)), rng.normal(loc=1.0, size=(200, 3))
+        >>> labels = np.arange(200) % 2
+        >>> out = intra_fid(real, labels, fake, labels)
+        >>> sorted(out["per_class"])
+        [0, 1]
+        >>> round(out["mean"], 3)
+        3.114
     """
     pairs = split_by_class(real_features, real_labels, fake_features, fake_labels, classes,
                            metric="intra-FID", min_per_class=2, need="at least 2")

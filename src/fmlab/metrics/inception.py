@@ -94,7 +94,12 @@ class _MixedE(InceptionE):
 
 
 class FIDInceptionV3(nn.Module):
-    """FID-Inception: [0, 255] images -> (pool3 features (N, 2048), unbiased logits (N, 1008))."""
+    """FID-Inception: [0, 255] images -> (pool3 features (N, 2048), unbiased logits (N, 1008)).
+
+    Use it through ``create_extractor("inception_v3", weights=...)``, which loads the weights
+    and wraps the uint8 handling; see the module docstring for how it differs from
+    torchvision's Inception-v3.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,7 +123,14 @@ class FIDInceptionV3(nn.Module):
 
     @staticmethod
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        """[0, 255] float NCHW (any size) -> the network's 299x299 input in [-1, 1)."""
+        """[0, 255] float NCHW (any size) -> the network's 299x299 input in [-1, 1).
+
+        Examples:
+            >>> import torch
+            >>> x = FIDInceptionV3.prepare(torch.full((1, 3, 32, 32), 255.0))
+            >>> tuple(x.shape), round(float(x.max()), 4)  # (255 - 128) / 128
+            ((1, 3, 299, 299), 0.9922)
+        """
         return (tf1_bilinear_resize(x, INPUT_SIZE) - 128.0) / 128.0
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:

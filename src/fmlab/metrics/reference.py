@@ -25,7 +25,18 @@ FORMAT_VERSION = 1
 
 @dataclass
 class ReferenceStats:
-    """Mean and covariance of a reference split (and per class, when asked for)."""
+    """Mean and covariance of a reference split (and per class, when asked for).
+
+    Attributes:
+        mu: (D,) mean.
+        sigma: (D, D) covariance.
+        n: number of samples used.
+        key: the dict whose hash names the cache file (:func:`reference_key`).
+        path: the cache file, or None.
+        from_cache: whether the numbers were read from the cache.
+        per_class: ``{class: (mu, sigma)}`` for classes with two or more samples.
+        class_counts: ``{class: number of samples}``.
+    """
 
     mu: np.ndarray
     sigma: np.ndarray
@@ -38,7 +49,25 @@ class ReferenceStats:
 
 
 def select_indices(n_total: int, n: int | None, seed: int | None) -> tuple[np.ndarray, str]:
-    """Which samples to use: all, the first ``n``, or ``n`` drawn with ``seed`` (sorted)."""
+    """Which samples to use: all, the first ``n``, or ``n`` drawn with ``seed`` (sorted).
+
+    Args:
+        n_total: size of the split.
+        n: how many to use (2..n_total), or None for all.
+        seed: None for the first ``n``, else the seed of a random draw.
+
+    Returns:
+        ``(indices, description)``; the description goes into the protocol.
+
+    Raises:
+        DataError: ``n`` outside 2..n_total.
+
+    Examples:
+        >>> select_indices(10, 3, None)
+        (array([0, 1, 2]), 'first')
+        >>> select_indices(10, 3, 0)[1]
+        'random(seed=0)'
+    """
     if n is None:
         return np.arange(n_total), "all"
     if not 2 <= n <= n_total:
@@ -51,7 +80,18 @@ def select_indices(n_total: int, n: int | None, seed: int | None) -> tuple[np.nd
 
 def reference_key(extractor: Any, split: Any, n: int | None = None, seed: int | None = None,
                   per_class: bool = False) -> dict:
-    """The dict whose hash names the cache file."""
+    """The dict whose hash names the cache file.
+
+    Args:
+        extractor: a FeatureExtractor (its protocol is part of the key).
+        split: the ImageSplit (its content hash and name are part of the key).
+        n: samples used, as in :func:`select_indices`.
+        seed: selection seed, as in :func:`select_indices`.
+        per_class: whether per-class statistics are kept.
+
+    Returns:
+        A JSON-ready dict.
+    """
     _, selection = select_indices(len(split), n, seed)
     return {
         "format": FORMAT_VERSION,
@@ -74,9 +114,35 @@ def reference_statistics(
 ) -> ReferenceStats:
     """(mu, sigma) of ``split`` under ``extractor``, from the cache when it is there.
 
-    ``split`` is an fmlab ImageSplit (``len``, ``name``, ``content_hash``, ``iter_batches``,
-    ``labels``). ``n``/``seed`` pick the samples (see :func:`select_indices`); ``per_class``
-    also keeps per-label statistics for intra-FID.
+    Args:
+        extractor: a :class:`~fmlab.metrics.FeatureExtractor`.
+        split: an fmlab ImageSplit (``len``, ``name``, ``content_hash``, ``iter_batches``,
+            ``labels``).
+        n: how many samples (see :func:`select_indices`); None for all.
+        seed: None for the first ``n``, else a random draw with this seed.
+        per_class: also keep per-label statistics (for intra-FID); the split needs labels.
+        cache: read and write ``cache_dir()/ref_stats/<hash>.npz``.
+
+    Returns:
+        A :class:`ReferenceStats`.
+
+    Raises:
+        DataError: a bad ``n``, or ``per_class`` on a split without labels.
+
+    Examples:
+        >>> import warnings
+        >>> import numpy as np
+        >>> from fmlab.data.sources import ArraySplit
+        >>> from fmlab.metrics import create_extractor
+        >>> images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+        >>> split = ArraySplit(images, name="test", labels=np.arange(8) % 2, class_names=None,
+        ...                    content_hash="toy", origin="example")
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     ext = create_extractor("lenet5_mnist")
+        >>> stats = reference_statistics(ext, split, n=6, per_class=True, cache=False)
+        >>> stats.n, stats.mu.shape, sorted(stats.class_counts.items())
+        (6, (84,), [(0, 3), (1, 3)])
     """
     key = reference_key(extractor, split, n, seed, per_class)
     path = cache_dir() / "ref_stats" / f"{sha256_json(key)}.npz"

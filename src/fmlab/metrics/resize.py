@@ -13,7 +13,23 @@ import torch
 
 
 def tf1_resize_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(n_out, n_in) weights: row d mixes inputs floor(s) and floor(s)+1, s = d * n_in / n_out."""
+    """(n_out, n_in) weights: row d mixes inputs floor(s) and floor(s)+1, s = d * n_in / n_out.
+
+    Args:
+        n_in: input length.
+        n_out: output length.
+        dtype: dtype of the result.
+
+    Returns:
+        The interpolation matrix; each row sums to one.
+
+    Examples:
+        >>> tf1_resize_matrix(2, 4)  # no half-pixel centres: output 0 is input 0 exactly
+        tensor([[1.0000, 0.0000],
+                [0.5000, 0.5000],
+                [0.0000, 1.0000],
+                [0.0000, 1.0000]], dtype=torch.float64)
+    """
     src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
     i0 = src.floor().clamp(max=n_in - 1)
     frac = src - i0
@@ -27,7 +43,20 @@ def tf1_resize_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float64)
 
 
 def tf1_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize float (N, C, H, W) images to ``size`` the way TF1's legacy bilinear does."""
+    """Resize float (N, C, H, W) images to ``size`` the way TF1's legacy bilinear does.
+
+    Args:
+        x: float (N, C, H, W) tensor.
+        size: ``(height, width)`` of the output.
+
+    Returns:
+        The (N, C, height, width) tensor (``x`` itself when the size already matches).
+
+    Examples:
+        >>> import torch
+        >>> tf1_bilinear_resize(torch.tensor([[[[0.0, 2.0]]]]), (1, 4))
+        tensor([[[[0., 1., 2., 2.]]]])
+    """
     h, w = size
     if tuple(x.shape[-2:]) == (h, w):
         return x

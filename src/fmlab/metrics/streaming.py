@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fmlab.errors import DataError
-from fmlab.metrics._checks import as_features, as_labels
+from fmlab.metrics._checks import as_features, as_labels, foreign_labels_hint
 from fmlab.metrics._types import MeanStd
 from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.frechet import frechet_distance
@@ -26,7 +26,20 @@ from fmlab.metrics.neighbours import prdc
 
 
 class FeatureStats:
-    """Running float64 mean and covariance of features seen in batches."""
+    """Running float64 mean and covariance of features seen in batches.
+
+    Batches are merged with Chan et al.'s pairwise update, so the result equals
+    :func:`~fmlab.metrics.feature_statistics` of all rows at once (to round-off) while holding
+    only D + D^2 numbers; :meth:`merge` folds in an accumulator from another worker.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(100, 3))
+        >>> stats = FeatureStats().update(x[:30]).update(x[30:])
+        >>> mu, sigma = stats.compute()
+        >>> np.allclose(sigma, np.cov(x, rowvar=False)), stats.n, stats.dim
+        (True, 100, 3)
+    """
 
     def __init__(self) -> None:
         self.n = 0
@@ -35,9 +48,19 @@ class FeatureStats:
 
     @property
     def dim(self) -> int | None:
+        """Feature dimension, or None before the first non-empty batch."""
         return None if self.mean is None else int(self.mean.shape[0])
 
     def update(self, features: Any, name: str = "features") -> FeatureStats:
+        """Add a batch.
+
+        Args:
+            features: (B, D) batch; B may be 0.
+            name: how the batch is called in error messages.
+
+        Returns:
+            self, so calls chain.
+        """
         x = as_features(features, name, min_rows=0)
         if x.shape[0] == 0:
             return self
@@ -52,7 +75,14 @@ class FeatureStats:
         return self
 
     def merge(self, other: FeatureStats) -> FeatureStats:
-        """Fold another accumulator into this one (e.g. from another worker)."""
+        """Fold another accumulator into this one (e.g. from another worker).
+
+        Args:
+            other: an accumulator of the same feature dimension.
+
+        Returns:
+            self, now holding the statistics of both.
+        """
         if other.n:
             if self.mean is not None and other.dim != self.dim:
                 raise DataError(f"feature dimensions differ: {self.dim} vs {other.dim}")
@@ -70,7 +100,11 @@ class FeatureStats:
         self.n = n
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, unbiased covariance); needs at least two samples."""
+        """The statistics so far.
+
+        Returns:
+            ``(mean, unbiased covariance)``; at least two samples are needed.
+        """
         if self.n < 2:
             raise DataError(f"need at least 2 samples for a covariance, got {self.n}")
         return self.mean.copy(), self._m2 / (self.n - 1)
@@ -89,7 +123,26 @@ def _stats_tuple(ref: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class StreamingFID:
-    """FID from batches; ``reference`` may be precomputed ``(mu, sigma)`` statistics."""
+    """FID from batches of features, without holding the features.
+
+    Args:
+        reference: precomputed real statistics, ``(mu, sigma)``, a
+            :class:`~fmlab.metrics.ReferenceStats` or a :class:`FeatureStats`; then only fake
+            batches are added. Default: add real batches with ``update(x, real=True)``.
+
+    Examples:
+        The streamed value is the one-shot :func:`~fmlab.metrics.fid`:
+
+        >>> import numpy as np
+        >>> from fmlab.metrics import fid
+        >>> rng = np.random.default_rng(0)
+        >>> real, fake = rng.normal(size=(100, 3)), rng.normal(loc=0.5, size=(100, 3))
+        >>> m = StreamingFID().update(real, real=True)
+        >>> for batch in np.array_split(fake, 4):
+        ...     _ = m.update(batch)
+        >>> abs(m.compute() - fid(real, fake)) < 1e-9
+        True
+    """
 
     def __init__(self, reference: Any = None) -> None:
         self.real = FeatureStats()
@@ -97,6 +150,7 @@ class StreamingFID:
         self._reference = None if reference is None else _stats_tuple(reference, "reference")
 
     def update(self, features: Any, real: bool = False) -> StreamingFID:
+        """Add a (B, D) batch of fake features, or of real ones with ``real=True``; returns self."""
         if real and self._reference is not None:
             raise DataError("StreamingFID: reference statistics were given; "
                             "do not add real batches")
@@ -105,12 +159,28 @@ class StreamingFID:
         return self
 
     def compute(self) -> float:
+        """The FID of everything added so far (each side needs two or more samples)."""
         ref = self._reference if self._reference is not None else self.real.compute()
         return frechet_distance(*ref, *self.fake.compute())
 
 
 class StreamingIntraFID:
-    """Per-class FID from labelled batches; ``reference`` maps class -> (mu, sigma)."""
+    """Per-class FID (intra-FID) from labelled batches.
+
+    Args:
+        reference: optional ``{class: (mu, sigma)}`` real statistics per class; default: add
+            real batches with ``update(x, y, real=True)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from fmlab.metrics import intra_fid
+        >>> rng = np.random.default_rng(0)
+        >>> real, fake = rng.normal(size=(100, 3)), rng.normal(loc=0.5, size=(100, 3))
+        >>> y = np.arange(100) % 2
+        >>> m = StreamingIntraFID().update(real, y, real=True).update(fake, y)
+        >>> abs(m.compute()["mean"] - intra_fid(real, y, fake, y)["mean"]) < 1e-9
+        True
+    """
 
     def __init__(self, reference: dict[int, Any] | None = None) -> None:
         self.real: dict[int, FeatureStats] = {}
@@ -120,6 +190,7 @@ class StreamingIntraFID:
         }
 
     def update(self, features: Any, labels: Any, real: bool = False) -> StreamingIntraFID:
+        """Add a (B, D) batch with its (B,) integer labels (real ones with ``real=True``)."""
         name = "real features" if real else "fake features"
         x = as_features(features, name, min_rows=0)
         y = as_labels(labels, x.shape[0], "real labels" if real else "fake labels")
@@ -132,6 +203,7 @@ class StreamingIntraFID:
         return self
 
     def compute(self) -> dict[str, Any]:
+        """``{"mean": float, "per_class": {class: fid}}`` over the real (or reference) classes."""
         ref = self._reference if self._reference is not None else {
             c: s.compute() for c, s in self.real.items() if s.n >= 2
         }
@@ -146,6 +218,8 @@ class StreamingIntraFID:
                 raise DataError(
                     f"intra-FID: class {c} has {n_real} real and {n_fake} fake samples; "
                     "each class needs at least 2 of both"
+                    + foreign_labels_hint(np.repeat(list(self.fake), [s.n for s in self.fake.values()]),
+                                          classes)
                 )
             per_class[c] = frechet_distance(*ref[c], *self.fake[c].compute())
         return {"mean": float(np.mean(list(per_class.values()))), "per_class": per_class}
@@ -162,6 +236,7 @@ class _Buffered:
             self.update(reference, real=True)
 
     def update(self, features: Any, real: bool = False):
+        """Add a (B, D) batch of fake features, or of real ones with ``real=True``; returns self."""
         name = "real features" if real else "fake features"
         x = as_features(features, name, min_rows=0)
         if self._dim is not None and x.shape[1] != self._dim:
@@ -180,7 +255,23 @@ class _Buffered:
 
 
 class StreamingKID(_Buffered):
-    """KID from batches (the samples are kept: subsets are drawn from the whole set)."""
+    """KID from batches (the samples are kept: subsets are drawn from the whole set).
+
+    Args:
+        reference: optional (N, D) real features, added as the real side.
+        subsets: number of random subsets, as in :func:`~fmlab.metrics.kid`.
+        subset_size: samples per subset and side.
+        seed: seed of the subset draws.
+
+    Examples:
+        >>> import numpy as np
+        >>> from fmlab.metrics import kid
+        >>> rng = np.random.default_rng(0)
+        >>> real, fake = rng.normal(size=(60, 3)), rng.normal(size=(60, 3))
+        >>> m = StreamingKID(real, subsets=5, subset_size=20)
+        >>> m.update(fake[:30]).update(fake[30:]).compute() == kid(real, fake, 5, 20)
+        True
+    """
 
     def __init__(self, reference: Any = None, subsets: int = 100, subset_size: int = 1000,
                  seed: int = 0) -> None:
@@ -188,34 +279,61 @@ class StreamingKID(_Buffered):
         self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
 
     def compute(self) -> MeanStd:
+        """KID ``(mean, std)`` of all samples added so far."""
         real, fake = self._arrays()
         return kid(real, fake, self.subsets, self.subset_size, self.seed)
 
 
 class StreamingPRDC(_Buffered):
-    """Precision, recall, density and coverage from batches."""
+    """Precision, recall, density and coverage from batches (the samples are kept).
+
+    Args:
+        reference: optional (N, D) real features, added as the real side.
+        k: neighbour for the ball radii, as in :func:`~fmlab.metrics.prdc`.
+
+    Examples:
+        >>> import numpy as np
+        >>> real = np.random.default_rng(0).normal(size=(40, 2))
+        >>> StreamingPRDC(k=3).update(real, real=True).update(real).compute()["coverage"]
+        1.0
+    """
 
     def __init__(self, reference: Any = None, k: int = 5) -> None:
         super().__init__(reference)
         self.k = k
 
     def compute(self) -> dict[str, float]:
+        """``{"precision", "recall", "density", "coverage"}`` of all samples added so far."""
         real, fake = self._arrays()
         return prdc(real, fake, k=self.k)
 
 
 class StreamingIS:
-    """Inception Score from batches of class probabilities."""
+    """Inception Score from batches of class probabilities.
+
+    Args:
+        splits: number of splits, as in :func:`~fmlab.metrics.inception_score`.
+        seed: seed of the shuffle before splitting.
+
+    Examples:
+        >>> import numpy as np
+        >>> onehot = np.eye(4)[np.arange(40) % 4]
+        >>> m = StreamingIS(splits=1).update(onehot[:25]).update(onehot[25:])
+        >>> round(m.compute().mean, 6)
+        4.0
+    """
 
     def __init__(self, splits: int = 10, seed: int = 0) -> None:
         self.splits, self.seed = splits, seed
         self._probs: list[np.ndarray] = []
 
     def update(self, probs: Any) -> StreamingIS:
+        """Add a (B, C) batch of class probabilities; returns self."""
         self._probs.append(as_features(probs, "class probabilities", min_rows=0))
         return self
 
     def compute(self) -> MeanStd:
+        """IS ``(mean, std)`` of all probabilities added so far."""
         if not self._probs:
             raise DataError("StreamingIS: no probabilities added")
         return inception_score(np.concatenate(self._probs), self.splits, self.seed)
