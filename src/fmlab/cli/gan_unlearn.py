@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fmlab.cli.common import add_data_root, add_db, resolve_db
+from fmlab.cli.common import add_data_root, add_db, add_generator, arch_kwargs, resolve_db
 
 
 def add_parser(gan_subparsers) -> None:
@@ -15,12 +15,9 @@ def add_parser(gan_subparsers) -> None:
                     "adapt a copy to the negatives with EWC, then train G on the positives "
                     "with a repulsion from the adapted weights. Writes OUT/generator.safetensors "
                     "(+ .json), samples_{before,adapted,after}.png and report.json.")
-    p.add_argument("--generator", required=True,
-                   help="RUN_DIR, generator.safetensors/.json, or a state dict with --arch")
+    add_generator(p, required=True)
     p.add_argument("--discriminator", default=None,
                    help="D state dict (same --arch); default: the run directory's checkpoint")
-    p.add_argument("--arch", default=None, help="architecture of bare state dicts, e.g. mlp")
-    p.add_argument("--arch-kwargs", default=None, help="JSON object of the architecture's options")
     p.add_argument("--classifier", default="lenet5_mnist", help="backbone with a classifier head")
     p.add_argument("--classifier-weights", default=None,
                    help="default: $FMLAB_DATA/weights/mnist_small/lenet_epoch=12_test_acc=0.991.pth")
@@ -49,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from fmlab.experiments.unlearn import UnlearnConfig, run_unlearn
     from fmlab.gan.unlearn import StageConfig
 
-    from fmlab.cli.gan import _arch_kwargs
-
-    kw = _arch_kwargs(args)
+    kw = arch_kwargs(args)
     cfg = UnlearnConfig(
         generator=args.generator, discriminator=args.discriminator, arch=args.arch,
         arch_kwargs=kw, classifier=args.classifier, classifier_weights=args.classifier_weights,

@@ -3,7 +3,8 @@
 The maths is :func:`fmlab.metrics.evaluate`; this module adds what a GAN run needs around it:
 the reference given as ``SOURCE:SPLIT``, the known weights of the metric extractors found under
 the data root (FID-LeNet needs the shipped LeNet-5), the per-class recall of a conditional
-generator under the extractor's own classifier, and results-store rows.
+generator under the extractor's own classifier, results-store rows, and :func:`run_gan_eval`,
+the workflow behind ``fmlab gan eval`` (a generator or a fake-images file in, metrics out).
 
 Two per-class "recalls" answer different questions about a conditional generator:
 
@@ -19,7 +20,10 @@ Two per-class "recalls" answer different questions about a conditional generator
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ import numpy as np
 
 from fmlab.errors import ConfigError, DataError, ModelError
 from fmlab.experiments.gan_config import EVAL_METRICS
+from fmlab.results import Protocol
+from fmlab.utils.validation import check, positive_int
 
 # Extractor weights shipped in the data root (README of /work/shared/data), found by name.
 KNOWN_EXTRACTOR_WEIGHTS = {
@@ -36,6 +42,14 @@ KNOWN_EXTRACTOR_WEIGHTS = {
 
 
 def parse_metrics(text: str | list[str]) -> list[str]:
+    """``"fid,kid"`` (or a list) → the metric names, checked against :data:`EVAL_METRICS`.
+
+    Args:
+        text: a comma list or a list of names (case-insensitive; duplicates dropped).
+
+    Returns:
+        The names in the order given.
+    """
     items = text.split(",") if isinstance(text, str) else list(text)
     wanted = [m.strip().lower() for m in items if m.strip()]
     bad = [m for m in wanted if m not in EVAL_METRICS]
@@ -149,20 +163,33 @@ def evaluate_fakes(images: np.ndarray, labels: np.ndarray | None, ref: Any, extr
     return {**{k: v for k, v in out.items() if k != "protocol"}, "protocol": out["protocol"]}
 
 
-def result_rows(res: dict[str, Any], *, run_id: str, method: str, seed: int | None,
-                source: str, hyperparameters: dict | None = None, extra: dict | None = None
-                ) -> list[dict[str, Any]]:
-    """Results-store rows (task ``gan``): one per scalar (kid/is means carry their std)."""
+def metric_records(res: dict[str, Any], *, method: str, seed: int | None,
+                   hyperparameters: dict | None = None, extra: dict | None = None,
+                   seconds: float | None = None) -> list[dict[str, Any]]:
+    """Long records (``metric``/``value``) for :meth:`fmlab.results.ResultsStore.record`.
+
+    One record per scalar: kid/is means carry their std, ifid/class_recall their per-class
+    values, iprdc becomes ``intra_precision`` ... with the per-class values of each; every
+    record's ``extra`` holds ``extra`` and the metric protocol.
+
+    Args:
+        res: the result of :func:`evaluate_fakes` (with its ``protocol``).
+        method: the method column (the generator's architecture, or ``fake_images``).
+        seed: the sampling seed.
+        hyperparameters: stored as the hyperparameters column.
+        extra: more facts for every row's ``extra``.
+        seconds: the run time, for the seconds column.
+
+    Returns:
+        The records.
+    """
     proto = res["protocol"]
-    base = {"run_id": run_id, "task": "gan", "source": source,
-            "split_hash": proto.get("reference", {}).get("content_hash"),
-            "backbone": proto.get("extractor"), "weights_hash": proto.get("weights_sha256"),
-            "method": method, "hyperparameters": hyperparameters, "seed": seed}
-    rows = []
+    records: list[dict[str, Any]] = []
 
     def add(metric: str, value: float, more: dict | None = None) -> None:
-        rows.append({**base, "metric": metric, "value": float(value),
-                     "extra": {**(extra or {}), **(more or {}), "protocol": proto}})
+        records.append({"metric": metric, "value": float(value), "method": method, "seed": seed,
+                        "hyperparameters": hyperparameters, "seconds": seconds,
+                        "extra": {**(extra or {}), **(more or {}), "protocol": proto}})
 
     for name, value in res.items():
         if name == "protocol":
@@ -181,7 +208,47 @@ def result_rows(res: dict[str, Any], *, run_id: str, method: str, seed: int | No
                 if k != "per_class":
                     add(f"intra_{k}", v, {"per_class": {c: d[k] for c, d in
                                                         value["per_class"].items()}})
-    return rows
+    return records
+
+
+def metric_protocol_of(res: dict[str, Any], source: str) -> Protocol:
+    """The results-store protocol of a GAN evaluation: reference, its hash, extractor, weights.
+
+    Args:
+        res: the result of :func:`evaluate_fakes`.
+        source: the reference as ``SOURCE:SPLIT``.
+
+    Returns:
+        The :class:`~fmlab.results.Protocol` (the extractor stands in the backbone column).
+    """
+    proto = res["protocol"]
+    return Protocol(source=source, split_hash=proto.get("reference", {}).get("content_hash"),
+                    backbone=proto.get("extractor"), weights_hash=proto.get("weights_sha256"))
+
+
+def result_rows(res: dict[str, Any], *, run_id: str, method: str, seed: int | None,
+                source: str, hyperparameters: dict | None = None, extra: dict | None = None
+                ) -> list[dict[str, Any]]:
+    """Results-store rows (task ``gan``): one per scalar (kid/is means carry their std).
+
+    Built by :meth:`fmlab.results.Protocol.rows` from :func:`metric_records`, the one record
+    path; kept for callers that append rows themselves.
+
+    Args:
+        res: the result of :func:`evaluate_fakes`.
+        run_id: the run id of the rows.
+        method: the method column.
+        seed: the sampling seed.
+        source: the reference as ``SOURCE:SPLIT``.
+        hyperparameters: the hyperparameters column.
+        extra: more facts for every row's ``extra``.
+
+    Returns:
+        The rows.
+    """
+    records = metric_records(res, method=method, seed=seed, hyperparameters=hyperparameters,
+                             extra=extra)
+    return metric_protocol_of(res, source).rows("gan", run_id, records)
 
 
 def flat_metrics(res: dict[str, Any]) -> dict[str, float]:
@@ -203,3 +270,154 @@ def flat_metrics(res: dict[str, Any]) -> dict[str, float]:
         else:
             flat[name] = float(value)
     return flat
+
+
+# ------------------------------------------------------------------------- fmlab gan eval
+
+
+@dataclass
+class GANEvalRequest:
+    """What ``fmlab gan eval`` scores, and how.
+
+    Attributes:
+        ref: the reference split, ``SOURCE:SPLIT`` (``mnist:test``, ``npz:PATH:test``).
+        features: the metric extractor (``lenet5_mnist``, ``inception_v3``, a backbone name).
+        generator: a run directory, ``generator.safetensors``/``.json``, or a state dict with
+            ``arch`` (exactly one of ``generator`` and ``fake_images``).
+        arch: the architecture of a bare state dict.
+        arch_kwargs: the architecture's options for a bare state dict.
+        fake_images: an npz with uint8 ``images`` and optional ``labels``.
+        features_weights: the extractor's weights (default: the known file in the data root).
+        metrics: a comma list or list of :data:`EVAL_METRICS`.
+        n: samples to generate (default 10000) or to take from ``fake_images`` (default all).
+        ref_n: use the first ``ref_n`` reference images (None: all).
+        seed: the sampling and metric seed.
+        batch_size: generation and extraction batch size.
+        data_root: the folder of named datasets and known weights.
+        db: a results store to append to (None: none).
+    """
+
+    ref: str
+    features: str
+    generator: str | os.PathLike | None = None
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    fake_images: str | os.PathLike | None = None
+    features_weights: str | os.PathLike | None = None
+    metrics: str | list[str] = "fid,kid,prdc"
+    n: int | None = None
+    ref_n: int | None = None
+    seed: int = 0
+    batch_size: int = 500
+    data_root: str | os.PathLike | None = None
+    db: str | os.PathLike | None = None
+
+    def validate(self) -> list[str]:
+        """Check the request before anything is read; return the metric names.
+
+        Returns:
+            The parsed metric names.
+        """
+        if (self.generator is None) == (self.fake_images is None):
+            raise ConfigError("give exactly one of --generator or --fake-images")
+        if self.n is not None:
+            check(isinstance(self.n, int) and self.n >= 2, "--n", self.n, "must be >= 2")
+        positive_int("--batch-size", self.batch_size)
+        return parse_metrics(self.metrics)
+
+
+@dataclass
+class GANEvalResult:
+    """What :func:`run_gan_eval` measured.
+
+    Attributes:
+        metrics: the metric values and their ``protocol`` (:func:`evaluate_fakes`'s result,
+            with the generator or fake-images provenance added to the protocol).
+        method: the generator's architecture, or ``"fake_images"``.
+        n_fakes: how many fake images were scored.
+        run_id: the results-store run id (None without ``db``).
+        seconds: wall time of the evaluation.
+    """
+
+    metrics: dict[str, Any]
+    method: str
+    n_fakes: int
+    run_id: str | None = None
+    seconds: float = 0.0
+
+
+def _fake_inputs(req: GANEvalRequest, ref: Any
+                 ) -> tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any], str]:
+    """``(images, labels, num_classes, provenance, method)`` from the generator or the file."""
+    from fmlab.gan.grid import check_sample_bytes
+    from fmlab.gan.io import generate_images, load_fake_npz, load_generator
+
+    if req.generator is not None:
+        G, info = load_generator(req.generator, req.arch, req.arch_kwargs)
+        n = req.n or 10000
+        check_sample_bytes("--n", n, G.img_shape, n * math.prod(G.img_shape))
+        images, labels = generate_images(G, n, req.seed, batch_size=req.batch_size)
+        what = {"generator": {k: info.get(k) for k in ("arch", "kwargs", "weights",
+                                                         "weights_sha256", "ema", "step")}}
+        return images, labels, G.num_classes or None, what, info["arch"]
+    images, labels = load_fake_npz(req.fake_images, req.n)
+    k = ref.num_classes
+    if labels is not None and len(labels) and k is not None and int(labels.max()) >= k:
+        bad = int(labels[np.argmax(labels >= k)])
+        raise DataError(f"{req.fake_images}: 'labels' has label {bad} outside 0..{k - 1} (the "
+                        f"reference {req.ref} has {k} classes)")
+    num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
+    return images, labels, num_classes, {"fake_images": str(req.fake_images)}, "fake_images"
+
+
+def run_gan_eval(req: GANEvalRequest) -> GANEvalResult:
+    """Score a generator's samples (or saved fakes) against a reference split.
+
+    Checks the request, reads the reference, draws ``n`` samples (z from ``seed``) or reads the
+    fake-images file, checks the inputs before building the extractor (so a bad input fails
+    before any extractor warning), computes every metric, and appends the rows to ``db``
+    through :meth:`fmlab.results.ResultsStore.record`.
+
+    Args:
+        req: the request.
+
+    Returns:
+        The metrics, the method name, the number of fakes and the run id.
+
+    Examples:
+        >>> import os, tempfile, warnings
+        >>> import numpy as np
+        >>> d = tempfile.mkdtemp()
+        >>> x = np.random.default_rng(0).integers(0, 256, (40, 16, 16), dtype=np.uint8)
+        >>> y = np.arange(40) % 4
+        >>> np.savez(os.path.join(d, "ref.npz"), x_train=x, y_train=y, x_test=x, y_test=y)
+        >>> np.savez(os.path.join(d, "fakes.npz"), images=x, labels=y)
+        >>> req = GANEvalRequest(ref=f"npz:{d}/ref.npz:test", features="lenet5_mnist",
+        ...                      fake_images=os.path.join(d, "fakes.npz"), metrics="fid",
+        ...                      data_root=d)
+        >>> with warnings.catch_warnings():  # LeNet-5 without its weights warns: tests only
+        ...     warnings.simplefilter("ignore")
+        ...     out = run_gan_eval(req)
+        >>> out.method, out.n_fakes, abs(out.metrics["fid"]) < 1e-6  # the reference itself
+        ('fake_images', 40, True)
+    """
+    wanted = req.validate()
+    t0 = time.perf_counter()
+    ref = open_reference(req.ref, req.data_root)
+    images, labels, num_classes, what, method = _fake_inputs(req, ref)
+    # built after the inputs are checked: a bad input fails before any extractor warning
+    check_request(images, labels, wanted)
+    ext = make_extractor(req.features, req.features_weights, req.data_root, req.batch_size)
+    res = evaluate_fakes(images, labels, ref, ext, wanted, num_classes=num_classes,
+                         seed=req.seed, ref_n=req.ref_n)
+    res["protocol"].update(what)
+    seconds = round(time.perf_counter() - t0, 2)
+    run_id = None
+    if req.db is not None:
+        from fmlab.results import ResultsStore
+
+        records = metric_records(res, method=method, seed=req.seed, extra={"seconds": seconds},
+                                 seconds=seconds)
+        run_id = ResultsStore(req.db).record("gan", metric_protocol_of(res, req.ref), records)
+    return GANEvalResult(metrics=res, method=method, n_fakes=len(images), run_id=run_id,
+                         seconds=seconds)
