@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -73,3 +75,24 @@ def arch_kwargs(args: argparse.Namespace) -> dict | None:
     if not isinstance(kw, dict):
         raise ConfigError("--arch-kwargs: must be a JSON object")
     return kw
+
+
+@contextlib.contextmanager
+def no_empty_dir_on_error(path: str | Path) -> Iterator[None]:
+    """Remove ``path`` again when the command created it and failed before writing into it.
+
+    A workflow makes its output folder early; a user error found after that (a missing
+    generator, a bad class) used to leave an empty ``--out`` behind (reliability probe,
+    observation e). Folders that existed before, or that hold anything, are left alone.
+
+    Args:
+        path: the command's output folder.
+    """
+    p = Path(path)
+    existed = p.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+        raise

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fmlab.cli.common import add_data_root, add_db, add_generator, arch_kwargs, resolve_db
+from fmlab.cli.common import (
+    add_data_root,
+    add_db,
+    add_generator,
+    arch_kwargs,
+    no_empty_dir_on_error,
+    resolve_db,
+)
 
 
 def add_parser(gan_subparsers) -> None:
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         adapt=StageConfig(steps=args.adapt_steps),
         unlearn=StageConfig(steps=args.unlearn_steps, lr_g=args.lr_g, lr_d=args.lr_d),
         db=resolve_db(args, args.out))
-    rep = run_unlearn(cfg)
+    with no_empty_dir_on_error(args.out):
+        rep = run_unlearn(cfg)
     b, a = rep["metrics"]["before"], rep["metrics"]["after"]
     fp = (f"; FID on positives {b['fid_positives']:.1f} -> {a['fid_positives']:.1f}"
           if b.get("fid_positives") is not None and a.get("fid_positives") is not None else "")
