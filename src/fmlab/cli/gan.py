@@ -58,8 +58,6 @@ def _add_sample(gsub) -> None:
 
 
 def _add_eval(gsub) -> None:
-    from fmlab.experiments.gan_config import EVAL_METRICS
-
     e = gsub.add_parser(
         "eval", help="FID/KID/IS/PRDC/intra-FID of a generator or of fake images",
         description="Score a generator (--generator) or saved fakes (--fake-images: an npz "
@@ -74,7 +72,7 @@ def _add_eval(gsub) -> None:
     e.add_argument("--features-weights", default=None,
                    help="extractor weights (default: the known file under the data root)")
     e.add_argument("--metrics", default="fid,kid,prdc",
-                   help=f"comma list of {','.join(EVAL_METRICS)}")
+                   help="comma list of fid,kid,is,prdc,ifid,iprdc,class_recall")
     e.add_argument("--n", type=int, default=None,
                    help="samples to generate (default 10000) or to take from --fake-images")
     e.add_argument("--seed", type=int, default=0)
