@@ -56,6 +56,7 @@ def _refused(capsys, args, *needles) -> str:
     (["--n", "0"], ["--n", "0"]),
     (["--batch-size", "0"], ["--batch-size", "0"]),
     (["--n", "100000000"], ["--n 100000000", "GiB", "1x28x28"]),  # gsam-13 (F9)
+    (["--n", "4", "--nrow", "1000000000"], ["30000000002-pixel grid", "GiB"]),  # a wide grid
 ])
 def test_gan_sample_refuses_bad_values(mlp_weights, tmp_path, capsys, extra, needles):
     out = tmp_path / "s.png"

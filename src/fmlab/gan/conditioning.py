@@ -158,6 +158,7 @@ class Conditioning:
 
 
 CONDITIONINGS: Registry[type[Conditioning]] = Registry("discriminator conditioning")
+_INSTANCES: dict[type[Conditioning], Conditioning] = {}
 
 _C = TypeVar("_C", bound=type)
 
@@ -197,7 +198,11 @@ def get_conditioning(cond: str) -> Conditioning:
     if cond not in CONDITIONINGS:
         raise ConfigError(f"unknown discriminator conditioning cond={cond!r}; "
                           f"known: {', '.join(CONDITIONINGS.names())}")
-    return CONDITIONINGS.get(cond)()
+    cls = CONDITIONINGS.get(cond)
+    kind = _INSTANCES.get(cls)
+    if kind is None:  # heads are stateless: one instance per class, none built per step
+        kind = _INSTANCES[cls] = cls()
+    return kind
 
 
 def conditional_kinds() -> list[str]:

@@ -41,7 +41,7 @@ def sample_budget() -> int:
 
 
 def check_sample_bytes(key: str, n: int, img_shape: tuple[int, ...], nbytes: int,
-                       what: str = "images") -> None:
+                       where: str = "") -> None:
     """Refuse ``n`` samples whose ``nbytes`` exceed :func:`sample_budget`, naming the size.
 
     Args:
@@ -49,7 +49,7 @@ def check_sample_bytes(key: str, n: int, img_shape: tuple[int, ...], nbytes: int
         n: the number of samples asked for.
         img_shape: (C, H, W) of one sample.
         nbytes: the memory the request needs.
-        what: what is built, for the message.
+        where: what holds the samples, for the message (e.g. " in a 30x30-pixel grid").
 
     Examples:
         >>> check_sample_bytes("--n", 10, (1, 28, 28), 7840)
@@ -61,7 +61,7 @@ def check_sample_bytes(key: str, n: int, img_shape: tuple[int, ...], nbytes: int
     limit = sample_budget()
     if nbytes > limit:
         shape = "x".join(str(int(s)) for s in img_shape)
-        raise ConfigError(f"{key} {n}: {n} {what} of {shape} need {nbytes / 2**30:.1f} GiB; the "
+        raise ConfigError(f"{key} {n}: {n} images of {shape}{where} need {nbytes / 2**30:.1f} GiB; the "
                           f"limit is {limit / 2**30:.1f} GiB (set ${SAMPLE_BUDGET_ENV} to change it)")
 
 
@@ -80,7 +80,8 @@ def check_grid_size(n: int, img_shape: tuple[int, int, int], nrow: int | None = 
     Args:
         n: samples in the grid.
         img_shape: (C, H, W) of one sample.
-        nrow: images per row (default: about √n).
+        nrow: images per row (default: about √n); a row wider than ``n`` images is counted
+            as :func:`tile` allocates it.
         key: the flag or key that set ``n``, for the message.
         z_dim: latent size (the latents are drawn at once and counted too).
 
@@ -88,8 +89,9 @@ def check_grid_size(n: int, img_shape: tuple[int, int, int], nrow: int | None = 
         >>> check_grid_size(64, (3, 32, 32), key="--n")
     """
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    gh, gw, c = grid_shape(n, img_shape, min(nrow, n))
-    check_sample_bytes(key, n, img_shape, gh * gw * c + 4 * n * z_dim)
+    gh, gw, c = grid_shape(n, img_shape, nrow)
+    check_sample_bytes(key, n, img_shape, gh * gw * c + 4 * n * z_dim,
+                       where=f" in a {gh}x{gw}-pixel grid")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
