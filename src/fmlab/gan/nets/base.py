@@ -108,7 +108,16 @@ class DOutput:
 
 
 class Generator(nn.Module):
-    """Base class: ``G(z, y=None) -> (B, C, H, W)`` images in [-1, 1]."""
+    """Base class: ``G(z, y=None) -> (B, C, H, W)`` images in [-1, 1].
+
+    A subclass builds its layers after ``super().__init__`` (which checks the sizes) and
+    implements ``forward(z, y)``, starting with ``y = self._check(z, y)``.
+
+    Args:
+        z_dim: latent size (>= 1).
+        num_classes: classes of a conditional G (0: unconditional).
+        img_shape: (channels, height, width) of the output, each >= 1.
+    """
 
     z_dim: int
     num_classes: int
@@ -149,6 +158,13 @@ class Discriminator(nn.Module):
 
     The epilogue is ψ (a linear map φ → 1 logit) plus a :class:`ConditionHead` chosen by ``cond``
     (default: ``"proj"`` when ``num_classes > 0``, else ``"none"``).
+
+    Args:
+        feature_dim: size F of the embedding φ(x) that :meth:`embed` returns (>= 1).
+        num_classes: classes of a conditional D (0: unconditional).
+        cond: a registered conditioning (:data:`fmlab.gan.conditioning.CONDITIONINGS`).
+        sn: spectral normalisation on ψ and the head.
+        own_psi: build ψ here (False when the subclass provides :meth:`adv_logit`).
     """
 
     feature_dim: int
