@@ -3,8 +3,9 @@
 The maths is :func:`fmlab.metrics.evaluate`; this module adds what a GAN run needs around it:
 the reference given as ``SOURCE:SPLIT``, the known weights of the metric extractors found under
 the data root (FID-LeNet needs the shipped LeNet-5), the per-class recall of a conditional
-generator under the extractor's own classifier, results-store rows, and :func:`run_gan_eval`,
-the workflow behind ``fmlab gan eval`` (a generator or a fake-images file in, metrics out).
+generator under the extractor's own classifier, and :func:`run_gan_eval`, the workflow behind
+``fmlab gan eval`` (a generator or a fake-images file in, metrics out, rows to the results store
+through :mod:`fmlab.experiments.gan_results`).
 
 Two per-class "recalls" answer different questions about a conditional generator:
 
