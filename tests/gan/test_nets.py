@@ -158,3 +158,40 @@ def test_label_and_shape_errors():
         D(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1]))
     with pytest.raises(DataError, match="projection discriminator.*needs labels"):
         D(torch.zeros(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("arg, bad", [("z_dim", 0), ("z_dim", -1), ("ch", 0), ("hidden", -3),
+                                      ("channels", 0), ("num_classes", -1)])
+def test_generator_sizes_are_checked_in_the_constructor(name, arg, bad):
+    """Probe F13: a bad size is a ConfigError naming the net and the argument, from any caller."""
+    import inspect
+
+    named, value = arg, bad
+    if arg not in inspect.signature(GENERATORS.get(name)).parameters:
+        if name != "mlp" or arg != "channels":
+            pytest.skip(f"{name} has no {arg}")
+        arg, bad = "img_shape", (0, 28, 28)  # the MLP takes its channels in img_shape
+        value = 0
+    with pytest.raises(ConfigError, match=rf"Generator {named}: {value} must be an integer"):
+        create_generator(name, **{arg: bad})
+
+
+@pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
+@pytest.mark.parametrize("arg, bad", [("ch", 0), ("hidden", 0), ("channels", -1),
+                                      ("num_classes", -2)])
+def test_discriminator_sizes_are_checked_in_the_constructor(name, arg, bad):
+    import inspect
+
+    if arg not in inspect.signature(DISCRIMINATORS.get(name)).parameters:
+        pytest.skip(f"{name} has no {arg}")
+    with pytest.raises(ConfigError, match=rf"Discriminator {arg}: {bad} must be an integer"):
+        create_discriminator(name, **{arg: bad})
+
+
+def test_registered_names_come_from_the_decorators():
+    from fmlab.gan.nets import BigGANGenerator, DCGANDiscriminator, MLPGenerator
+
+    assert GENERATORS.get("mlp") is MLPGenerator and GENERATORS.get("biggan") is BigGANGenerator
+    assert DISCRIMINATORS.get("dcgan") is DCGANDiscriminator
+    assert set(GENERATORS) == set(DISCRIMINATORS) == {"mlp", "dcgan", "sngan", "biggan"}

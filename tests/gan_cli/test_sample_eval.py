@@ -117,6 +117,13 @@ def test_eval_of_a_generator_with_db(generator_dir, digits_npz, tmp_path, capsys
     rows = _json(capsys)
     assert {r["metric"] for r in rows} == {"fid", "ifid", "class_recall"}
     assert {r["task"] for r in rows} == {"gan"}
+    # one record path (ResultsStore.record + Protocol): the protocol's facts fill the columns
+    ref_hash = res["protocol"]["reference"]["content_hash"]
+    assert {(r["source"], r["backbone"], r["split_hash"], r["method"]) for r in rows} == {
+        (f"npz:{digits_npz}:test", "lenet5_mnist", ref_hash, "dcgan")}
+    assert len({r["run_id"] for r in rows}) == 1 and all(r["seconds"] is not None for r in rows)
+    fid = next(r for r in rows if r["metric"] == "fid")
+    assert fid["value"] == pytest.approx(res["fid"])
 
 
 @pytest.mark.parametrize("case, message", [

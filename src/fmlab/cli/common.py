@@ -1,9 +1,11 @@
-"""Options shared by several commands."""
+"""Options shared by several commands (the only module the command modules import from each other)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -48,3 +50,65 @@ def resolve_db(args: argparse.Namespace, run_dir: str | Path | None = None) -> P
     if run_dir is not None:
         return Path(run_dir) / "fmlab.db"
     return Path(os.environ.get("FMLAB_DB", "fmlab.db"))
+
+
+def add_generator(p: argparse.ArgumentParser, required: bool) -> None:
+    """``--generator``, ``--arch`` and ``--arch-kwargs`` (gan sample, eval and unlearn).
+
+    Args:
+        p: the subcommand's parser.
+        required: whether ``--generator`` must be given.
+    """
+    p.add_argument("--generator", required=required,
+                   help="RUN_DIR, generator.safetensors/.json, or a state dict with --arch")
+    p.add_argument("--arch", default=None,
+                   help="architecture of a bare state dict (e.g. mlp for G--300.ckpt)")
+    p.add_argument("--arch-kwargs", default=None, help="JSON object of the architecture's options")
+
+
+def arch_kwargs(args: argparse.Namespace) -> dict | None:
+    """``--arch-kwargs`` parsed as a JSON object (None when absent).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The architecture's keyword arguments, or None.
+
+    Raises:
+        ConfigError: not JSON, or not a JSON object.
+    """
+    import json
+
+    from fmlab.errors import ConfigError
+
+    if args.arch_kwargs is None:
+        return None
+    try:
+        kw = json.loads(args.arch_kwargs)
+    except ValueError as e:
+        raise ConfigError(f"--arch-kwargs: not JSON ({e})") from None
+    if not isinstance(kw, dict):
+        raise ConfigError("--arch-kwargs: must be a JSON object")
+    return kw
+
+
+@contextlib.contextmanager
+def no_empty_dir_on_error(path: str | Path) -> Iterator[None]:
+    """Remove ``path`` again when the command created it and failed before writing into it.
+
+    A workflow makes its output folder early; a user error found after that (a missing
+    generator, a bad class) used to leave an empty ``--out`` behind (reliability probe,
+    observation e). Folders that existed before, or that hold anything, are left alone.
+
+    Args:
+        path: the command's output folder.
+    """
+    p = Path(path)
+    existed = p.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+        raise

@@ -28,6 +28,10 @@ COMMANDS = {
     "curate": "fmlab.cli.curate",
     "finetune": "fmlab.cli.finetune",
 }
+# subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
+# attaches them to the subparsers that the group's add_parser returns (no cli module imports
+# another; the entry point wires them)
+SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fmlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+    for name, module in COMMANDS.items():
+        group = importlib.import_module(module).add_parser(sub)
+        for extra in SUBCOMMANDS.get(name, ()):
+            importlib.import_module(extra).add_parser(group)
     return parser
 
 

@@ -20,16 +20,14 @@ from typing import Any
 
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.errors import ConfigError
+from fmlab.gan.conditioning import conditional_kinds
+from fmlab.gan.losses import get_loss
 from fmlab.gan.step import GANStepConfig
+from fmlab.utils.validation import check
 
 # Metric names accepted in ``eval.metrics`` / ``--metrics``: fmlab.metrics.METRICS plus the
 # per-class recall of a conditional generator under the extractor's classifier.
 EVAL_METRICS = ("fid", "kid", "is", "prdc", "ifid", "iprdc", "class_recall")
-
-
-def _check(ok: bool, key: str, value: Any, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {value!r} {why}")
 
 
 @dataclass
@@ -47,11 +45,11 @@ class GANDataConfig:
     conditional: bool = False    # feed class labels to G and D
 
     def validate(self, prefix: str = "data") -> None:
-        _check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
-        _check(0.0 < self.fraction <= 1.0, f"{prefix}.fraction", self.fraction,
+        check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
+        check(0.0 < self.fraction <= 1.0, f"{prefix}.fraction", self.fraction,
                "must lie in (0, 1]")
-        _check(self.channels in (1, 3), f"{prefix}.channels", self.channels, "must be 1 or 3")
-        _check(self.img_size >= 4, f"{prefix}.img_size", self.img_size, "must be >= 4")
+        check(self.channels in (1, 3), f"{prefix}.channels", self.channels, "must be 1 or 3")
+        check(self.img_size >= 4, f"{prefix}.img_size", self.img_size, "must be >= 4")
 
 
 @dataclass
@@ -66,16 +64,17 @@ class GANModelConfig:
     discriminator: str = "dcgan"
     z_dim: int = 128
     ch: int = 32
-    cond: str = "proj"           # D head when data.conditional: proj | ac | acmod | adc
+    cond: str = "proj"           # D head when data.conditional: a registered conditioning
+                                 # (fmlab.gan.CONDITIONINGS: proj, ac, acmod, adc, ...)
     d_sn: bool = True            # spectral norm in D
     g_kwargs: dict[str, Any] = field(default_factory=dict)
     d_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str = "model") -> None:
-        _check(self.z_dim >= 1, f"{prefix}.z_dim", self.z_dim, "must be >= 1")
-        _check(self.ch >= 1, f"{prefix}.ch", self.ch, "must be >= 1")
-        _check(self.cond in ("proj", "ac", "acmod", "adc"), f"{prefix}.cond", self.cond,
-               "must be one of proj, ac, acmod, adc")
+        check(self.z_dim >= 1, f"{prefix}.z_dim", self.z_dim, "must be >= 1")
+        check(self.ch >= 1, f"{prefix}.ch", self.ch, "must be >= 1")
+        kinds = conditional_kinds()
+        check(self.cond in kinds, f"{prefix}.cond", self.cond, f"must be one of {', '.join(kinds)}")
 
 
 @dataclass
@@ -87,8 +86,8 @@ class GANEMAConfig:
     start_step: int = 0          # plain copy of G for the first start_step updates
 
     def validate(self, prefix: str = "ema") -> None:
-        _check(0.0 <= self.decay < 1.0, f"{prefix}.decay", self.decay, "must lie in [0, 1)")
-        _check(self.start_step >= 0, f"{prefix}.start_step", self.start_step, "must be >= 0")
+        check(0.0 <= self.decay < 1.0, f"{prefix}.decay", self.decay, "must lie in [0, 1)")
+        check(self.start_step >= 0, f"{prefix}.start_step", self.start_step, "must be >= 0")
 
 
 @dataclass
@@ -100,8 +99,8 @@ class GANSampleConfig:
     seed: int = 0                # fixed z, so grids of different steps are comparable
 
     def validate(self, prefix: str = "samples") -> None:
-        _check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
-        _check(self.n >= 1, f"{prefix}.n", self.n, "must be >= 1")
+        check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
+        check(self.n >= 1, f"{prefix}.n", self.n, "must be >= 1")
 
 
 @dataclass
@@ -121,12 +120,12 @@ class GANEvalConfig:
     use_ema: bool = True
 
     def validate(self, prefix: str = "eval") -> None:
-        _check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
-        _check(self.n >= 2, f"{prefix}.n", self.n, "must be >= 2")
-        _check(self.ref_n >= 0, f"{prefix}.ref_n", self.ref_n, "must be >= 0")
-        _check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
+        check(self.every >= 0, f"{prefix}.every", self.every, "must be >= 0")
+        check(self.n >= 2, f"{prefix}.n", self.n, "must be >= 2")
+        check(self.ref_n >= 0, f"{prefix}.ref_n", self.ref_n, "must be >= 0")
+        check(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "must be >= 1")
         bad = [m for m in self.metrics if m not in EVAL_METRICS]
-        _check(not bad and bool(self.metrics), f"{prefix}.metrics", self.metrics,
+        check(not bad and bool(self.metrics), f"{prefix}.metrics", self.metrics,
                f"must be a non-empty list of {', '.join(EVAL_METRICS)}")
 
 
@@ -159,11 +158,11 @@ class GANConfig:
 
     def validate(self) -> None:
         t = self.trainer
-        _check(t.accumulate == 1, "trainer.accumulate", t.accumulate,
+        check(t.accumulate == 1, "trainer.accumulate", t.accumulate,
                "must be 1: a GAN step is one D and one G update on one batch")
-        _check(t.grad_clip == 0, "trainer.grad_clip", t.grad_clip,
+        check(t.grad_clip == 0, "trainer.grad_clip", t.grad_clip,
                "is not supported by the GAN loop (use gan.r1_lambda or gan.gp_lambda)")
-        _check(self.cpu_minutes >= 0, "cpu_minutes", self.cpu_minutes, "must be >= 0")
+        check(self.cpu_minutes >= 0, "cpu_minutes", self.cpu_minutes, "must be >= 0")
         # GANStepConfig checks itself on construction only; --set bypasses that, so re-check.
         try:
             GANStepConfig(**vars(self.gan))
@@ -171,10 +170,11 @@ class GANConfig:
             raise ConfigError(f"gan: {e}") from None
         except Exception as e:  # an unknown loss name (registry lookup)
             raise ConfigError(f"gan.loss: {e}") from None
-        _check(not (self.gan.loss == "wgan_gp" and not self.gan.gp_lambda), "gan.gp_lambda",
-               self.gan.gp_lambda, "is 0 with gan.loss=wgan_gp; set gan.gp_lambda=10")
+        needs_gp = get_loss(self.gan.loss).gp_lambda
+        check(not (needs_gp and not self.gan.gp_lambda), "gan.gp_lambda", self.gan.gp_lambda,
+              f"is 0 with gan.loss={self.gan.loss}; set gan.gp_lambda={needs_gp:g}")
         if {"ifid", "iprdc", "class_recall"} & set(self.eval.metrics):
-            _check(self.data.conditional, "eval.metrics", self.eval.metrics,
+            check(self.data.conditional, "eval.metrics", self.eval.metrics,
                    "ask for ifid/iprdc/class_recall, which need a conditional generator "
                    "(data.conditional: true)")
 

@@ -29,7 +29,15 @@ def net_specs(cfg: GANConfig, num_classes: int) -> tuple[dict[str, Any], dict[st
     """``({"arch", "kwargs"} for G, same for D)`` from the config and the data's class count.
 
     Common options are passed only to factories that take them, so one config layout fits the
-    MLP (``img_shape``) and the convolutional nets (``channels`` + ``img_size``) alike.
+    MLP (``img_shape``) and the convolutional nets (``channels`` + ``img_size``) alike — and a
+    newly registered architecture, whatever subset of them it takes.
+
+    Args:
+        cfg: the GAN config.
+        num_classes: the data's class count (0: unconditional).
+
+    Returns:
+        The generator's and the discriminator's ``{"arch", "kwargs"}``.
     """
     m, d = cfg.model, cfg.data
     shape = {"channels": d.channels, "img_size": d.img_size,
@@ -60,6 +68,15 @@ def net_specs(cfg: GANConfig, num_classes: int) -> tuple[dict[str, Any], dict[st
 
 def build_nets(cfg: GANConfig, num_classes: int
                ) -> tuple[Generator, Discriminator, dict[str, Any], dict[str, Any]]:
+    """G and D built from the config's registry names (:func:`net_specs`).
+
+    Args:
+        cfg: the GAN config.
+        num_classes: the data's class count (0: unconditional).
+
+    Returns:
+        G, D and their specs (recorded in ``run.json`` and ``generator.json``).
+    """
     g_spec, d_spec = net_specs(cfg, num_classes)
     G = create_generator(g_spec["arch"], **g_spec["kwargs"])
     D = create_discriminator(d_spec["arch"], **d_spec["kwargs"])

@@ -32,7 +32,28 @@ RUN_JSON = "run.json"
 
 def export_generator(G: torch.nn.Module, spec: dict[str, Any], run_dir: str | os.PathLike,
                      **meta: Any) -> Path:
-    """Write ``generator.safetensors`` + ``generator.json`` (arch, kwargs, sha256, ``meta``)."""
+    """Write ``generator.safetensors`` + ``generator.json`` (arch, kwargs, sha256, ``meta``).
+
+    Args:
+        G: the generator to save (its state dict, no code).
+        spec: ``{"arch": registry name, "kwargs": constructor arguments}``.
+        run_dir: the folder to write both files into.
+        **meta: more facts for the JSON (``step``, ``ema``, ...).
+
+    Returns:
+        The path of the weights file.
+
+    Examples:
+        >>> import tempfile
+        >>> from fmlab.gan.nets import create_generator
+        >>> spec = {"arch": "mlp", "kwargs": {"z_dim": 4, "hidden": 8, "img_shape": [1, 4, 4]}}
+        >>> d = tempfile.mkdtemp()
+        >>> export_generator(create_generator(spec["arch"], **spec["kwargs"]), spec, d).name
+        'generator.safetensors'
+        >>> G, info = load_generator(d)
+        >>> info["arch"], G.z_dim, G.training
+        ('mlp', 4, False)
+    """
     from fmlab.engine.checkpoint import save_weights
 
     run_dir = Path(run_dir)
@@ -81,6 +102,16 @@ def load_generator(path: str | os.PathLike, arch: str | None = None,
     - ``generator.safetensors`` or ``generator.json`` (the other file beside it);
     - any state-dict file with ``arch`` (and optional ``arch_kwargs``), e.g. ``G--300.ckpt``
       with ``arch="mlp"``.
+
+    Args:
+        path: the run directory or file.
+        arch: the registry name of a bare state dict (must be None for a run directory).
+        arch_kwargs: the architecture's constructor arguments for a bare state dict.
+
+    Returns:
+        The generator and its description (``arch``, ``kwargs``, ``weights``, and for exports
+        ``weights_sha256``; for checkpoints ``step`` and ``ema``). See :func:`export_generator`
+        for an example.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -112,7 +143,20 @@ def load_generator(path: str | os.PathLike, arch: str | None = None,
 
 
 def parse_labels(text: str | None, n: int, num_classes: int) -> np.ndarray | None:
-    """``--labels 3`` or ``--labels 0,1,2`` → (n,) labels, cycling the list; None passes through."""
+    """``--labels 3`` or ``--labels 0,1,2`` → (n,) labels, cycling the list; None passes through.
+
+    Args:
+        text: the comma list, or None.
+        n: the number of labels wanted.
+        num_classes: the generator's classes (0: unconditional, labels refused).
+
+    Returns:
+        The (n,) int64 labels, or None.
+
+    Examples:
+        >>> parse_labels("0,2", 5, num_classes=3).tolist()
+        [0, 2, 0, 2, 0]
+    """
     if text is None:
         return None
     if num_classes <= 0:
@@ -127,7 +171,19 @@ def parse_labels(text: str | None, n: int, num_classes: int) -> np.ndarray | Non
 
 
 def balanced_labels(n: int, num_classes: int) -> np.ndarray | None:
-    """0, 1, …, K−1 repeated: every class gets n/K samples (intra-FID, class recall)."""
+    """0, 1, …, K−1 repeated: every class gets n/K samples (intra-FID, class recall).
+
+    Args:
+        n: the number of labels.
+        num_classes: K (0: unconditional).
+
+    Returns:
+        The (n,) int64 labels, or None for an unconditional generator.
+
+    Examples:
+        >>> balanced_labels(5, 2).tolist()
+        [0, 1, 0, 1, 0]
+    """
     return None if num_classes <= 0 else np.arange(n, dtype=np.int64) % num_classes
 
 
@@ -139,11 +195,37 @@ def generate_images(G: Generator, n: int, seed: int = 0, labels: np.ndarray | No
     z comes from a CPU ``torch.Generator`` seeded with ``seed``, batch by batch; a conditional G
     without ``labels`` gets :func:`balanced_labels`. Quantised like every fmlab metric input
     (:func:`fmlab.metrics.to_uint8`: round, clip). G runs in eval mode and is restored after.
+    The output is allocated once, after checking it fits :func:`fmlab.gan.grid.sample_budget`.
+
+    Args:
+        G: the generator.
+        n: number of samples (>= 1).
+        seed: seed of the latents.
+        labels: (n,) class labels for a conditional G (default: balanced).
+        batch_size: samples per generator pass (>= 1).
+
+    Returns:
+        The uint8 images and the labels used (None for an unconditional G).
+
+    Examples:
+        >>> from fmlab.gan.nets import create_generator
+        >>> G = create_generator("dcgan", z_dim=8, ch=4, channels=1, img_size=16, num_classes=3)
+        >>> images, labels = generate_images(G, 5, seed=0, batch_size=2)
+        >>> images.shape, images.dtype, labels.tolist()
+        ((5, 16, 16), dtype('uint8'), [0, 1, 2, 0, 1])
+        >>> again, _ = generate_images(G, 5, seed=0, batch_size=2)
+        >>> bool((again == images).all())  # the same seed gives the same images
+        True
     """
+    from fmlab.gan.grid import check_sample_bytes
     from fmlab.metrics import to_uint8
 
     if n < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    c, h, w = G.img_shape
+    check_sample_bytes("n", n, G.img_shape, n * c * h * w)
     if labels is None:
         labels = balanced_labels(n, G.num_classes)
     elif G.num_classes <= 0:
@@ -151,18 +233,17 @@ def generate_images(G: Generator, n: int, seed: int = 0, labels: np.ndarray | No
     gen = torch.Generator().manual_seed(int(seed))
     was_training = G.training
     G.eval()
-    out = []
+    images = np.empty((n, h, w, c), dtype=np.uint8)
     try:
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             y = None if labels is None else torch.as_tensor(labels[start:start + b]).to(
                 G._device())
             x = G(G.sample_z(b, gen), y)
-            out.append(to_uint8(x.permute(0, 2, 3, 1)))
+            images[start:start + b] = to_uint8(x.permute(0, 2, 3, 1))
     finally:
         G.train(was_training)
-    images = np.concatenate(out)
-    if images.shape[-1] == 1:
+    if c == 1:
         images = images[..., 0]
     return images, labels
 
@@ -171,7 +252,23 @@ def load_fake_npz(path: str | os.PathLike, n: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """``images`` (uint8 N×H×W or N×H×W×C, C ∈ {1, 3}) and optional ``labels`` from an npz.
 
-    ``n`` keeps the first n samples (an error when the file holds fewer).
+    Every problem (missing file or key, dtype, shape, label count, negative labels) is a
+    DataError naming the file.
+
+    Args:
+        path: the npz file.
+        n: keep the first n samples (an error when the file holds fewer); None keeps all.
+
+    Returns:
+        The images and the int64 labels (None when the file has none).
+
+    Examples:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "fakes.npz")
+        >>> np.savez(p, images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 1]))
+        >>> images, labels = load_fake_npz(p, n=3)
+        >>> images.shape, labels.tolist()
+        ((3, 8, 8), [0, 1, 0])
     """
     p = Path(path).expanduser()
     if not p.is_file():

@@ -1,39 +1,38 @@
 """Generator / discriminator registries: ``create_generator(name, **kw)``, ``create_discriminator``.
 
-A new architecture is one module plus one ``GENERATORS.add`` / ``DISCRIMINATORS.add`` line.
-``weights=PATH`` loads a state dict strictly: safetensors, or a torch file read with
-``weights_only=True`` (never a full unpickle).
+A new architecture is one module whose classes carry ``@register_generator("name")`` /
+``@register_discriminator("name")`` (see :mod:`fmlab.gan.nets.base`); this package imports the
+shipped modules so their decorators run. ``weights=PATH`` loads a state dict strictly:
+safetensors, or a torch file read with ``weights_only=True`` (never a full unpickle).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fmlab.errors import ConfigError, ModelError
-from fmlab.gan.nets.base import Discriminator, DOutput, Generator
+from fmlab.gan.nets.base import (
+    DISCRIMINATORS,
+    GENERATORS,
+    Discriminator,
+    DOutput,
+    Generator,
+    check_sizes,
+    register_discriminator,
+    register_generator,
+)
+
+# the shipped architectures: importing them runs their @register_* decorators
 from fmlab.gan.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from fmlab.gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from fmlab.gan.nets.layers import has_spectral_norm
 from fmlab.gan.nets.mlp import MLPDiscriminator, MLPGenerator
 from fmlab.gan.nets.sngan import SNGANDiscriminator, SNGANGenerator
 from fmlab.registry import Registry
-
-GENERATORS: Registry[Callable[..., Generator]] = Registry("generator")
-DISCRIMINATORS: Registry[Callable[..., Discriminator]] = Registry("discriminator")
-
-GENERATORS.add("mlp", MLPGenerator)
-GENERATORS.add("dcgan", DCGANGenerator)
-GENERATORS.add("sngan", SNGANGenerator)
-GENERATORS.add("biggan", BigGANGenerator)
-DISCRIMINATORS.add("mlp", MLPDiscriminator)
-DISCRIMINATORS.add("dcgan", DCGANDiscriminator)
-DISCRIMINATORS.add("sngan", SNGANDiscriminator)
-DISCRIMINATORS.add("biggan", BigGANDiscriminator)
 
 
 def _build(registry: Registry, name: str, weights: str | os.PathLike | None,
@@ -49,30 +48,83 @@ def _build(registry: Registry, name: str, weights: str | os.PathLike | None,
 
 
 def create_generator(name: str, weights: str | os.PathLike | None = None, **kw) -> Generator:
-    """Build a registered generator (``mlp``, ``dcgan``, ``sngan``, ``biggan``)."""
+    """Build a registered generator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ...).
+
+    Args:
+        name: a name registered with ``@register_generator``; unknown names raise an error
+            that lists the known ones.
+        weights: optional state-dict file (safetensors or a ``weights_only`` torch file),
+            loaded with ``strict=True``.
+        **kw: the architecture's constructor arguments (``z_dim``, ``ch``, ``channels``,
+            ``img_size``, ``num_classes``, ...); sizes are checked and a bad one is a
+            ConfigError naming it.
+
+    Returns:
+        The generator (in training mode, on the CPU).
+
+    Examples:
+        >>> import torch
+        >>> G = create_generator("dcgan", z_dim=8, ch=4, channels=1, img_size=16)
+        >>> G(G.sample_z(2, torch.Generator().manual_seed(0))).shape
+        torch.Size([2, 1, 16, 16])
+        >>> create_generator("mlp", z_dim=-1)
+        Traceback (most recent call last):
+        ...
+        fmlab.errors.ConfigError: MLPGenerator z_dim: -1 must be an integer >= 1
+    """
     return _build(GENERATORS, name, weights, kw)  # type: ignore[return-value]
 
 
 def create_discriminator(name: str, weights: str | os.PathLike | None = None,
                          **kw) -> Discriminator:
-    """Build a registered discriminator (``mlp``, ``dcgan``, ``sngan``, ``biggan``)."""
+    """Build a registered discriminator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ...).
+
+    Args:
+        name: a name registered with ``@register_discriminator``.
+        weights: optional state-dict file, loaded with ``strict=True``.
+        **kw: constructor arguments (``ch``, ``channels``, ``img_size``, ``num_classes``,
+            ``cond`` — a registered conditioning such as ``proj``/``ac``/``adc`` —, ``sn``).
+
+    Returns:
+        The discriminator; ``D(x, y)`` returns a :class:`DOutput`.
+
+    Examples:
+        >>> import torch
+        >>> D = create_discriminator("dcgan", ch=4, channels=1, img_size=16, num_classes=3,
+        ...                          cond="adc")
+        >>> out = D(torch.zeros(2, 1, 16, 16), torch.tensor([0, 2]))
+        >>> out.logits.shape, out.cls_logits.shape
+        (torch.Size([2]), torch.Size([2, 6]))
+    """
     return _build(DISCRIMINATORS, name, weights, kw)  # type: ignore[return-value]
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a bare state dict safely: safetensors, or ``torch.load(weights_only=True)`` on CPU."""
+    """Read a bare state dict safely: safetensors, or ``torch.load(weights_only=True)`` on CPU.
+
+    A torch file holding pickled code is refused with one line naming the file
+    (:func:`fmlab.utils.io.load_torch_file`), not with torch's advice to unpickle it.
+
+    Args:
+        path: a ``.safetensors`` file or a ``torch.save`` state dict.
+
+    Returns:
+        The state dict (name → tensor).
+    """
+    from fmlab.utils.io import load_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             sd = load_file(str(path), device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any decoding failure is the file's fault
-        raise ModelError(f"cannot read weights file {path}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - any decoding failure is the file's fault
+            raise ModelError(f"cannot read weights file {path}: {e}") from None
+    else:
+        sd = load_torch_file(path, "weights")
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ModelError(f"weights file {path} is not a bare state_dict of tensors")
     return sd
@@ -115,9 +167,12 @@ __all__ = [
     "MLPGenerator",
     "SNGANDiscriminator",
     "SNGANGenerator",
+    "check_sizes",
     "create_discriminator",
     "create_generator",
     "has_spectral_norm",
     "load_state_dict_file",
     "load_weights",
+    "register_discriminator",
+    "register_generator",
 ]

@@ -15,7 +15,13 @@ from torch import nn
 
 from fmlab.errors import ConfigError
 from fmlab.gan.conditioning import LinearConditionalBatchNorm2d
-from fmlab.gan.nets.base import Discriminator, Generator
+from fmlab.gan.nets.base import (
+    Discriminator,
+    Generator,
+    check_sizes,
+    register_discriminator,
+    register_generator,
+)
 from fmlab.gan.nets.layers import DBlock, GBlock, SelfAttention, conv, linear
 
 _N_UP = 3
@@ -28,10 +34,13 @@ def _check(img_size: int, attn_res: int | None, allowed: tuple[int, ...], who: s
         raise ConfigError(f"{who}: attn_res must be None or one of {allowed}, got {attn_res}")
 
 
+@register_generator("biggan")
 class BigGANGenerator(Generator):
     def __init__(self, z_dim: int = 128, ch: int = 64, channels: int = 3, img_size: int = 32,
                  num_classes: int = 0, shared_dim: int = 128, attn_res: int | None = None,
                  sn: bool = True) -> None:
+        z_dim, ch, channels, shared_dim = check_sizes("BigGANGenerator", z_dim=z_dim, ch=ch,
+                                                      channels=channels, shared_dim=shared_dim)
         _check(img_size, attn_res, (8, 16, 32), "BigGANGenerator")
         if z_dim % (_N_UP + 1):
             raise ConfigError(f"BigGANGenerator: z_dim must split into {_N_UP + 1} equal chunks "
@@ -66,9 +75,11 @@ class BigGANGenerator(Generator):
         return torch.tanh(self.out(F.relu(self.bn(h))))
 
 
+@register_discriminator("biggan")
 class BigGANDiscriminator(Discriminator):
     def __init__(self, ch: int = 64, channels: int = 3, img_size: int = 32, num_classes: int = 0,
                  cond: str | None = None, attn_res: int | None = None, sn: bool = True) -> None:
+        ch, channels = check_sizes("BigGANDiscriminator", ch=ch, channels=channels)
         _check(img_size, attn_res, (8, 16), "BigGANDiscriminator")
         width = 4 * ch
         super().__init__(width, num_classes, cond, sn=sn)

@@ -17,7 +17,13 @@ from torch import nn
 
 from fmlab.errors import ConfigError
 from fmlab.gan.conditioning import ConditionalBatchNorm2d
-from fmlab.gan.nets.base import Discriminator, Generator
+from fmlab.gan.nets.base import (
+    Discriminator,
+    Generator,
+    check_sizes,
+    register_discriminator,
+    register_generator,
+)
 from fmlab.gan.nets.layers import conv, linear
 
 
@@ -27,9 +33,12 @@ def _bottom(img_size: int, who: str) -> int:
     return img_size // 8
 
 
+@register_generator("dcgan")
 class DCGANGenerator(Generator):
     def __init__(self, z_dim: int = 128, ch: int = 64, channels: int = 3, img_size: int = 32,
                  num_classes: int = 0) -> None:
+        z_dim, ch, channels, img_size = check_sizes("DCGANGenerator", z_dim=z_dim, ch=ch,
+                                                    channels=channels, img_size=img_size)
         super().__init__(z_dim, num_classes, (channels, img_size, img_size))
         self.s = _bottom(img_size, "DCGANGenerator")
         self.ch = ch
@@ -55,9 +64,12 @@ class DCGANGenerator(Generator):
         return torch.tanh(self.out(h))
 
 
+@register_discriminator("dcgan")
 class DCGANDiscriminator(Discriminator):
     def __init__(self, ch: int = 64, channels: int = 3, img_size: int = 32, num_classes: int = 0,
                  cond: str | None = None, sn: bool = True) -> None:
+        ch, channels, img_size = check_sizes("DCGANDiscriminator", ch=ch, channels=channels,
+                                             img_size=img_size)
         s = _bottom(img_size, "DCGANDiscriminator")
         super().__init__(8 * ch * s * s, num_classes, cond, sn=sn)
         self.img_shape = (channels, img_size, img_size)

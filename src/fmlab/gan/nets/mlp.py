@@ -17,15 +17,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmlab.gan.nets.base import Discriminator, Generator
+from fmlab.gan.nets.base import (
+    Discriminator,
+    Generator,
+    check_img_shape,
+    check_sizes,
+    register_discriminator,
+    register_generator,
+)
 
 
+@register_generator("mlp")
 class MLPGenerator(Generator):
     """Linear(z[+K],h)-ReLU-Linear(h,h)-ReLU-Linear(h,C·H·W)-Tanh, reshaped to (B, C, H, W)."""
 
     def __init__(self, z_dim: int = 64, hidden: int = 256, img_shape: tuple[int, int, int] = (1, 28, 28),
                  num_classes: int = 0) -> None:
         super().__init__(z_dim, num_classes, img_shape)
+        (hidden,) = check_sizes(type(self).__name__, hidden=hidden)
         out = math.prod(self.img_shape)
         layers = [nn.Linear(z_dim + max(num_classes, 0), hidden), nn.ReLU(),
                   nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out), nn.Tanh()]
@@ -40,13 +49,16 @@ class MLPGenerator(Generator):
         return h.view(z.shape[0], *self.img_shape)
 
 
+@register_discriminator("mlp")
 class MLPDiscriminator(Discriminator):
     """Linear(CHW,h)-LReLU(.2)-Linear(h,h)-LReLU(.2) = φ; ψ = Linear(h,1); Sigmoid kept aside."""
 
     def __init__(self, hidden: int = 256, img_shape: tuple[int, int, int] = (1, 28, 28),
                  num_classes: int = 0, cond: str | None = None, sn: bool = False) -> None:
+        (hidden,) = check_sizes(type(self).__name__, hidden=hidden)
+        shape = check_img_shape(type(self).__name__, img_shape)
         super().__init__(hidden, num_classes, cond, sn=sn, own_psi=False)
-        self.img_shape = tuple(int(s) for s in img_shape)
+        self.img_shape = shape
         layers = [nn.Linear(math.prod(self.img_shape), hidden), nn.LeakyReLU(0.2),
                   nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1), nn.Sigmoid()]
         for i, layer in enumerate(layers):

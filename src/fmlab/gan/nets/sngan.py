@@ -13,7 +13,13 @@ from torch import nn
 
 from fmlab.errors import ConfigError
 from fmlab.gan.conditioning import ConditionalBatchNorm2d
-from fmlab.gan.nets.base import Discriminator, Generator
+from fmlab.gan.nets.base import (
+    Discriminator,
+    Generator,
+    check_sizes,
+    register_discriminator,
+    register_generator,
+)
 from fmlab.gan.nets.layers import DBlock, GBlock, conv, linear
 
 
@@ -22,9 +28,11 @@ def _check_size(img_size: int, who: str) -> None:
         raise ConfigError(f"{who} is the 32×32 architecture; got img_size={img_size}")
 
 
+@register_generator("sngan")
 class SNGANGenerator(Generator):
     def __init__(self, z_dim: int = 128, ch: int = 64, channels: int = 3, img_size: int = 32,
                  num_classes: int = 0) -> None:
+        z_dim, ch, channels = check_sizes("SNGANGenerator", z_dim=z_dim, ch=ch, channels=channels)
         _check_size(img_size, "SNGANGenerator")
         super().__init__(z_dim, num_classes, (channels, img_size, img_size))
         self.width = 4 * ch
@@ -44,9 +52,11 @@ class SNGANGenerator(Generator):
         return torch.tanh(self.out(F.relu(self.bn(h))))
 
 
+@register_discriminator("sngan")
 class SNGANDiscriminator(Discriminator):
     def __init__(self, ch: int = 64, channels: int = 3, img_size: int = 32, num_classes: int = 0,
                  cond: str | None = None, sn: bool = True) -> None:
+        ch, channels = check_sizes("SNGANDiscriminator", ch=ch, channels=channels)
         _check_size(img_size, "SNGANDiscriminator")
         width = 2 * ch
         super().__init__(width, num_classes, cond, sn=sn)
