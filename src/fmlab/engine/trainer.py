@@ -224,28 +224,45 @@ class Trainer:
         Returns:
             A :class:`FitResult` (final step, the records logged in this call ...).
         """
-        f = self._setup(resume)
+        f = self.begin(resume)
         stopped = False
         try:
             while self.step < f.max_steps:
                 if self.callbacks and any(cb.should_stop(self) for cb in self.callbacks):
                     stopped = True
                     break
-                for cb in self.callbacks:
-                    cb.on_train_step_start(self)
-                lr = self._manual_step(f) if f.manual else self._auto_step(f)
-                for cb in self.callbacks:
-                    cb.on_train_step_end(self)
-                self._after_step(f, lr)
+                self.train_step()
             encoder_path = self._finish(f)
         finally:
-            f.logger.close()
-            for h in f.hooks:
-                h.remove()
-            self._fit = None
+            self.close()
         barrier()
         return FitResult(self.step, self.epoch, f.max_steps, f.history, self.run_dir,
                          encoder_path, f.resumed_from, stopped)
+
+    def begin(self, resume: str | os.PathLike | bool | None = None) -> _Fit:
+        """Set a fit up (device, optimisers, restore, logger) without training; :meth:`fit`
+        calls it, benchmarks call it and then :meth:`train_step` (and :meth:`close`)."""
+        return self._setup(resume)
+
+    def train_step(self) -> None:
+        """One step with its callbacks, log line and checkpoint (after :meth:`begin`)."""
+        f = self._fit
+        if f is None:
+            raise RuntimeError("Trainer.train_step needs Trainer.begin first")
+        for cb in self.callbacks:
+            cb.on_train_step_start(self)
+        lr = self._manual_step(f) if f.manual else self._auto_step(f)
+        for cb in self.callbacks:
+            cb.on_train_step_end(self)
+        self._after_step(f, lr)
+
+    def close(self) -> None:
+        """Close the logs and undo the fit's hooks (also after an error)."""
+        f, self._fit = self._fit, None
+        if f is not None:
+            f.logger.close()
+            for h in f.hooks:
+                h.remove()
 
     def log(self, record: dict[str, Any]) -> None:
         """Write ``record`` to ``metrics.jsonl`` (rank 0) and this fit's history; for callbacks.
@@ -296,8 +313,12 @@ class Trainer:
                  self.step if ref is not None else -1, hooks=hooks,
                  t_last=time.perf_counter())
         self._fit = f
-        for cb in self.callbacks:
-            cb.on_fit_start(self, resumed_from)
+        try:
+            for cb in self.callbacks:
+                cb.on_fit_start(self, resumed_from)
+        except BaseException:
+            self.close()
+            raise
         return f
 
     def _build_optimizers(self, obj: nn.Module, manual: bool, max_steps: int,

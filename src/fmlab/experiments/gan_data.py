@@ -72,9 +72,17 @@ class GANTrainData:
             return len(self.class_names)
         return int(self.labels.max()) + 1 if self.labels is not None and len(self.labels) else 0
 
+    #: the config keys that choose the images (named by the engine when a resume differs)
+    selection_keys = "data.limit / data.fraction / data.fraction_seed"
+
     @property
     def selection_sha256(self) -> str:
         return hashlib.sha256(self.indices.astype(np.int64).tobytes()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """What the engine checkpoints and compares on resume: the selection's hash."""
+        return self.selection_sha256
 
     def info(self) -> dict:
         return {"origin": self.origin, "n": len(self), "content_hash": self.content_hash,
