@@ -7,18 +7,59 @@ They take the trainer as their first argument and read its public attributes (``
 
 from __future__ import annotations
 
+import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from fmlab.engine import checkpoint as ckpt
 from fmlab.engine.config import config_to_dict
-from fmlab.engine.distributed import DistInfo, barrier
+from fmlab.engine.logger import MetricsLogger
+from fmlab.engine.window import LogWindow
+from fmlab.engine.distributed import (
+    DistInfo,
+    average_gradients_before_step,
+    barrier,
+    broadcast_module,
+)
+from fmlab.engine.optim import build_optimizer
+from fmlab.engine.schedule import LRSchedule
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import sha256_file, write_json
+
+
+@dataclass
+class FitState:
+    """What one ``Trainer.fit`` call holds besides the trainer's resumable state (step, epoch,
+    position, optimisers): device, logger, generators, the log window, hooks to undo."""
+
+    info: DistInfo
+    device: torch.device
+    spe: int
+    max_steps: int
+    model: nn.Module
+    logger: MetricsLogger
+    gen: torch.Generator
+    cpu_gen: torch.Generator
+    autocast: Any
+    manual: bool
+    resumed_from: int | None
+    last_ckpt: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    window: LogWindow = field(default_factory=LogWindow)
+    last_monitor: int = -1
+    t_last: float = 0.0
+    perm: np.ndarray | None = None
+    perm_epoch: int = -1
+    hooks: list[Any] = field(default_factory=list)
+    before: Any = None  # the objective's on_before_optimizer_step, looked up once
+    after: Any = None  # ... and on_after_optimizer_step
+
 
 
 def checkpoint_state(trainer: Any, spe: int, max_steps: int) -> dict[str, Any]:
@@ -155,4 +196,76 @@ def export_encoder(trainer: Any, obj: nn.Module) -> Path | None:
         "weights_sha256": sha256_file(path),
         "config": config_to_dict(trainer._config_to_save()),
     })
+    return path
+
+
+def build_optimizers(trainer: Any, obj: nn.Module, manual: bool, max_steps: int,
+                     warmup: int) -> None:
+    """One optimiser (default path) or the objective's named ones, each with its LR schedule.
+
+    Args:
+        trainer: the trainer (``optimizers``, ``lr_schedules``, ``optimizer``, ``lr_schedule``
+            are set).
+        obj: the objective, on its device.
+        manual: the objective has ``training_step`` (and ``configure_optimizers``).
+        max_steps: the run's length (for the schedules).
+        warmup: warmup steps.
+
+    Raises:
+        ConfigError: accumulation or clipping asked of a manual objective, or an optimiser
+            without a config of its name.
+    """
+    c = trainer.cfg
+    if manual:
+        if c.accumulate != 1 or c.grad_clip:
+            key = "trainer.accumulate" if c.accumulate != 1 else "trainer.grad_clip"
+            raise ConfigError(f"{key}: {getattr(c, key.split('.')[1])!r} is not supported by "
+                              "an objective that steps its own optimisers (training_step)")
+        trainer.optimizers = dict(obj.configure_optimizers(trainer.optim_cfgs))
+        missing = [n for n in trainer.optimizers if n not in trainer.optim_cfgs]
+        if missing:
+            raise ConfigError(f"configure_optimizers returned {missing} but the optim configs "
+                              f"are {sorted(trainer.optim_cfgs)}")
+    else:
+        trainer.optimizers = {"": build_optimizer(obj, trainer.optim_cfg)}
+    s = trainer.schedule_cfg
+    trainer.lr_schedules = {
+        name: LRSchedule(trainer.optim_cfgs[name].lr, max_steps, warmup, s.min_lr, s.name,
+                         trainer.optim_cfgs[name].weight_decay, s.final_weight_decay)
+        for name in trainer.optimizers}
+    trainer.optimizer = next(iter(trainer.optimizers.values()))
+    trainer.lr_schedule = next(iter(trainer.lr_schedules.values()))
+
+
+def parallelize(trainer: Any, obj: nn.Module, manual: bool, info: DistInfo,
+                device: torch.device) -> tuple[nn.Module, list[Any]]:
+    """DDP for the default path; for manual optimisation, rank 0's weights everywhere and
+    gradients averaged inside every ``optimizer.step()`` (no DDP: the objective never goes
+    through ``forward``).
+
+    Returns:
+        (the module the default path calls, hook handles to remove at the end of the fit).
+    """
+    if info.world_size == 1:
+        return obj, []
+    if manual:
+        broadcast_module(obj)
+        return obj, [average_gradients_before_step(o) for o in trainer.optimizers.values()]
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(obj, device_ids=[device.index] if device.type == "cuda" else None,
+               find_unused_parameters=trainer.cfg.find_unused_parameters), []
+
+
+def resume_dir_of(trainer: Any, resume: str | os.PathLike | bool | None) -> Path | None:
+    """The run directory ``resume`` names (True: the trainer's own), None for a new run."""
+    if resume is None or resume is False:
+        return None
+    if resume is True:
+        if trainer.run_dir is None:
+            raise ConfigError("resume=True needs the Trainer's run_dir")
+        return trainer.run_dir
+    path = Path(resume)
+    if not path.is_dir():
+        raise DataError(f"{path}: cannot resume, no such run directory")
     return path

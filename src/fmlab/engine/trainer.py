@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,22 +42,25 @@ from fmlab.engine.data import (
     fetch_batch,
     micro_batch_indices,
     mix_seed,
+    seed_global_rng,
     to_device,
 )
 from fmlab.engine.device import resolve_device
-from fmlab.engine.distributed import (
-    DistInfo,
-    average_gradients_before_step,
-    barrier,
-    broadcast_module,
-    init_distributed,
+from fmlab.engine.distributed import DistInfo, barrier, init_distributed
+from fmlab.engine.fit_parts import (
+    FitState,
+    build_optimizers,
+    checkpoint_state,
+    export_encoder,
+    parallelize,
+    restore_checkpoint,
+    resume_dir_of,
+    run_monitors,
 )
-from fmlab.engine.fit_parts import checkpoint_state, export_encoder, restore_checkpoint, run_monitors
 from fmlab.engine.logger import MetricsLogger, truncate_metrics
-from fmlab.engine.optim import build_optimizer
 from fmlab.engine.schedule import LRSchedule
 from fmlab.engine.window import LogWindow
-from fmlab.errors import ConfigError, DataError, FmlabError
+from fmlab.errors import ConfigError, FmlabError
 
 
 class DivergenceError(FmlabError):
@@ -81,31 +83,6 @@ class FitResult:
     encoder_path: Path | None = None
     resumed_from: int | None = None
     stopped_early: bool = False
-
-
-@dataclass
-class _Fit:
-    """What one ``fit`` call holds besides the Trainer's resumable state."""
-
-    info: DistInfo
-    device: torch.device
-    spe: int
-    max_steps: int
-    model: nn.Module
-    logger: MetricsLogger
-    gen: torch.Generator
-    cpu_gen: torch.Generator
-    autocast: Any
-    manual: bool
-    resumed_from: int | None
-    last_ckpt: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    window: LogWindow = field(default_factory=LogWindow)
-    last_monitor: int = -1
-    t_last: float = 0.0
-    perm: np.ndarray | None = None
-    perm_epoch: int = -1
-    hooks: list[Any] = field(default_factory=list)
 
 
 class Trainer:
@@ -178,7 +155,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.position = 0
-        self._fit: _Fit | None = None
+        self._fit: FitState | None = None
 
     @classmethod
     def from_config(cls, objective: nn.Module, source: Any, config: Any,
@@ -239,7 +216,7 @@ class Trainer:
         return FitResult(self.step, self.epoch, f.max_steps, f.history, self.run_dir,
                          encoder_path, f.resumed_from, stopped)
 
-    def begin(self, resume: str | os.PathLike | bool | None = None) -> _Fit:
+    def begin(self, resume: str | os.PathLike | bool | None = None) -> FitState:
         """Set a fit up (device, optimisers, restore, logger) without training; :meth:`fit`
         calls it, benchmarks call it and then :meth:`train_step` (and :meth:`close`)."""
         return self._setup(resume)
@@ -275,11 +252,11 @@ class Trainer:
         self._fit.history.append(record)
         self._fit.logger.log(record)
 
-    def _setup(self, resume: str | os.PathLike | bool | None) -> _Fit:
+    def _setup(self, resume: str | os.PathLike | bool | None) -> FitState:
         """Device, optimisers, restore, config.yaml, DDP and the logger of one fit."""
         info = self.dist or init_distributed()
         self.dist_info = info
-        resume_dir = self._resume_dir(resume)
+        resume_dir = resume_dir_of(self, resume)
         if self.run_dir is None and resume_dir is not None:
             self.run_dir = resume_dir
         writes = info.is_main and self.run_dir is not None
@@ -290,28 +267,29 @@ class Trainer:
         if callable(hook):
             hook(max_steps)
         manual = callable(getattr(obj, "training_step", None))
-        self._build_optimizers(obj, manual, max_steps, warmup)
+        build_optimizers(self, obj, manual, max_steps, warmup)
         self.step, self.epoch, self.position = 0, 0, 0
         ref = ckpt.latest_checkpoint(resume_dir) if resume_dir is not None else None
         if ref is not None:
-            self._restore(ref, obj, device, spe, manual)
+            restore_checkpoint(self, ref, obj, device, spe)
         resumed_from = self.step if ref is not None else None
         if writes:
             assert self.run_dir is not None
             if resumed_from is not None:
                 truncate_metrics(self.run_dir, self.step)
             save_config(self._config_to_save(), self.run_dir / "config.yaml")
-        model, hooks = self._parallel(obj, manual, info, device)
+        model, hooks = parallelize(self, obj, manual, info, device)
         obj.train()
         c = self.cfg
         logger = MetricsLogger(self.run_dir, enabled=writes, tensorboard=c.tensorboard,
                                progress=c.progress and info.is_main, total=max_steps,
                                initial=self.step)
         autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=c.bf16)
-        f = _Fit(info, device, spe, max_steps, model, logger, torch.Generator(device=device),
+        f = FitState(info, device, spe, max_steps, model, logger, torch.Generator(device=device),
                  torch.Generator(), autocast, manual, resumed_from,
                  self.step if ref is not None else -1, hooks=hooks,
-                 t_last=time.perf_counter())
+                 t_last=time.perf_counter(), before=getattr(obj, "on_before_optimizer_step", None),
+                 after=getattr(obj, "on_after_optimizer_step", None))
         self._fit = f
         try:
             for cb in self.callbacks:
@@ -321,45 +299,7 @@ class Trainer:
             raise
         return f
 
-    def _build_optimizers(self, obj: nn.Module, manual: bool, max_steps: int,
-                          warmup: int) -> None:
-        """One optimiser (default path) or the objective's named ones, each with a schedule."""
-        c = self.cfg
-        if manual:
-            if c.accumulate != 1 or c.grad_clip:
-                key = "trainer.accumulate" if c.accumulate != 1 else "trainer.grad_clip"
-                raise ConfigError(f"{key}: {getattr(c, key.split('.')[1])!r} is not supported by "
-                                  "an objective that steps its own optimisers (training_step)")
-            self.optimizers = dict(obj.configure_optimizers(self.optim_cfgs))
-            missing = [n for n in self.optimizers if n not in self.optim_cfgs]
-            if missing:
-                raise ConfigError(f"configure_optimizers returned {missing} but the optim configs "
-                                  f"are {sorted(self.optim_cfgs)}")
-        else:
-            self.optimizers = {"": build_optimizer(obj, self.optim_cfg)}
-        s = self.schedule_cfg
-        self.lr_schedules = {
-            name: LRSchedule(self.optim_cfgs[name].lr, max_steps, warmup, s.min_lr, s.name,
-                             self.optim_cfgs[name].weight_decay, s.final_weight_decay)
-            for name in self.optimizers}
-        self.optimizer = next(iter(self.optimizers.values()))
-        self.lr_schedule = next(iter(self.lr_schedules.values()))
-
-    def _parallel(self, obj: nn.Module, manual: bool, info: DistInfo,
-                  device: torch.device) -> tuple[nn.Module, list[Any]]:
-        """DDP for the default path; for manual optimisation, rank 0's weights everywhere and
-        gradients averaged inside every ``optimizer.step()``."""
-        if info.world_size == 1:
-            return obj, []
-        if manual:
-            broadcast_module(obj)
-            return obj, [average_gradients_before_step(o) for o in self.optimizers.values()]
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        return DDP(obj, device_ids=[device.index] if device.type == "cuda" else None,
-                   find_unused_parameters=self.cfg.find_unused_parameters), []
-
-    def _batch(self, f: _Fit, j: int) -> dict[str, Any]:
+    def _batch(self, f: FitState, j: int) -> dict[str, Any]:
         """Micro-batch ``j`` of the current step, this rank's shard, on the device."""
         c = self.cfg
         if f.perm_epoch != self.epoch:
@@ -371,10 +311,10 @@ class Trainer:
             batch = self.transform(batch, f.gen)
         return batch
 
-    def _auto_step(self, f: _Fit) -> float:
+    def _auto_step(self, f: FitState) -> float:
         """One step of the default path: accumulate ``loss.backward()``, clip, step; the lr."""
         c, step, obj = self.cfg, self.step, self.objective
-        _seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
+        seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
         f.gen.manual_seed(mix_seed(c.seed, step, f.info.rank, 1))
         assert self.optimizer is not None and self.lr_schedule is not None
         lr = self.lr_schedule.apply(self.optimizer, step)
@@ -390,25 +330,23 @@ class Trainer:
                                      f"{tuple(loss.shape)}; it must be a scalar")
                 (loss / c.accumulate if c.accumulate > 1 else loss).backward()
             f.window.add(loss, logs, 1.0 / c.accumulate)
-        before = getattr(obj, "on_before_optimizer_step", None)
-        if before is not None:
-            before(step, f.max_steps)
+        if f.before is not None:
+            f.before(step, f.max_steps)
         if c.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(obj.parameters(), c.grad_clip)
             f.window.add_log("grad_norm", norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        after = getattr(obj, "on_after_optimizer_step", None)
-        if after is not None:
-            after(step, f.max_steps)
+        if f.after is not None:
+            f.after(step, f.max_steps)
         return lr
 
-    def _manual_step(self, f: _Fit) -> float:
+    def _manual_step(self, f: FitState) -> float:
         """One step of an objective with ``training_step``: it runs its own updates on the
         optimisers (already at this step's lr); its float logs must stay finite."""
         c, step = self.cfg, self.step
         seed = mix_seed(c.seed, step, f.info.rank, 1)
-        _seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
+        seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
         f.cpu_gen.manual_seed(seed)
         if self.transform is not None:
             f.gen.manual_seed(seed)
@@ -426,7 +364,7 @@ class Trainer:
         f.window.add_floats(lrs)
         return next(iter(lrs.values()))
 
-    def _after_step(self, f: _Fit, lr: float) -> None:
+    def _after_step(self, f: FitState, lr: float) -> None:
         """Count the step, then epoch monitors, the log line, callbacks and the checkpoint."""
         c = self.cfg
         f.window.steps += 1
@@ -448,7 +386,7 @@ class Trainer:
         if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < f.max_steps:
             self._checkpoint(f)
 
-    def _log_window(self, f: _Fit, epoch: int, lr: float) -> None:
+    def _log_window(self, f: FitState, epoch: int, lr: float) -> None:
         """Write the log window's means as one ``metrics.jsonl`` record and start a new one."""
         now = time.perf_counter()
         ips = self.cfg.batch_size * self.cfg.accumulate / max(now - f.t_last, 1e-9) * f.window.steps
@@ -470,7 +408,7 @@ class Trainer:
                 f"checkpoint (step {max(f.last_ckpt, 0)}) with a lower optim.lr")
         f.window = LogWindow()
 
-    def _finish(self, f: _Fit) -> Path | None:
+    def _finish(self, f: FitState) -> Path | None:
         """Final monitors and checkpoint, callbacks' ``on_fit_end``, the encoder export."""
         if self.monitors and f.last_monitor != self.step and f.resumed_from != f.max_steps:
             run_monitors(self, self.objective, f.device,
@@ -485,42 +423,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints
 
-    def _resume_dir(self, resume: str | os.PathLike | bool | None) -> Path | None:
-        if resume is None or resume is False:
-            return None
-        if resume is True:
-            if self.run_dir is None:
-                raise ConfigError("resume=True needs the Trainer's run_dir")
-            return self.run_dir
-        path = Path(resume)
-        if not path.is_dir():
-            raise DataError(f"{path}: cannot resume, no such run directory")
-        return path
-
     def _config_to_save(self) -> Any:
         if self.config is not None:
             return self.config
         return EngineConfig(trainer=self.cfg, optim=self.optim_cfg, schedule=self.schedule_cfg)
 
-    def _state(self, f: _Fit) -> dict[str, Any]:
-        return checkpoint_state(self, f.spe, f.max_steps)
-
-    def _checkpoint(self, f: _Fit) -> None:
+    def _checkpoint(self, f: FitState) -> None:
         if f.info.is_main and self.run_dir is not None:
-            ckpt.save_checkpoint(self.run_dir, self.step, self.objective, self._state(f),
+            ckpt.save_checkpoint(self.run_dir, self.step, self.objective,
+                                 checkpoint_state(self, f.spe, f.max_steps),
                                  keep_last=self.cfg.keep_last)
         f.last_ckpt = self.step
-
-    def _restore(self, ref: ckpt.CheckpointRef, obj: nn.Module, device: torch.device,
-                 spe: int, manual: bool) -> None:
-        restore_checkpoint(self, ref, obj, device, spe)
-
-
-def _seed_global_rng(seed: int, device: torch.device) -> None:
-    """Seed the CPU generator (and the training GPU's): what ``torch.manual_seed`` does, minus
-    its lazy seeding of every other backend (CUDA/XPU/MTIA), which records a stack trace per
-    call and cost ~0.4 ms per step on a CUDA build."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        torch.cuda.default_generators[index].manual_seed(seed)
