@@ -4,8 +4,8 @@ This module only composes: it builds the data, the nets and the objective from a
 :class:`GANConfig`, and hands them to :class:`fmlab.engine.Trainer` with two callbacks — the
 :class:`~fmlab.engine.callbacks.CPUBudget` (``cpu_minutes``) and
 :class:`~fmlab.experiments.gan_hooks.GANRunHooks` (grids, evaluations, export). The loop,
-per-step seeding, optimisers and their schedules, checkpoints, logs, divergence checks and
-``torchrun`` data parallelism are the engine's.
+per-step seeding, optimisers and their schedules, checkpoints, logs, divergence checks
+(:class:`fmlab.engine.DivergenceError`) and ``torchrun`` data parallelism are the engine's.
 
 Exact resume: the batch of step t, and every random draw of the step (z, labels, DiffAugment,
 AdaptiveMix), are functions of (seed, t) alone; G, D, EMA-G, the GAN state (step, LeCam
@@ -30,7 +30,7 @@ import torch
 from fmlab.engine import checkpoint as ckpt
 from fmlab.engine.callbacks import CPUBudget
 from fmlab.engine.data import mix_seed
-from fmlab.engine.trainer import DivergenceError, Trainer
+from fmlab.engine.trainer import Trainer
 from fmlab.errors import ConfigError
 from fmlab.experiments.gan_config import GANConfig, load_gan_config
 from fmlab.experiments.gan_data import GANTrainData, load_train_data
@@ -39,13 +39,10 @@ from fmlab.experiments.gan_io import build_nets
 from fmlab.gan import EMA, GANStepConfig
 from fmlab.gan.objective import GANObjective
 
-__all__ = ["GANConfig", "GANDivergenceError", "GANRunResult", "GANTrainer", "RUN_DB",
-           "load_gan_config", "train_gan"]
+__all__ = ["GANConfig", "GANRunResult", "GANTrainer", "RUN_DB", "load_gan_config", "train_gan"]
 
 #: ``db=RUN_DB`` (the default) stores results in ``RUN_DIR/fmlab.db``; ``db=None`` stores none
 RUN_DB = "<run_dir>/fmlab.db"
-
-GANDivergenceError = DivergenceError  # the engine's; the old name stays importable
 
 
 @dataclass
