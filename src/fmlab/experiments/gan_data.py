@@ -20,6 +20,7 @@ import torch
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.experiments.gan_config import GANDataConfig
+from fmlab.gan.prep import to_gan_input
 
 
 def select_training_indices(n_total: int, labels: np.ndarray | None, limit: int = 0,
@@ -55,13 +56,20 @@ class GANTrainData:
     class_names: list[str] | None
     content_hash: str | None
     origin: str
+    # set: get_batch converts to the nets' float (B, C, H, W) in [-1, 1] here, on the CPU, so the
+    # numbers do not depend on the training device (None: uint8 batches as stored)
+    channels: int | None = None
+    img_size: int | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        batch = {"images": torch.from_numpy(np.ascontiguousarray(self.images[idx]))}
+        images = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
+        if self.channels is not None or self.img_size is not None:
+            images = to_gan_input(images, self.channels, self.img_size)
+        batch = {"images": images}
         if self.labels is not None:
             batch["labels"] = torch.from_numpy(self.labels[idx])
         return batch
@@ -107,4 +115,5 @@ def load_train_data(cfg: GANDataConfig) -> GANTrainData:
         raise DataError(f"{cfg.source}:{cfg.split}: images must be uint8, got {images.dtype}")
     return GANTrainData(images=images, labels=None if labels is None else labels[idx],
                         indices=idx, class_names=split.class_names,
-                        content_hash=split.content_hash, origin=f"{cfg.source}:{cfg.split}")
+                        content_hash=split.content_hash, origin=f"{cfg.source}:{cfg.split}",
+                        channels=cfg.channels, img_size=cfg.img_size)
