@@ -1,7 +1,7 @@
 """Time of one GAN step on CPU: bare ``gan_step`` vs the ``fmlab gan train`` loop's step.
 
 For each variant of the MNIST configs (DCGAN 32×32 grey, batch 64): the median wall time of a
-bare :func:`fmlab.gan.gan_step` on a fixed batch, and of :meth:`GANTrainer.train_step` (batch
+bare :func:`fmlab.gan.gan_step` on a fixed batch, and of the engine's ``Trainer.train_step`` (batch
 fetch from the seeded permutation, uint8 → [-1, 1] with the 28 → 32 resize, per-step seeding,
 schedule) — measured side by side in one process, so their ratio is the loop's overhead.
 At one thread a step's wall time is its CPU time, so 60,000 / (loop step ms) is the steps per
@@ -79,20 +79,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in VARIANTS.items():
             base = [f"model.ch={args.ch}", f"trainer.batch_size={args.batch}",
-                    "trainer.max_steps=100000", *extra]
-            tr = GANTrainer(load_gan_config(None, base), f"{tmp}/{name}", data=data)
+                    "trainer.max_steps=100000", "trainer.progress=false", *extra]
+            tr = GANTrainer(load_gan_config(None, base), f"{tmp}/{name}", data=data, db=None)
             tr16 = GANTrainer(load_gan_config(None, [*base, "trainer.bf16=true"]),
-                              f"{tmp}/{name}_bf16", data=data)
+                              f"{tmp}/{name}_bf16", data=data, db=None)
+            tr.trainer.begin()  # the engine's loop, one train_step() at a time
+            tr16.trainer.begin()
             x = to_gan_input(data.images[:args.batch], 1, 32)
             y = torch.from_numpy(data.labels[:args.batch]) if tr.num_classes else None
             g = torch.Generator().manual_seed(0)
 
             def bare(tr=tr, x=x, y=y, g=g) -> None:
-                gan_step(tr.nets.G, tr.nets.D, tr.opt_g, tr.opt_d, x, y, tr.step_cfg, g,
-                         tr.state)
+                obj, opt = tr.objective, tr.trainer.optimizers
+                gan_step(obj.G, obj.D, opt["g"], opt["d"], x, y, obj.step_cfg, g, obj.state)
 
-            bare_ms, loop_ms, bf16_ms = interleaved_ms(bare, tr.train_step, tr16.train_step,
-                                                       steps=args.steps)
+            bare_ms, loop_ms, bf16_ms = interleaved_ms(bare, tr.trainer.train_step,
+                                                       tr16.trainer.train_step, steps=args.steps)
+            tr.trainer.close()
+            tr16.trainer.close()
             print(f"{name:12s} {bare_ms:12.1f} {loop_ms:13.1f} {loop_ms / bare_ms:10.2f} "
                   f"{bf16_ms:13.1f} {loop_ms / bf16_ms:10.2f}")
 

@@ -81,3 +81,25 @@ def test_ddp_two_ranks_match_one_torchrun(tmp_path):
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     _compare(_single_process(), json.loads((tmp_path / "ddp.json").read_text()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_manual_optimisation_two_ranks_average_gradients_like_one_process(tmp_path):
+    """An objective that steps its own optimisers gets data parallelism from the engine: rank 0's
+    weights are broadcast and each ``step()`` averages the gradients, so two ranks on half
+    batches train exactly like one process on the whole batch, and stay identical."""
+    import torch._dynamo  # noqa: F401  (imported once here, inherited by the forked ranks)
+    import torch.multiprocessing as tmp
+
+    from . import _manual_workers as M
+
+    tmp.start_processes(M.manual_ddp_run, args=(2, _free_port(), str(tmp_path), STEPS),
+                        nprocs=2, start_method="fork", join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["weights"] == r1["weights"]
+    one, history = M.manual_run(STEPS)
+    for k, v in one.state_dict().items():
+        torch.testing.assert_close(torch.tensor(r0["weights"][k]), v, rtol=1e-5, atol=1e-6)
+    l1 = [r["logs"]["a_loss"] for r in history]
+    l2 = [r["logs"]["a_loss"] for r in r0["history"]]
+    torch.testing.assert_close(torch.tensor(l2), torch.tensor(l1), rtol=1e-5, atol=1e-7)

@@ -99,7 +99,8 @@ def test_resume_equals_straight_run_bit_for_bit(tmp_path, write_config, extra):
     w2, s2 = _checkpoint(split, 20)
     assert w1.keys() == w2.keys()
     assert {k for k in w1 if not torch.equal(w1[k], w2[k])} == set()
-    for key in ("optimizer_g", "optimizer_d", "gan_state"):
+    # G, D, EMA-G are the weights; the GAN state (step, LeCam anchors) is the objective's extra state
+    for key in ("optimizer_g", "optimizer_d", "model_extra"):
         assert _same(s1[key], s2[key]), key
     logs1 = [r["logs"] for r in read_metrics(straight) if "logs" in r]
     logs2 = [r["logs"] for r in read_metrics(split) if "logs" in r]
@@ -177,3 +178,51 @@ def test_bf16_autocast_trains_float32_weights_close_to_the_float32_run(tmp_path,
     assert any(not torch.equal(w32[k], w16[k]) for k in w32)
     for key in ("d_loss", "g_loss"):
         assert l16[key] == pytest.approx(l32[key], rel=0.05, abs=0.02), key
+
+
+def test_resume_completes_a_final_evaluation_killed_after_the_final_checkpoint(tmp_path, write_config):
+    """Probe F3: SIGKILL during the final evaluation (after the final checkpoint) used to leave
+    the run without it for good; --resume now runs it, and the weights stay the same."""
+    cfg = write_config(samples={"every": 0}, eval={"every": 0})
+    run = tmp_path / "run"
+    assert _train(cfg, run) == 0
+    g_before = load_file(str(run / "generator.safetensors"))
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    kept = [ln for ln in lines if "eval" not in json.loads(ln)]
+    assert len(kept) == len(lines) - 1  # exactly the final evaluation is dropped
+    metrics.write_text("".join(ln + "\n" for ln in kept))
+    (run / "generator.safetensors").unlink()  # the kill came before the export, too
+
+    assert _train(cfg, run, resume=True) == 0
+    evals = [r for r in read_metrics(run) if "eval" in r]
+    assert [r["step"] for r in evals] == [20]
+    g_after = load_file(str(run / "generator.safetensors"))
+    assert g_before.keys() == g_after.keys() and all(torch.equal(g_before[k], g_after[k])
+                                                     for k in g_before)
+    # resuming the finished run again evaluates nothing more
+    assert _train(cfg, run, resume=True) == 0
+    assert [r["step"] for r in read_metrics(run) if "eval" in r] == [20]
+
+
+def test_no_db_writes_no_results_store(tmp_path, write_config):
+    """Probe F4: ``--no-db`` used to write RUN_DIR/fmlab.db anyway."""
+    cfg = write_config(samples={"every": 0}, eval={"every": 0})
+    run = tmp_path / "run"
+    assert main(["gan", "train", "--config", str(cfg), "--out", str(run), "--no-db",
+                 "--set", "trainer.max_steps=5"]) == 0
+    assert any("eval" in r for r in read_metrics(run))  # it evaluated, and stored nothing
+    assert not (run / "fmlab.db").exists()
+
+
+def test_cpu_budget_stops_the_run_and_resume_keeps_the_budget(tmp_path, write_config, capsys):
+    cfg = write_config(samples={"every": 0}, eval={"every": 0, "final": False})
+    run = tmp_path / "run"
+    assert _train(cfg, run, "cpu_minutes=1e-9") == 0  # spent by the first step
+    assert "to step 1/20 (CPU budget reached)" in capsys.readouterr().out
+    _, state = _checkpoint(run, 1)
+    used = state["callbacks"]["cpu_budget"]["train_cpu_s"]
+    assert used > 0
+    assert _train(cfg, run, "cpu_minutes=1e-9", resume=True) == 0  # budget spent: no step
+    assert "to step 1/20 (resumed from step 1) (CPU budget reached)" in capsys.readouterr().out
+    assert _checkpoint(run, 1)[1]["callbacks"]["cpu_budget"]["train_cpu_s"] == used

@@ -194,3 +194,82 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
                         "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "target-class" in err
+
+
+# ------------------------------------------------------------------- probe fixes, engine stage
+
+@pytest.mark.parametrize("key, value", [("gamma", float("nan")), ("gamma", float("inf")),
+                                        ("ewc_lambda", float("nan")), ("gamma", -1.0)])
+def test_unlearn_config_refuses_non_finite_or_negative_hyperparameters(tmp_path, key, value):
+    """Probe F1: ``--gamma nan`` trained NaN weights and wrote them as a success."""
+    from fmlab.errors import ConfigError
+    from fmlab.experiments.unlearn import UnlearnConfig
+
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ConfigError, match=flag):
+        UnlearnConfig(generator="g", target_class=1, out=tmp_path / "o", **{key: value})
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_gamma_nan_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import fmlab.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "build_parser", _parser)
+    rc = cli_main.main(["gan", "unlearn", "--generator", str(tmp_path / "g.ckpt"), "--arch", "mlp",
+                        "--target-class", "3", "--out", str(tmp_path / "o"), "--gamma", "nan"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--gamma" in err and "nan" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_stage_keeps_the_callers_rng_and_fills_a_batch_from_few_images():
+    from fmlab.gan.unlearn import StageConfig, train_stage
+
+    G, D = _nets()
+    data = torch.rand(3, 1, 3, 3) * 2 - 1  # fewer images than a batch: repeated to fill one
+    torch.manual_seed(123)
+    expect = torch.rand(4)
+    torch.manual_seed(123)
+    logs = train_stage(G, D, data, StageConfig(steps=4, batch_size=8, log_every=2), seed=0)
+    assert torch.equal(torch.rand(4), expect)  # the stage drew from its own seeded streams
+    assert [r["step"] for r in logs] == [2.0, 4.0]
+    assert {"d_loss", "d_r1", "g_adv", "g_loss"} <= set(logs[0]) and not any(
+        k.startswith("lr_") for k in logs[0])
+    assert all(math.isfinite(v) for r in logs for v in r.values())
+
+
+def test_train_stage_penalty_joins_the_g_loss():
+    from fmlab.gan.unlearn import StageConfig, train_stage
+
+    G, D = _nets()
+    data = torch.rand(16, 1, 3, 3) * 2 - 1
+
+    def penalty(g):
+        term = sum(p.pow(2).sum() for p in g.parameters())
+        return 0.5 * term, {"l2": float(term.detach())}
+
+    logs = train_stage(G, D, data, StageConfig(steps=1, batch_size=8, log_every=1, ema_decay=0.0),
+                       penalty=penalty, seed=0)
+    r = logs[0]
+    assert r["g_loss"] == pytest.approx(r["g_adv"] + 0.5 * r["l2"], rel=1e-5)
+
+
+def test_store_rows_go_through_the_protocol(tmp_path):
+    from fmlab.experiments.unlearn import UnlearnConfig, _store
+    from fmlab.results import ResultsStore
+
+    cfg = UnlearnConfig(generator="g", target_class=1, out=tmp_path, db=tmp_path / "r.db")
+    hist = [1, 2]
+    report = {"protocol": {"extractor": {"extractor": "lenet5_mnist", "backbone": "lenet5_mnist",
+                                         "weights_sha256": "abc"}, "reference_hash": "h0"},
+              "metrics": {w: {"target_share": 0.1, "fid": 2.0, "fid_positives": None,
+                              "histogram": hist} for w in ("before", "after")},
+              "seconds": 1.5}
+    _store(cfg, report)
+    rows = ResultsStore(tmp_path / "r.db").query(task="gan_unlearn")
+    assert sorted(r["metric"] for r in rows) == ["fid_after", "fid_before", "target_share_after",
+                                                 "target_share_before"]
+    r = rows[0]
+    assert (r["source"], r["split_hash"], r["backbone"], r["weights_hash"], r["method"]) == (
+        "mnist:test", "h0", "lenet5_mnist", "abc", "nl2")
+    assert len({row["run_id"] for row in rows}) == 1

@@ -26,6 +26,29 @@ Optional members, used when present:
 * ``embed(images) -> Tensor (N, D)`` — what monitors call on uint8 images (default:
   ``encoder.encode``, else ``encoder(images)``).
 
+Manual optimisation (Lightning style), for objectives with several optimisers such as a GAN's
+D and G (:class:`fmlab.gan.objective.GANObjective`):
+
+* ``configure_optimizers(optim: dict[str, OptimConfig]) -> dict[str, torch.optim.Optimizer]`` —
+  built from the Trainer's named optim configs (``Trainer(..., optim={"g": ..., "d": ...})``);
+  the engine gives each optimiser an LR schedule from its config of the same name, checkpoints
+  each state as ``optimizer_<name>`` and restores it on resume;
+* ``training_step(batch, optimizers, step, generator) -> dict[str, float]`` — runs the step's
+  own ``zero_grad`` / ``backward`` / ``step`` calls (under bf16 autocast with
+  ``trainer.bf16``); ``generator`` is a CPU ``torch.Generator`` seeded from (seed, step, rank);
+  the returned floats are checked for NaN/inf every step (:class:`DivergenceError`) and logged
+  as window means, with ``lr_<name>`` added. ``trainer.accumulate`` must be 1 and
+  ``trainer.grad_clip`` 0. Under ``torchrun`` rank 0's weights are broadcast once and every
+  ``optimizer.step()`` first averages its gradients over ranks (no DDP wrapper, no distributed
+  code in the objective).
+
+Objectives with neither keep the default path: ``loss.backward()`` (divided by
+``trainer.accumulate``), gradient clipping, one optimiser from ``optim``, DDP under ``torchrun``.
+
+Callbacks (:class:`Callback`, e.g. :class:`CPUBudget`) run around the steps: periodic evaluations,
+sample grids, budgets, exports; their ``state_dict`` is checkpointed (see
+:mod:`fmlab.engine.callbacks` for the hook order).
+
 Parameters with ``requires_grad=False`` (e.g. an :class:`EMA` copy) are not optimised. No weight
 decay on norms, biases, 1-D parameters, or names containing ``temperature``, ``logit_scale``,
 ``logit_bias`` (:func:`split_decay_params`). All state worth resuming must live in the
@@ -46,7 +69,7 @@ with drop_last). The checkpoint records (epoch, position). An optional
 ``torch.Generator`` is seeded from (seed, step, rank).
 
 Entry points: :class:`Trainer` (``Trainer(obj, source, TrainerConfig(...), OptimConfig(...),
-ScheduleConfig(...), run_dir=...).fit(resume=None)``), :func:`load_config`,
+ScheduleConfig(...), run_dir=..., callbacks=[...]).fit(resume=None)``), :func:`load_config`,
 :func:`init_distributed`, :func:`gather_with_grad`, :func:`all_reduce_mean`, :class:`EMA`,
 :class:`LARS`, :class:`EmbeddingMonitor`.
 
@@ -63,6 +86,7 @@ _EXPORTS = {
     "MonitorConfig": "config", "EngineConfig": "config", "load_config": "config",
     "save_config": "config", "config_to_dict": "config", "apply_override": "config",
     "Trainer": "trainer", "FitResult": "trainer", "DivergenceError": "trainer",
+    "Callback": "callbacks", "CPUBudget": "callbacks", "LogWindow": "window",
     "TensorSource": "data", "epoch_permutation": "data",
     "LARS": "optim", "build_optimizer": "optim", "param_groups": "optim",
     "split_decay_params": "optim",
@@ -74,6 +98,7 @@ _EXPORTS = {
     "get_world_size": "distributed",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
     "latest_checkpoint": "checkpoint", "save_weights": "checkpoint",
+    "first_non_finite": "checkpoint",
     "EmbeddingMonitor": "monitors", "CollapseWarning": "monitors", "knn_accuracy": "monitors",
     "knn_predict": "monitors", "collapse_stats": "monitors", "check_collapse": "monitors",
     "MetricsLogger": "logger", "read_metrics": "logger",

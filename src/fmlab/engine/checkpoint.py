@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import re
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fmlab.errors import DataError
-from fmlab.utils.io import atomic_path, atomic_write
+from fmlab.errors import DataError, ModelError
+from fmlab.utils.io import _umask_mode, atomic_path, atomic_write, load_torch_file
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -70,13 +69,51 @@ def tensor_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
     return tensors, extra
 
 
-def save_weights(module: nn.Module, path: str | os.PathLike,
-                 metadata: dict[str, str] | None = None) -> Path:
-    """Write ``module``'s tensors as safetensors, atomically. Non-tensor state is dropped."""
-    tensors, _ = tensor_state(module)
-    path = Path(path)
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, else None.
+
+    Examples:
+        >>> first_non_finite({"a": torch.ones(2), "b": torch.tensor([0.0, float("nan")])})
+        'b'
+    """
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                       metadata: dict[str, str] | None) -> None:
+    """Atomic safetensors write with the mode a plain ``open()`` gives (umask), not 0600:
+    ``save_file`` recreates the temporary file, dropping the mode ``atomic_path`` set."""
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, _umask_mode())
+
+
+def save_weights(module: nn.Module, path: str | os.PathLike,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Write ``module``'s tensors as safetensors, atomically. Non-tensor state is dropped.
+
+    Args:
+        module: the module whose ``state_dict`` tensors are written.
+        path: the ``.safetensors`` file.
+        metadata: string metadata stored in the header.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ModelError: a tensor holds NaN or infinity (nothing is written: an export of a diverged
+            model must not look like a success).
+    """
+    tensors, _ = tensor_state(module)
+    path = Path(path)
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise ModelError(f"{path}: refusing to write weights with non-finite values "
+                         f"(first: {bad!r})")
+    _write_safetensors(tensors, path, metadata)
     return path
 
 
@@ -112,8 +149,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, module: nn.Module,
     weights = ckpt_dir / f"step-{step:08d}.safetensors"
     state_path = ckpt_dir / f"step-{step:08d}.state.pt"
     tensors, extra = tensor_state(module)
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"step": str(step)})
+    _write_safetensors(tensors, weights, {"step": str(step)})
     full = dict(state, step=step, model_extra=extra, format=1)
     with atomic_write(state_path, "wb") as f:
         torch.save(full, f)
@@ -149,14 +185,24 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointRef | None:
         return None
     try:
         info = json.loads(pointer.read_text())
-        ref = CheckpointRef(int(info["step"]), ckpt_dir / info["weights"],
-                            ckpt_dir / info["state"])
+        ref = CheckpointRef(int(info["step"]), _inside(ckpt_dir, info["weights"], pointer),
+                            _inside(ckpt_dir, info["state"], pointer))
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{pointer}: unreadable checkpoint pointer ({e})") from None
     for p in (ref.weights, ref.state):
         if not p.exists():
             raise DataError(f"{pointer}: points to missing file {p.name}")
     return ref
+
+
+def _inside(ckpt_dir: Path, name: Any, pointer: Path) -> Path:
+    """``ckpt_dir / name`` for a plain file name that stays in ``ckpt_dir`` (probe F18: a
+    pointer naming ``../../etc/passwd`` must not be followed)."""
+    if (not isinstance(name, str) or not name or "/" in name or "\\" in name
+            or name in (".", "..") or (ckpt_dir / name).resolve().parent != ckpt_dir.resolve()):
+        raise DataError(f"{pointer}: refusing checkpoint file name {name!r}: it must be a file "
+                        f"name inside {ckpt_dir}")
+    return ckpt_dir / name
 
 
 def load_checkpoint(ref: CheckpointRef, module: nn.Module,
@@ -167,8 +213,10 @@ def load_checkpoint(ref: CheckpointRef, module: nn.Module,
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         raise DataError(f"{ref.weights}: cannot read checkpoint weights ({e})") from None
     try:
-        state = torch.load(ref.state, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        state = load_torch_file(ref.state, "checkpoint state")
+    except ModelError as e:  # pickled code, or gone: one line naming the file
+        raise DataError(str(e)) from None
+    except (OSError, ValueError, RuntimeError, EOFError) as e:
         raise DataError(f"{ref.state}: cannot read checkpoint state ({e})") from None
     full = dict(tensors)
     full.update(state.get("model_extra", {}))

@@ -112,3 +112,13 @@ def mix_seed(*parts: int) -> int:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
         h = z ^ (z >> 31)
     return h & ((1 << 63) - 1)
+
+
+def seed_global_rng(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator (and the training GPU's): what ``torch.manual_seed`` does, minus
+    its lazy seeding of every other backend (CUDA/XPU/MTIA), which records a stack trace per
+    call and cost ~0.4 ms per step on a CUDA build."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)

@@ -143,3 +143,49 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     return _GatherSum.apply(x)
 
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers to every rank (what DDP does on wrapping).
+
+    Args:
+        module: the module, on the training device, in every process.
+        src: the rank whose values win.
+    """
+    if get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            if isinstance(t, torch.Tensor):
+                dist.broadcast(t, src)
+
+
+def average_gradients_before_step(optimizer: torch.optim.Optimizer) -> object:
+    """Make ``optimizer.step()`` first average its parameters' gradients over ranks.
+
+    The engine's manual-optimisation path uses this instead of DDP: an objective that steps its
+    own optimisers (e.g. a GAN's D then G) gets synchronous data parallelism without any
+    distributed code of its own. Every rank must produce the same set of gradients (same code,
+    same parameters with ``grad`` not None), which a deterministic step does.
+
+    Args:
+        optimizer: the optimiser to hook.
+
+    Returns:
+        The hook handle (``.remove()`` undoes it).
+    """
+    def hook(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        world = get_world_size()
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= world
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view_as(g))
+            offset += n
+
+    return optimizer.register_step_pre_hook(hook)

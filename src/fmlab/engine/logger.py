@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fmlab.utils.io import atomic_write
+from fmlab.errors import DataError
+from fmlab.utils.io import atomic_write, jsonable
 
 METRICS = "metrics.jsonl"
 
@@ -32,7 +33,7 @@ class MetricsLogger:
         if self.enabled:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+            self._file = _open_append(self.path)
             if tensorboard:
                 self._tb = _tensorboard_writer(self.path.parent / "tb")
         if enabled and progress:
@@ -44,7 +45,7 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (must contain ``step``)."""
         if self._file is not None:
-            self._file.write(json.dumps(record, default=_jsonable) + "\n")
+            self._file.write(json.dumps(record, default=jsonable) + "\n")
             self._file.flush()
         if self._tb is not None:
             step = int(record["step"])
@@ -114,5 +115,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _jsonable(o: Any) -> Any:
-    return o.item() if hasattr(o, "item") else str(o)
+def _open_append(path: Path) -> Any:
+    """``open(path, "a")`` that refuses a symlink (probe F17: a link planted in the run folder
+    must not make the run append to a file elsewhere)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if path.is_symlink():
+            raise DataError(f"{path}: is a symbolic link; refusing to append the run's log "
+                            "through it (remove the link)") from None
+        raise DataError(f"{path}: cannot open the run's log ({e.strerror})") from None
+    return os.fdopen(fd, "a", encoding="utf-8")

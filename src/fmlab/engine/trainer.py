@@ -1,10 +1,15 @@
 """The one training loop. Objectives bring the maths; this file brings everything else.
 
 Exact resume rests on three facts: (1) the data order is a function of (seed, epoch, position);
-(2) the global torch RNG and the transform's generator are re-seeded at every step from
+(2) the global torch RNG and the step's generators are re-seeded at every step from
 (seed, step, rank), so no random stream has to be carried across a restart; (3) weights,
-optimiser state and the step counter are checkpointed together, and the schedules are pure
-functions of the step.
+every optimiser's state, the callbacks' state and the step counter are checkpointed together,
+and the schedules are pure functions of the step.
+
+A fit is four pieces: :meth:`Trainer._setup` (device, optimisers, restore, logger),
+one step (:meth:`Trainer._auto_step`: ``loss.backward()`` on one optimiser, or
+:meth:`Trainer._manual_step`: the objective's own ``training_step``), :meth:`Trainer._after_step`
+(log window, monitors, callbacks, checkpoints) and :meth:`Trainer._finish`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import math
 import os
 import time
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +27,12 @@ import torch
 from torch import nn
 
 from fmlab.engine import checkpoint as ckpt
+from fmlab.engine.callbacks import Callback
 from fmlab.engine.config import (
     EngineConfig,
     OptimConfig,
     ScheduleConfig,
     TrainerConfig,
-    config_to_dict,
     save_config,
     validate_config,
 )
@@ -37,14 +42,25 @@ from fmlab.engine.data import (
     fetch_batch,
     micro_batch_indices,
     mix_seed,
+    seed_global_rng,
     to_device,
 )
-from fmlab.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from fmlab.engine.device import resolve_device
+from fmlab.engine.distributed import DistInfo, barrier, init_distributed
+from fmlab.engine.fit_parts import (
+    FitState,
+    build_optimizers,
+    checkpoint_state,
+    export_encoder,
+    parallelize,
+    restore_checkpoint,
+    resume_dir_of,
+    run_monitors,
+)
 from fmlab.engine.logger import MetricsLogger, truncate_metrics
-from fmlab.engine.optim import build_optimizer
 from fmlab.engine.schedule import LRSchedule
-from fmlab.errors import ConfigError, DataError, FmlabError
-from fmlab.utils.io import sha256_file, write_json
+from fmlab.engine.window import LogWindow
+from fmlab.errors import ConfigError, FmlabError
 
 
 class DivergenceError(FmlabError):
@@ -53,7 +69,11 @@ class DivergenceError(FmlabError):
 
 @dataclass
 class FitResult:
-    """What ``fit`` returns: where the run ended and what it logged in this call."""
+    """What ``fit`` returns: where the run ended and what it logged in this call.
+
+    ``stopped_early`` is True when a callback (e.g. :class:`~fmlab.engine.callbacks.CPUBudget`)
+    ended the run before ``max_steps``.
+    """
 
     step: int
     epoch: int
@@ -62,42 +82,80 @@ class FitResult:
     run_dir: Path | None = None
     encoder_path: Path | None = None
     resumed_from: int | None = None
+    stopped_early: bool = False
 
 
 class Trainer:
     """Train ``objective`` on ``source`` (see :mod:`fmlab.engine` for both contracts).
 
-    ``run_dir`` receives ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and, at the end,
-    ``encoder.safetensors`` + ``encoder.json``; with ``run_dir=None`` nothing is written.
-    ``monitors`` are callables ``monitor(embed, device, where) -> dict[str, float]`` (e.g.
-    :class:`fmlab.engine.monitors.EmbeddingMonitor`) run on rank 0 at the end of every
-    ``monitor.every_epochs``-th epoch with the objective in eval mode. ``config`` is what gets
-    saved as ``config.yaml`` (default: the three engine sections).
+    Args:
+        objective: the ``nn.Module`` with the maths (``loss, logs = objective(batch)``, or
+            ``configure_optimizers`` + ``training_step`` for manual optimisation).
+        source: the training data (``len`` + ``get_batch``).
+        cfg: the ``trainer`` section (steps, batch, seed, checkpoints, device ...).
+        optim: one :class:`OptimConfig`, or named ones (``{"g": ..., "d": ...}``) for an
+            objective with ``configure_optimizers``; each gets its own LR schedule.
+        schedule: the LR schedule shared by every optimiser.
+        run_dir: receives ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and, at the end,
+            ``encoder.safetensors`` + ``encoder.json``; None writes nothing.
+        transform: ``transform(batch, generator) -> batch`` on the training device.
+        monitors: ``monitor(embed, device, where) -> dict[str, float]`` run on rank 0 at the end
+            of every ``monitor.every_epochs``-th epoch with the objective in eval mode.
+        callbacks: :class:`~fmlab.engine.callbacks.Callback` objects (evaluations, budgets).
+        config: what gets saved as ``config.yaml`` (default: the three engine sections).
+        dist: the process group position (default: :func:`init_distributed`).
+
+    Examples:
+        >>> import torch
+        >>> from fmlab.engine import TensorSource, Trainer, TrainerConfig
+        >>> class Mean(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = torch.nn.Parameter(torch.zeros(()))
+        ...     def forward(self, batch):
+        ...         return ((batch["images"].float() - self.w) ** 2).mean(), {}
+        >>> src = TensorSource(torch.ones(8, 1))
+        >>> cfg = TrainerConfig(max_steps=2, batch_size=4, device="cpu", progress=False,
+        ...                     tensorboard=False, log_every=1)
+        >>> res = Trainer(Mean(), src, cfg, run_dir=None).fit()
+        >>> res.step, [round(r["loss"], 3) for r in res.history]
+        (2, [1.0, 0.998])
     """
 
     def __init__(self, objective: nn.Module, source: Any, cfg: TrainerConfig | None = None,
-                 optim: OptimConfig | None = None, schedule: ScheduleConfig | None = None, *,
+                 optim: OptimConfig | Mapping[str, OptimConfig] | None = None,
+                 schedule: ScheduleConfig | None = None, *,
                  run_dir: str | os.PathLike | None = None, transform: Transform | None = None,
-                 monitors: list[Any] | tuple[Any, ...] = (), config: Any = None,
+                 monitors: list[Any] | tuple[Any, ...] = (),
+                 callbacks: list[Callback] | tuple[Callback, ...] = (), config: Any = None,
                  dist: DistInfo | None = None) -> None:
         self.objective = objective
         self.source = source
         self.cfg = cfg or TrainerConfig()
-        self.optim_cfg = optim or OptimConfig()
+        self.optim_cfgs = (dict(optim) if isinstance(optim, Mapping)
+                           else {"": optim or OptimConfig()})
+        self.optim_cfg = self.optim_cfgs.get("") or next(iter(self.optim_cfgs.values()))
         self.schedule_cfg = schedule or ScheduleConfig()
-        for section, prefix in ((self.cfg, "trainer"), (self.optim_cfg, "optim"),
-                                (self.schedule_cfg, "schedule")):
-            section.validate(prefix)
+        self.cfg.validate("trainer")
+        for name, o in self.optim_cfgs.items():
+            o.validate(f"optim_{name}" if name else "optim")
+        self.schedule_cfg.validate("schedule")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.transform = transform
         self.monitors = list(monitors)
+        self.callbacks = list(callbacks)
         self.config = config
         self.dist = dist
+        self.dist_info: DistInfo | None = None
+        self.device: torch.device | None = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.lr_schedules: dict[str, LRSchedule] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self.lr_schedule: LRSchedule | None = None
         self.step = 0
         self.epoch = 0
         self.position = 0
+        self._fit: FitState | None = None
 
     @classmethod
     def from_config(cls, objective: nn.Module, source: Any, config: Any,
@@ -106,6 +164,11 @@ class Trainer:
         validate_config(config)
         return cls(objective, source, config.trainer, config.optim, config.schedule,
                    config=config, **kwargs)
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0 (the process that writes files)."""
+        return self.dist_info is None or self.dist_info.is_main
 
     # ----------------------------------------------------------------- geometry
 
@@ -126,300 +189,248 @@ class Trainer:
         warmup = s.warmup_steps or round(s.warmup_epochs * spe)
         return spe, total, warmup
 
-    def _device(self, info: DistInfo) -> torch.device:
-        if self.cfg.device == "auto":
-            if torch.cuda.is_available():
-                return torch.device(f"cuda:{info.local_rank}")
-            return torch.device("cpu")
-        try:
-            return torch.device(self.cfg.device)
-        except RuntimeError:
-            raise ConfigError(f"trainer.device: {self.cfg.device!r} is not a torch device") \
-                from None
-
     # ----------------------------------------------------------------- the loop
 
     def fit(self, resume: str | os.PathLike | bool | None = None) -> FitResult:
-        """Train to ``max_steps``; ``resume=RUN_DIR`` (or True: ``run_dir``) continues a run.
+        """Train to ``max_steps`` (or until a callback stops the run).
 
-        Resuming a run that has no checkpoint yet starts it from scratch.
+        Args:
+            resume: ``RUN_DIR`` (or True: ``run_dir``) continues that run from its latest
+                checkpoint; a run without a checkpoint yet starts from scratch.
+
+        Returns:
+            A :class:`FitResult` (final step, the records logged in this call ...).
         """
+        f = self.begin(resume)
+        stopped = False
+        try:
+            while self.step < f.max_steps:
+                if self.callbacks and any(cb.should_stop(self) for cb in self.callbacks):
+                    stopped = True
+                    break
+                self.train_step()
+            encoder_path = self._finish(f)
+        finally:
+            self.close()
+        barrier()
+        return FitResult(self.step, self.epoch, f.max_steps, f.history, self.run_dir,
+                         encoder_path, f.resumed_from, stopped)
+
+    def begin(self, resume: str | os.PathLike | bool | None = None) -> FitState:
+        """Set a fit up (device, optimisers, restore, logger) without training; :meth:`fit`
+        calls it, benchmarks call it and then :meth:`train_step` (and :meth:`close`)."""
+        return self._setup(resume)
+
+    def train_step(self) -> None:
+        """One step with its callbacks, log line and checkpoint (after :meth:`begin`)."""
+        f = self._fit
+        if f is None:
+            raise RuntimeError("Trainer.train_step needs Trainer.begin first")
+        for cb in self.callbacks:
+            cb.on_train_step_start(self)
+        lr = self._manual_step(f) if f.manual else self._auto_step(f)
+        for cb in self.callbacks:
+            cb.on_train_step_end(self)
+        self._after_step(f, lr)
+
+    def close(self) -> None:
+        """Close the logs and undo the fit's hooks (also after an error)."""
+        f, self._fit = self._fit, None
+        if f is not None:
+            f.logger.close()
+            for h in f.hooks:
+                h.remove()
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Write ``record`` to ``metrics.jsonl`` (rank 0) and this fit's history; for callbacks.
+
+        Args:
+            record: a JSON-able dict with a ``step`` key.
+        """
+        if self._fit is None:
+            raise RuntimeError("Trainer.log is only available during fit")
+        self._fit.history.append(record)
+        self._fit.logger.log(record)
+
+    def _setup(self, resume: str | os.PathLike | bool | None) -> FitState:
+        """Device, optimisers, restore, config.yaml, DDP and the logger of one fit."""
         info = self.dist or init_distributed()
-        rank, world = info.rank, info.world_size
-        resume_dir = self._resume_dir(resume)
+        self.dist_info = info
+        resume_dir = resume_dir_of(self, resume)
         if self.run_dir is None and resume_dir is not None:
             self.run_dir = resume_dir
         writes = info.is_main and self.run_dir is not None
-        device = self._device(info)
-        spe, max_steps, warmup = self._geometry(world)
-        c = self.cfg
-
+        device = self.device = resolve_device(self.cfg.device, info.local_rank)
+        spe, max_steps, warmup = self._geometry(info.world_size)
         obj = self.objective.to(device)
         hook = getattr(obj, "on_train_start", None)
         if callable(hook):
             hook(max_steps)
-        self.optimizer = build_optimizer(obj, self.optim_cfg)
-        self.lr_schedule = LRSchedule(self.optim_cfg.lr, max_steps, warmup,
-                                      self.schedule_cfg.min_lr, self.schedule_cfg.name,
-                                      self.optim_cfg.weight_decay,
-                                      self.schedule_cfg.final_weight_decay)
+        manual = callable(getattr(obj, "training_step", None))
+        build_optimizers(self, obj, manual, max_steps, warmup)
         self.step, self.epoch, self.position = 0, 0, 0
-        resumed_from = None
         ref = ckpt.latest_checkpoint(resume_dir) if resume_dir is not None else None
         if ref is not None:
-            self._restore(ref, obj, device, spe)
-            resumed_from = self.step
+            restore_checkpoint(self, ref, obj, device, spe)
+        resumed_from = self.step if ref is not None else None
         if writes:
             assert self.run_dir is not None
             if resumed_from is not None:
                 truncate_metrics(self.run_dir, self.step)
             save_config(self._config_to_save(), self.run_dir / "config.yaml")
-
-        model: nn.Module = obj
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            model = DDP(obj, device_ids=[device.index] if device.type == "cuda" else None,
-                        find_unused_parameters=c.find_unused_parameters)
+        model, hooks = parallelize(self, obj, manual, info, device)
         obj.train()
-
+        c = self.cfg
         logger = MetricsLogger(self.run_dir, enabled=writes, tensorboard=c.tensorboard,
                                progress=c.progress and info.is_main, total=max_steps,
                                initial=self.step)
-        gen = torch.Generator(device=device)
-        before = getattr(obj, "on_before_optimizer_step", None)
-        after = getattr(obj, "on_after_optimizer_step", None)
-        history: list[dict[str, Any]] = []
-        window = _Window()
-        images_per_step = c.batch_size * c.accumulate
-        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                  enabled=c.bf16)
-        perm, perm_epoch = None, -1
-        last_ckpt = self.step if ref is not None else -1
-        last_monitor = -1
-        t_last = time.perf_counter()
+        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=c.bf16)
+        f = FitState(info, device, spe, max_steps, model, logger, torch.Generator(device=device),
+                 torch.Generator(), autocast, manual, resumed_from,
+                 self.step if ref is not None else -1, hooks=hooks,
+                 t_last=time.perf_counter(), before=getattr(obj, "on_before_optimizer_step", None),
+                 after=getattr(obj, "on_after_optimizer_step", None))
+        self._fit = f
         try:
-            while self.step < max_steps:
-                if perm_epoch != self.epoch:
-                    perm, perm_epoch = epoch_permutation(len(self.source), c.seed,
-                                                         self.epoch), self.epoch
-                step = self.step
-                _seed_global_rng(mix_seed(c.seed, step, rank), device)
-                gen.manual_seed(mix_seed(c.seed, step, rank, 1))
-                lr = self.lr_schedule.apply(self.optimizer, step)
-                for j in range(c.accumulate):
-                    k = self.position * c.accumulate + j
-                    idx = micro_batch_indices(perm, k, c.batch_size, rank, world)
-                    batch = to_device(fetch_batch(self.source, idx), device)
-                    if self.transform is not None:
-                        batch = self.transform(batch, gen)
-                    sync = (model.no_sync() if world > 1 and j < c.accumulate - 1
-                            else contextlib.nullcontext())
-                    with sync:
-                        with autocast:
-                            loss, logs = model(batch)
-                        if loss.ndim != 0:
-                            raise ValueError(f"the objective returned a loss of shape "
-                                             f"{tuple(loss.shape)}; it must be a scalar")
-                        (loss / c.accumulate if c.accumulate > 1 else loss).backward()
-                    window.add(loss, logs, 1.0 / c.accumulate)
-                if callable(before):
-                    before(step, max_steps)
-                if c.grad_clip > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(obj.parameters(), c.grad_clip)
-                    window.add_log("grad_norm", norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                if callable(after):
-                    after(step, max_steps)
-                window.steps += 1
-                step_epoch = self.epoch
-                self.step += 1
-                self.position += 1
-                logger.advance(1)
-                if self.position == spe:
-                    self.epoch += 1
-                    self.position = 0
-                    t_mon = time.perf_counter()
-                    if self._monitor(obj, device, step_epoch, logger, history, info):
-                        last_monitor = self.step
-                        t_last += time.perf_counter() - t_mon  # keep images/s about training
-                if self.step % c.log_every == 0 or self.step == max_steps:
-                    now = time.perf_counter()
-                    rec = window.record(self.step, step_epoch, lr, world,
-                                        images_per_step / max(now - t_last, 1e-9) * window.steps)
-                    t_last = now
-                    history.append(rec)
-                    logger.log(rec)
-                    logger.advance(0, loss=f"{rec['loss']:.4g}",
-                                   img_s=f"{rec['images_per_s']:.0f}")
-                    if not math.isfinite(rec["loss"]):
-                        raise DivergenceError(
-                            f"loss is {rec['loss']} at step {self.step}; resume from the last "
-                            f"checkpoint (step {max(last_ckpt, 0)}) with a lower optim.lr")
-                    window = _Window()
-                if (c.checkpoint_every and self.step % c.checkpoint_every == 0
-                        and self.step < max_steps):
-                    self._checkpoint(obj, spe, max_steps, info)
-                    last_ckpt = self.step
-            if self.monitors and last_monitor != self.step and resumed_from != max_steps:
-                self._monitor(obj, device, max(self.epoch - (self.position == 0), 0), logger,
-                              history, info, force=True)
-            if last_ckpt != self.step:
-                self._checkpoint(obj, spe, max_steps, info)
-            encoder_path = self._export_encoder(obj) if writes else None
-        finally:
-            logger.close()
-        barrier()
-        return FitResult(self.step, self.epoch, max_steps, history, self.run_dir, encoder_path,
-                         resumed_from)
+            for cb in self.callbacks:
+                cb.on_fit_start(self, resumed_from)
+        except BaseException:
+            self.close()
+            raise
+        return f
 
-    # ----------------------------------------------------------------- pieces
+    def _batch(self, f: FitState, j: int) -> dict[str, Any]:
+        """Micro-batch ``j`` of the current step, this rank's shard, on the device."""
+        c = self.cfg
+        if f.perm_epoch != self.epoch:
+            f.perm, f.perm_epoch = epoch_permutation(len(self.source), c.seed, self.epoch), self.epoch
+        idx = micro_batch_indices(f.perm, self.position * c.accumulate + j, c.batch_size,
+                                  f.info.rank, f.info.world_size)
+        batch = to_device(fetch_batch(self.source, idx), f.device)
+        if self.transform is not None:
+            batch = self.transform(batch, f.gen)
+        return batch
 
-    def _resume_dir(self, resume: str | os.PathLike | bool | None) -> Path | None:
-        if resume is None or resume is False:
-            return None
-        if resume is True:
-            if self.run_dir is None:
-                raise ConfigError("resume=True needs the Trainer's run_dir")
-            return self.run_dir
-        path = Path(resume)
-        if not path.is_dir():
-            raise DataError(f"{path}: cannot resume, no such run directory")
-        return path
+    def _auto_step(self, f: FitState) -> float:
+        """One step of the default path: accumulate ``loss.backward()``, clip, step; the lr."""
+        c, step, obj = self.cfg, self.step, self.objective
+        seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
+        f.gen.manual_seed(mix_seed(c.seed, step, f.info.rank, 1))
+        assert self.optimizer is not None and self.lr_schedule is not None
+        lr = self.lr_schedule.apply(self.optimizer, step)
+        for j in range(c.accumulate):
+            batch = self._batch(f, j)
+            sync = (f.model.no_sync() if f.info.world_size > 1 and j < c.accumulate - 1
+                    else contextlib.nullcontext())
+            with sync:
+                with f.autocast:
+                    loss, logs = f.model(batch)
+                if loss.ndim != 0:
+                    raise ValueError(f"the objective returned a loss of shape "
+                                     f"{tuple(loss.shape)}; it must be a scalar")
+                (loss / c.accumulate if c.accumulate > 1 else loss).backward()
+            f.window.add(loss, logs, 1.0 / c.accumulate)
+        if f.before is not None:
+            f.before(step, f.max_steps)
+        if c.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(obj.parameters(), c.grad_clip)
+            f.window.add_log("grad_norm", norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if f.after is not None:
+            f.after(step, f.max_steps)
+        return lr
+
+    def _manual_step(self, f: FitState) -> float:
+        """One step of an objective with ``training_step``: it runs its own updates on the
+        optimisers (already at this step's lr); its float logs must stay finite."""
+        c, step = self.cfg, self.step
+        seed = mix_seed(c.seed, step, f.info.rank, 1)
+        seed_global_rng(mix_seed(c.seed, step, f.info.rank), f.device)
+        f.cpu_gen.manual_seed(seed)
+        if self.transform is not None:
+            f.gen.manual_seed(seed)
+        lrs = {f"lr_{name}": sched.apply(self.optimizers[name], step)
+               for name, sched in self.lr_schedules.items()}
+        batch = self._batch(f, 0)
+        with f.autocast:
+            logs = self.objective.training_step(batch, self.optimizers, step, f.cpu_gen)
+        for k, v in logs.items():
+            if not math.isfinite(v):
+                raise DivergenceError(
+                    f"{k}={v} at step {step + 1}; resume from the last checkpoint (step "
+                    f"{max(f.last_ckpt, 0)}) with lower learning rates")
+        f.window.add_floats(logs)
+        f.window.add_floats(lrs)
+        return next(iter(lrs.values()))
+
+    def _after_step(self, f: FitState, lr: float) -> None:
+        """Count the step, then epoch monitors, the log line, callbacks and the checkpoint."""
+        c = self.cfg
+        f.window.steps += 1
+        step_epoch = self.epoch
+        self.step += 1
+        self.position += 1
+        f.logger.advance(1)
+        if self.position == f.spe:
+            self.epoch += 1
+            self.position = 0
+            t_mon = time.perf_counter()
+            if run_monitors(self, self.objective, f.device, step_epoch, f.info):
+                f.last_monitor = self.step
+                f.t_last += time.perf_counter() - t_mon  # keep images/s about training
+        if self.step % c.log_every == 0 or self.step == f.max_steps:
+            self._log_window(f, step_epoch, lr)
+        for cb in self.callbacks:
+            cb.on_after_step(self)
+        if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < f.max_steps:
+            self._checkpoint(f)
+
+    def _log_window(self, f: FitState, epoch: int, lr: float) -> None:
+        """Write the log window's means as one ``metrics.jsonl`` record and start a new one."""
+        now = time.perf_counter()
+        ips = self.cfg.batch_size * self.cfg.accumulate / max(now - f.t_last, 1e-9) * f.window.steps
+        f.t_last = now
+        if f.manual:
+            rec = {"step": self.step, "epoch": epoch,
+                   "logs": f.window.float_means(f.info.world_size, f.device), "images_per_s": ips}
+            post = {k: f"{v:.3f}" for k, v in rec["logs"].items() if k.endswith("loss")}
+        else:
+            rec = f.window.record(self.step, epoch, lr, f.info.world_size, ips)
+            post = {"loss": f"{rec['loss']:.4g}"}
+        for cb in self.callbacks:
+            cb.on_log(self, rec)
+        self.log(rec)
+        f.logger.advance(0, **post, img_s=f"{ips:.0f}")
+        if not f.manual and not math.isfinite(rec["loss"]):
+            raise DivergenceError(
+                f"loss is {rec['loss']} at step {self.step}; resume from the last "
+                f"checkpoint (step {max(f.last_ckpt, 0)}) with a lower optim.lr")
+        f.window = LogWindow()
+
+    def _finish(self, f: FitState) -> Path | None:
+        """Final monitors and checkpoint, callbacks' ``on_fit_end``, the encoder export."""
+        if self.monitors and f.last_monitor != self.step and f.resumed_from != f.max_steps:
+            run_monitors(self, self.objective, f.device,
+                         max(self.epoch - (self.position == 0), 0), f.info, force=True)
+        if f.last_ckpt != self.step:
+            self._checkpoint(f)
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        if f.info.is_main and self.run_dir is not None:
+            return export_encoder(self, self.objective)
+        return None
+
+    # ----------------------------------------------------------------- checkpoints
 
     def _config_to_save(self) -> Any:
         if self.config is not None:
             return self.config
         return EngineConfig(trainer=self.cfg, optim=self.optim_cfg, schedule=self.schedule_cfg)
 
-    def _state(self, spe: int, max_steps: int) -> dict[str, Any]:
-        assert self.optimizer is not None and self.lr_schedule is not None
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.lr_schedule.state_dict(),
-            "data": {"epoch": self.epoch, "position": self.position, "seed": self.cfg.seed,
-                     "num_samples": len(self.source), "steps_per_epoch": spe},
-            "rng": ckpt.rng_state(),
-            "max_steps": max_steps,
-        }
-
-    def _checkpoint(self, obj: nn.Module, spe: int, max_steps: int, info: DistInfo) -> None:
-        if info.is_main and self.run_dir is not None:
-            ckpt.save_checkpoint(self.run_dir, self.step, obj, self._state(spe, max_steps),
+    def _checkpoint(self, f: FitState) -> None:
+        if f.info.is_main and self.run_dir is not None:
+            ckpt.save_checkpoint(self.run_dir, self.step, self.objective,
+                                 checkpoint_state(self, f.spe, f.max_steps),
                                  keep_last=self.cfg.keep_last)
-
-    def _restore(self, ref: ckpt.CheckpointRef, obj: nn.Module, device: torch.device,
-                 spe: int) -> None:
-        state = ckpt.load_checkpoint(ref, obj, device)
-        data = state["data"]
-        if data["num_samples"] != len(self.source):
-            raise DataError(f"{ref.state}: the run was trained on {data['num_samples']} samples "
-                            f"but the source now has {len(self.source)}")
-        if data["steps_per_epoch"] != spe:
-            raise ConfigError(f"{ref.state}: the run had {data['steps_per_epoch']} steps per "
-                              f"epoch, this config gives {spe}; keep trainer.batch_size and "
-                              f"trainer.accumulate when resuming")
-        if data["seed"] != self.cfg.seed:
-            raise ConfigError(f"{ref.state}: the run used trainer.seed={data['seed']}, this "
-                              f"config has {self.cfg.seed}")
-        assert self.optimizer is not None
-        self.optimizer.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
-        self.step = int(state["step"])
-        self.epoch, self.position = int(data["epoch"]), int(data["position"])
-
-    def _embed_fn(self, obj: nn.Module):
-        fn = getattr(obj, "embed", None)
-        if callable(fn):
-            return fn
-        enc = getattr(obj, "encoder", None)
-        if enc is None:
-            return None
-        return enc.encode if callable(getattr(enc, "encode", None)) else enc
-
-    def _monitor(self, obj: nn.Module, device: torch.device, epoch: int, logger: MetricsLogger,
-                 history: list[dict[str, Any]], info: DistInfo, force: bool = False) -> bool:
-        due = [m for m in self.monitors
-               if force or (getattr(m, "every_epochs", 1) and
-                            (epoch + 1) % getattr(m, "every_epochs", 1) == 0)]
-        if not due:
-            return False
-        if info.is_main:
-            embed = self._embed_fn(obj)
-            if embed is None:
-                warnings.warn("monitors skipped: the objective has neither embed() nor "
-                              "an encoder", stacklevel=2)
-                return False
-            values: dict[str, float] = {}
-            devices = [device] if device.type == "cuda" else []
-            was_training = obj.training
-            obj.eval()
-            # fork_rng: a monitor must never shift the training's random streams
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                for m in due:
-                    values.update(m(embed, device, f"at step {self.step}"))
-            obj.train(was_training)
-            rec = {"step": self.step, "epoch": epoch, "monitor": values}
-            history.append(rec)
-            logger.log(rec)
-        barrier()
-        return True
-
-    def _export_encoder(self, obj: nn.Module) -> Path | None:
-        enc = getattr(obj, "encoder", None)
-        if not isinstance(enc, nn.Module) or self.run_dir is None:
-            return None
-        path = self.run_dir / "encoder.safetensors"
-        meta = {"step": str(self.step), "writer": "fmlab.engine"}
-        ckpt.save_weights(enc, path, metadata=meta)
-        write_json(self.run_dir / "encoder.json", {
-            "name": getattr(enc, "name", None),
-            "feature_dim": getattr(enc, "feature_dim", None),
-            "step": self.step,
-            "weights": path.name,
-            "weights_sha256": sha256_file(path),
-            "config": config_to_dict(self._config_to_save()),
-        })
-        return path
-
-
-def _seed_global_rng(seed: int, device: torch.device) -> None:
-    """Seed the CPU generator (and the training GPU's): what ``torch.manual_seed`` does, minus
-    its lazy seeding of every other backend (CUDA/XPU/MTIA), which records a stack trace per
-    call and cost ~0.4 ms per step on a CUDA build."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        torch.cuda.default_generators[index].manual_seed(seed)
-
-
-class _Window:
-    """Sums of loss and logs since the last log line, kept as tensors (no per-step host sync)."""
-
-    def __init__(self) -> None:
-        self.loss: torch.Tensor | float = 0.0
-        self.logs: dict[str, torch.Tensor | float] = {}
-        self.steps = 0
-
-    def add(self, loss: torch.Tensor, logs: dict[str, Any] | None, weight: float) -> None:
-        self.loss = self.loss + loss.detach().float() * weight
-        for k, v in (logs or {}).items():
-            self.add_log(k, v, weight)
-
-    def add_log(self, key: str, value: Any, weight: float = 1.0) -> None:
-        v = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
-        self.logs[key] = self.logs.get(key, 0.0) + v * weight
-
-    def record(self, step: int, epoch: int, lr: float, world: int,
-               images_per_s: float) -> dict[str, Any]:
-        n = max(self.steps, 1)
-        keys = sorted(self.logs)
-        dev = self.loss.device if isinstance(self.loss, torch.Tensor) else None
-        vals = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=dev).reshape(())
-                            for v in [self.loss, *(self.logs[k] for k in keys)]]) / n
-        if world > 1:  # every rank reaches this line at the same step
-            vals = all_reduce_mean(vals)
-        out = vals.cpu().tolist()
-        return {"step": step, "epoch": epoch, "lr": lr, "loss": out[0],
-                "logs": dict(zip(keys, out[1:])), "images_per_s": images_per_s}
+        f.last_ckpt = self.step

@@ -20,6 +20,7 @@ import torch
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.experiments.gan_config import GANDataConfig
+from fmlab.gan.prep import to_gan_input
 
 
 def select_training_indices(n_total: int, labels: np.ndarray | None, limit: int = 0,
@@ -55,13 +56,20 @@ class GANTrainData:
     class_names: list[str] | None
     content_hash: str | None
     origin: str
+    # set: get_batch converts to the nets' float (B, C, H, W) in [-1, 1] here, on the CPU, so the
+    # numbers do not depend on the training device (None: uint8 batches as stored)
+    channels: int | None = None
+    img_size: int | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        batch = {"images": torch.from_numpy(np.ascontiguousarray(self.images[idx]))}
+        images = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
+        if self.channels is not None or self.img_size is not None:
+            images = to_gan_input(images, self.channels, self.img_size)
+        batch = {"images": images}
         if self.labels is not None:
             batch["labels"] = torch.from_numpy(self.labels[idx])
         return batch
@@ -72,9 +80,17 @@ class GANTrainData:
             return len(self.class_names)
         return int(self.labels.max()) + 1 if self.labels is not None and len(self.labels) else 0
 
+    #: the config keys that choose the images (named by the engine when a resume differs)
+    selection_keys = "data.limit / data.fraction / data.fraction_seed"
+
     @property
     def selection_sha256(self) -> str:
         return hashlib.sha256(self.indices.astype(np.int64).tobytes()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """What the engine checkpoints and compares on resume: the selection's hash."""
+        return self.selection_sha256
 
     def info(self) -> dict:
         return {"origin": self.origin, "n": len(self), "content_hash": self.content_hash,
@@ -99,4 +115,5 @@ def load_train_data(cfg: GANDataConfig) -> GANTrainData:
         raise DataError(f"{cfg.source}:{cfg.split}: images must be uint8, got {images.dtype}")
     return GANTrainData(images=images, labels=None if labels is None else labels[idx],
                         indices=idx, class_names=split.class_names,
-                        content_hash=split.content_hash, origin=f"{cfg.source}:{cfg.split}")
+                        content_hash=split.content_hash, origin=f"{cfg.source}:{cfg.split}",
+                        channels=cfg.channels, img_size=cfg.img_size)

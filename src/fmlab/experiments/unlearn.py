@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from fmlab.gan.unlearn import (
     split_by_class,
     train_stage,
 )
+from fmlab.utils.io import jsonable
+from fmlab.utils.validation import finite_float
 
 CLASSIFIER_WEIGHTS = {"lenet5_mnist": "weights/mnist_small/lenet_epoch=12_test_acc=0.991.pth"}
 
@@ -77,8 +78,9 @@ class UnlearnConfig:
         for k in ("n_split", "n_eval"):
             if getattr(self, k) < 10:
                 raise ConfigError(f"{k} must be >= 10, got {getattr(self, k)}")
-        if self.gamma < 0 or self.ewc_lambda < 0:
-            raise ConfigError("gamma and ewc_lambda must be >= 0")
+        # NaN / inf would train to NaN weights and write them as a success (probe F1)
+        self.gamma = finite_float("--gamma", self.gamma, low=0.0)
+        self.ewc_lambda = finite_float("--ewc-lambda", self.ewc_lambda, low=0.0)
         if self.target_class < 0:
             raise ConfigError(f"--target-class must be >= 0, got {self.target_class}")
 
@@ -300,7 +302,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
         sample_grid(g, 64, out / grids[name], seed=cfg.seed, nrow=8)
 
     report = {
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "generator": {k: info.get(k) for k in ("arch", "kwargs", "weights", "weights_sha256")},
         "stage0": {"negatives": int(len(neg)), "positives": int(len(pos)),
                    "from": {"negatives": cfg.negatives or "classifier",
@@ -320,33 +322,23 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
 
 
 def _store(cfg: UnlearnConfig, report: dict[str, Any]) -> None:
-    from fmlab.results import ResultsStore, new_run_id
+    """Before/after target share and FIDs as ``gan_unlearn`` rows of the results store."""
+    from types import SimpleNamespace
 
-    run_id, proto = new_run_id(), report["protocol"]
+    from fmlab.results import Protocol, ResultsStore
+
+    proto = report["protocol"]
+    ext = proto["extractor"]
+    backbone = SimpleNamespace(name=ext.get("backbone") or ext.get("extractor"),
+                               weights_sha256=ext.get("weights_sha256"))
+    protocol = Protocol.of(cfg.reference, split_hash=proto.get("reference_hash"), backbone=backbone)
     hp = {"repulsion": cfg.repulsion, "gamma": cfg.gamma, "ewc_lambda": cfg.ewc_lambda,
           "target_class": cfg.target_class, "adapted_models": cfg.adapted_models,
           "adapt_steps": cfg.adapt.steps, "unlearn_steps": cfg.unlearn.steps}
-    rows = []
-    for when in ("before", "after"):
-        for metric in ("target_share", "fid", "fid_positives"):
-            v = report["metrics"][when][metric]
-            if v is not None:
-                rows.append({"run_id": run_id, "task": "gan_unlearn", "source": cfg.reference,
-                             "split_hash": proto.get("reference_hash"),
-                             "backbone": "lenet5_mnist",
-                             "weights_hash": proto["extractor"].get("weights_sha256"),
-                             "method": cfg.repulsion, "hyperparameters": hp, "seed": cfg.seed,
-                             "metric": f"{metric}_{when}", "value": float(v),
-                             "seconds": report["seconds"],
-                             "extra": {"histogram": report["metrics"][when]["histogram"]}})
-    ResultsStore(cfg.db).append(rows)
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (Path, os.PathLike)):
-        return str(o)
-    return o
+    records = [{"method": cfg.repulsion, "hyperparameters": hp, "seed": cfg.seed,
+                "metric": f"{metric}_{when}", "value": report["metrics"][when][metric],
+                "seconds": report["seconds"],
+                "extra": {"histogram": report["metrics"][when]["histogram"]}}
+               for when in ("before", "after") for metric in ("target_share", "fid", "fid_positives")
+               if report["metrics"][when][metric] is not None]
+    ResultsStore(cfg.db).record("gan_unlearn", protocol, records)

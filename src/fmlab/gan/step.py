@@ -17,7 +17,7 @@ Conventions (StudioGAN unless noted):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -38,6 +38,8 @@ from fmlab.gan.regularizers import (
     lecam_loss,
     r1_penalty,
 )
+
+Penalty = Callable[[nn.Module], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass
@@ -194,8 +196,12 @@ def d_step(G: Generator, D: Discriminator, opt_D: torch.optim.Optimizer,
 
 def g_step(G: Generator, D: Discriminator, opt_G: torch.optim.Optimizer, n: int,
            cfg: GANStepConfig, generator: torch.Generator | None = None,
-           state: GANState | None = None) -> dict[str, float]:
-    """One generator update on ``n`` fresh samples; D's parameters get no gradient."""
+           state: GANState | None = None, penalty: Penalty | None = None) -> dict[str, float]:
+    """One generator update on ``n`` fresh samples; D's parameters get no gradient.
+
+    ``penalty(G) -> (term, logs)`` adds a parameter-space term to G's loss (Adapt-then-Unlearn's
+    EWC and repulsion); its logs join the step's.
+    """
     adv = GAN_LOSSES.get(cfg.loss)
     y_fake = G.sample_labels(n, generator)
     if D.num_classes > 0 and G.num_classes != D.num_classes:
@@ -214,6 +220,10 @@ def g_step(G: Generator, D: Discriminator, opt_G: torch.optim.Optimizer, n: int,
         if am_f is not None:
             loss = loss + am_f
             logs["g_adaptivemix"] = _f(am_f)
+        if penalty is not None:
+            term, plogs = penalty(G)
+            loss = loss + term
+            logs.update(plogs)
         loss.backward()
     opt_G.step()
     if state is not None and state.ema is not None:
