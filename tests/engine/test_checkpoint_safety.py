@@ -71,3 +71,26 @@ def test_checkpoint_state_with_pickled_code_is_refused_in_one_line(tmp_path):
     with pytest.raises(DataError) as e:
         load_checkpoint(ref, TinyObjective())
     assert str(ref.state) in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_safetensors_files_are_byte_identical_across_processes(tmp_path):
+    """The safetensors writer orders its header by hash map, so the same weights gave files with
+    different sha256 from one process to the next (weights_sha256 keys results and caches)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from torch import nn; from fmlab.engine.checkpoint import save_weights;"
+            "torch.manual_seed(0); save_weights(nn.Linear(3, 2), sys.argv[1],"
+            " {'step': '3', 'writer': 'w', 'b': '1', 'zz': '2', 'note': 'x'})")
+    digests = set()
+    for i in range(4):
+        out = tmp_path / f"{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata() == {"step": "3", "writer": "w", "b": "1", "zz": "2", "note": "x"}
+        assert sorted(f.keys()) == ["bias", "weight"]

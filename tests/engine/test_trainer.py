@@ -330,3 +330,20 @@ def test_warmup_epochs_become_steps_and_lr_is_logged():
     lrs = [r["lr"] for r in res.history]
     assert lrs[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert lrs[4] == pytest.approx(0.4) and lrs[-1] < 0.1 and min(lrs[4:]) > 0.04
+
+
+def test_warmup_longer_than_the_run_is_shortened_for_every_command():
+    """A smoke run (``--set trainer.max_steps=2``) of a config with a long warm-up trains: the
+    engine shortens the warm-up to a tenth of the run, warns naming the key, and the schedule
+    config (what config.yaml records) holds the value used; the lr follows that schedule."""
+    from fmlab.engine.schedule import warmup_cosine
+
+    x, y = blobs(96)
+    sched = ScheduleConfig(warmup_steps=40)
+    with pytest.warns(UserWarning, match=r"schedule\.warmup_steps: the warm-up \(40 steps\) does not "
+                                         r"fit a run of 20 steps; using 2"):
+        res = Trainer(TinyObjective(), TensorSource(x, y), _cfg(max_steps=20), OptimConfig(lr=0.1),
+                      sched, run_dir=None).fit()
+    assert res.step == 20 and sched.warmup_steps == 2
+    lrs = [r["lr"] for r in res.history if "lr" in r]
+    assert lrs[:3] == pytest.approx([warmup_cosine(s, 20, 0.1, 0.0, 2) for s in range(3)])

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),
-        clip_model=args.clip_model,
+        clip_model=args.clip_model, init_seed=args.seed,
     )
     run_adapt(cfg)
     print((Path(args.out) / "summary.md").read_text())

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         methods=methods, shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         options=parse_options(args.option, methods), targets=targets, overrides=args.overrides,
         test_split=args.test_split, max_test=args.max_test, data_root=args.data_root,
-        db=resolve_db(args, args.out),
+        db=resolve_db(args, args.out), init_seed=args.seed,
     )
     run_finetune(cfg)
     print((Path(args.out) / "summary.md").read_text())

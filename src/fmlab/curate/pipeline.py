@@ -40,6 +40,22 @@ OUTPUTS = ("curated.jsonl", "stats.json", "entry_counts.csv", "entry_counts.png"
 
 @dataclass
 class CurateConfig:
+    """One ``fmlab curate`` run (the CLI's flags, one field each).
+
+    Attributes:
+        captions: the caption pool (JSONL, optionally gzipped, CSV/TSV or Parquet).
+        entries: the metadata entries file, one entry per line.
+        threshold: MetaCLIP's ``t``: entries matched more often are sub-sampled to ``t`` matches.
+        out: the output folder.
+        seed: seed of the per-pair keep draws.
+        field: the record field holding the caption.
+        format: the captions file format (``auto`` guesses from the suffix).
+        ignore_case: match case-insensitively.
+        batch_size: captions per matching batch.
+        workers: processes for pass 1 (0: automatic).
+        top: entries listed in the report.
+    """
+
     captions: Path
     entries: Path
     threshold: float

@@ -256,6 +256,16 @@ class ImageTextSplit:
 
 @dataclass
 class ImageTextSource:
+    """A source of image–caption pairs (``coco_mini``, ``csv:PATH``, ``jsonl:PATH``).
+
+    Attributes:
+        name: the source spec.
+        splits: split name -> :class:`ImageTextSplit` (images plus their captions).
+        provenance: where the data comes from (licence, URL), for ``fmlab data info``.
+        metadata: further facts (``variant``, ``warning``) that results carry along.
+        class_names: class names when the images are also labelled, else None.
+    """
+
     name: str
     splits: dict[str, ImageTextSplit]
     provenance: str = ""

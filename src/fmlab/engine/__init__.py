@@ -78,8 +78,7 @@ ScheduleConfig(...), run_dir=..., callbacks=[...]).fit(resume=None)``), :func:`l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fmlab.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainerConfig": "config", "OptimConfig": "config", "ScheduleConfig": "config",
@@ -98,8 +97,9 @@ _EXPORTS = {
     "get_world_size": "distributed",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
     "latest_checkpoint": "checkpoint", "save_weights": "checkpoint",
-    "first_non_finite": "checkpoint",
+    "first_non_finite": "checkpoint", "write_safetensors": "checkpoint",
     "EmbeddingMonitor": "monitors", "CollapseWarning": "monitors", "knn_accuracy": "monitors",
+    "ValidationMonitor": "monitors", "trainable_snapshot": "monitors", "restore_snapshot": "monitors",
     "knn_predict": "monitors", "collapse_stats": "monitors", "check_collapse": "monitors",
     "MetricsLogger": "logger", "read_metrics": "logger",
     "resolve_device": "device", "resolve_run_dir": "rundir",
@@ -108,14 +108,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fmlab.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"fmlab.engine.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,42 @@ def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path,
-                       metadata: dict[str, str] | None) -> None:
-    """Atomic safetensors write with the mode a plain ``open()`` gives (umask), not 0600:
-    ``save_file`` recreates the temporary file, dropping the mode ``atomic_path`` set."""
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                      metadata: dict[str, str] | None = None) -> None:
+    """The one safetensors writer: atomic, byte-reproducible, with the umask's file mode.
+
+    ``save_file`` recreates the temporary file, dropping the mode ``atomic_path`` set (outputs
+    were 0600), and writes its header in hash-map order (see :func:`_sort_safetensors_header`).
+
+    Args:
+        tensors: name -> contiguous CPU tensor.
+        path: the ``.safetensors`` file (replaced only when the write succeeded).
+        metadata: string metadata for the header.
+    """
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _sort_safetensors_header(tmp)
         os.chmod(tmp, _umask_mode())
+
+
+def _sort_safetensors_header(path: Path) -> None:
+    """Rewrite the JSON header of a safetensors file with sorted keys, in place.
+
+    The Rust writer keeps the header (and its ``__metadata__``) in hash maps, so the same tensors
+    and metadata came out in a different key order from one process to the next, and the file's
+    sha256 — the ``weights_sha256`` that results and caches are keyed on — changed with it. The
+    sorted header has the same length (same keys and values, compact separators); tensor offsets
+    are relative to the end of the header, so the data is untouched.
+    """
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        header = json.loads(raw)
+        canon = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(canon) > n:  # never grow the header (it would move the data); keep the writer's order
+            return
+        f.seek(8)
+        f.write(canon + b" " * (n - len(canon)))
 
 
 def save_weights(module: nn.Module, path: str | os.PathLike,
@@ -113,7 +143,7 @@ def save_weights(module: nn.Module, path: str | os.PathLike,
     if bad is not None:
         raise ModelError(f"{path}: refusing to write weights with non-finite values "
                          f"(first: {bad!r})")
-    _write_safetensors(tensors, path, metadata)
+    write_safetensors(tensors, path, metadata)
     return path
 
 
@@ -149,7 +179,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, module: nn.Module,
     weights = ckpt_dir / f"step-{step:08d}.safetensors"
     state_path = ckpt_dir / f"step-{step:08d}.state.pt"
     tensors, extra = tensor_state(module)
-    _write_safetensors(tensors, weights, {"step": str(step)})
+    write_safetensors(tensors, weights, {"step": str(step)})
     full = dict(state, step=step, model_extra=extra, format=1)
     with atomic_write(state_path, "wb") as f:
         torch.save(full, f)

@@ -81,10 +81,28 @@ def current_dist() -> DistInfo:
 
 
 def get_rank() -> int:
+    """This process's rank (0 outside ``torchrun``).
+
+    Returns:
+        The global rank of the current process.
+
+    Examples:
+        >>> get_rank()
+        0
+    """
     return current_dist().rank
 
 
 def get_world_size() -> int:
+    """The number of training processes (1 outside ``torchrun``).
+
+    Returns:
+        The world size.
+
+    Examples:
+        >>> get_world_size()
+        1
+    """
     return current_dist().world_size
 
 

@@ -18,6 +18,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,14 @@ class Trainer:
         total = c.max_steps or c.epochs * spe
         s = self.schedule_cfg
         warmup = s.warmup_steps or round(s.warmup_epochs * spe)
+        if 0 < total <= warmup:
+            # a smoke run (--set trainer.max_steps=2) of a config with a 20-step warm-up: shorten
+            # the warm-up to a tenth of the run, for every command alike; the schedule config is
+            # changed in place, so the config.yaml saved next to the run records what ran
+            s.warmup_steps, s.warmup_epochs = total // 10, 0.0
+            warnings.warn(f"schedule.warmup_steps: the warm-up ({warmup} steps) does not fit a run "
+                          f"of {total} steps; using {s.warmup_steps}", stacklevel=3)
+            warmup = s.warmup_steps
         return spe, total, warmup
 
     # ----------------------------------------------------------------- the loop

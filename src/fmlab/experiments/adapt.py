@@ -49,6 +49,8 @@ class AdaptConfig:
         db: the results store (None: do not record).
         progress: show extraction progress.
         clip_model: ``open_clip:<arch>`` or a ``fmlab clip train`` folder (the joint space).
+        init_seed: seed of the backbone's random init when no ``weights`` are given (recorded
+            in the protocol); None draws it from the global RNG.
     """
 
     backbone: str | None
@@ -66,6 +68,7 @@ class AdaptConfig:
     db: Path | None = None
     progress: bool | None = None
     clip_model: str | None = None
+    init_seed: int | None = 0
 
     def __post_init__(self) -> None:
         if self.methods is None:
@@ -121,7 +124,8 @@ def _load_backbone(cfg: AdaptConfig):
         return joint_image_backbone(model), model
     if not cfg.backbone:
         raise ConfigError("--backbone is required (or --clip-model for an image-text model)")
-    return create_backbone(cfg.backbone, weights=cfg.weights), None
+    return create_backbone(cfg.backbone, weights=cfg.weights,
+                           seed=cfg.init_seed if cfg.weights is None else None), None
 
 
 def _split_rows(labels, shots, seeds, class_names) -> np.ndarray:

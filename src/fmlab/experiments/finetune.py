@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmlab.errors import ConfigError, DataError
+from fmlab.errors import ConfigError
 from fmlab.experiments.finetune_settings import (
     FinetuneConfig,
     FinetuneSettings,
@@ -90,7 +90,7 @@ def _preflight(cfg: FinetuneConfig, num_classes: int) -> nn.Module:
     Returns:
         The base backbone (its name, weights hash and preprocessing make the protocol).
     """
-    base = build_base(cfg.backbone, cfg.weights, num_classes)
+    base = build_base(cfg.backbone, cfg.weights, num_classes, cfg.init_seed)
     for m in cfg.methods:
         resolve_settings(m, 1, cfg.overrides)
         apply_method(copy.deepcopy(base), m, cfg.targets, options_for(cfg, m))
@@ -99,16 +99,11 @@ def _preflight(cfg: FinetuneConfig, num_classes: int) -> nn.Module:
 
 def _open_data(cfg: FinetuneConfig) -> tuple[Any, Any, str, list[str]]:
     """(train split, test split, test split name, class names) of ``cfg.data``."""
-    from fmlab.data import open_source
+    from fmlab.data.labelled import open_labelled
 
-    source = open_source(cfg.data, cfg.data_root)
-    if getattr(source, "class_names", None) is None:
-        raise DataError(f"{cfg.data} has no class labels; fmlab finetune needs a labelled source")
-    train = source.split("train")
-    test_name = cfg.test_split or ("test" if "test" in source.splits else None)
-    if test_name is None:
-        raise DataError(f"{cfg.data} has no 'test' split; pass --test-split")
-    return train, source.split(test_name), test_name, list(train.class_names or source.class_names)
+    source, train, test, test_name = open_labelled(cfg.data, cfg.data_root, cfg.test_split,
+                                                   command="fmlab finetune")
+    return train, test, test_name, list(train.class_names or source.class_names)
 
 
 def _unlabelled_idx(cfg: FinetuneConfig, n_train: int) -> np.ndarray:

@@ -32,7 +32,6 @@ from fmlab.utils.io import atomic_write, write_json
 
 __all__ = ["RunInputs", "apply_method", "build_base", "load_finetuned", "run_one"]
 
-BASE_INIT_SEED = 0  # torch seed of a random-init base backbone (no weights file)
 EVALS_PER_RUN = 20  # eval_every_epochs=0: validate about this many times per run
 HEAD = "head"
 CHECK_IMAGES = 4  # test images whose logits finetune.json records for reload checks
@@ -41,26 +40,24 @@ CHECK_IMAGES = 4  # test images whose logits finetune.json records for reload ch
 # --------------------------------------------------------------------------- models
 
 
-def build_base(backbone: str, weights: str | None, num_classes: int) -> nn.Module:
+def build_base(backbone: str, weights: str | None, num_classes: int, init_seed: int = 0) -> nn.Module:
     """The base backbone with a fresh ``head = Linear(feature_dim, num_classes)``.
 
-    A backbone without a weights file is drawn after ``torch.manual_seed(BASE_INIT_SEED)``, so
-    every run (and :func:`load_finetuned`) starts from the same random base.
+    A backbone without a weights file is drawn from ``init_seed`` (``create_backbone(...,
+    seed=init_seed)``), so every run (and :func:`load_finetuned`) starts from the same random base.
 
     Args:
         backbone: a backbone registry name.
         weights: a weights file, or None.
         num_classes: outputs of the new head.
+        init_seed: seed of the random init when ``weights`` is None.
 
     Returns:
         The backbone, in eval mode.
     """
     from fmlab.models import create_backbone
 
-    with torch.random.fork_rng(devices=[]):
-        if weights is None:
-            torch.manual_seed(BASE_INIT_SEED)
-        bb = create_backbone(backbone, weights=weights)
+    bb = create_backbone(backbone, weights=weights, seed=init_seed if weights is None else None)
     if not hasattr(bb, "trunk") or not hasattr(bb, "feature_dim"):
         raise ConfigError(f"--backbone {backbone!r} is not an image backbone")
     bb.head = nn.Linear(bb.feature_dim, num_classes)
@@ -94,7 +91,7 @@ def load_finetuned(run_dir: str | os.PathLike) -> nn.Module:
     if not meta_path.is_file():
         raise DataError(f"{meta_path} is missing: {d} is not an fmlab finetune run directory")
     meta = json.loads(meta_path.read_text())
-    base = build_base(meta["backbone"], meta["weights"], meta["num_classes"])
+    base = build_base(meta["backbone"], meta["weights"], meta["num_classes"], meta.get("base_init_seed", 0))
     if meta["weights"] is not None:
         from fmlab.utils.io import sha256_file
 
@@ -207,7 +204,7 @@ def _prepare(cfg: FinetuneConfig, method: str, s: FinetuneSettings, seed: int, i
     """
     from fmlab.peft.recipe import FinetuneContext
 
-    model = build_base(cfg.backbone, cfg.weights, inputs.num_classes)
+    model = build_base(cfg.backbone, cfg.weights, inputs.num_classes, cfg.init_seed)
     torch.manual_seed(int(seed))
     model.head.reset_parameters()
     ctx = FinetuneContext(
@@ -268,7 +265,7 @@ def _save(cfg: FinetuneConfig, model: nn.Module, s: FinetuneSettings, fit: Any, 
     write_json(run_dir / "finetune.json", {
         "backbone": cfg.backbone, "weights": str(Path(cfg.weights).resolve()) if cfg.weights
         else None, "weights_sha256": getattr(model, "weights_sha256", None),
-        "base_init_seed": BASE_INIT_SEED, **meta, "adapter": "adapter",
+        "base_init_seed": cfg.init_seed, **meta, "adapter": "adapter",
         # logits of the first test images, so a reload can be checked against the trained model
         "check_logits": check.tolist()})
 

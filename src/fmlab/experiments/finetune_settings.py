@@ -218,7 +218,7 @@ class FinetuneConfig:
         data: the labelled source spec.
         out: the output directory.
         methods: fine-tuning method names.
-        weights: a weights file (None: a random init drawn after ``torch.manual_seed(0)``).
+        weights: a weights file (None: a random init drawn from ``init_seed``).
         shots, seeds: the split files to draw (as ``fmlab adapt``).
         options: method (``"*"``: all) -> PEFT options.
         targets: module-name patterns for methods that take targets.
@@ -227,6 +227,7 @@ class FinetuneConfig:
         max_test: score on a seeded random subset of this many test images.
         data_root: where sources live.
         db: the results store (None: none).
+        init_seed: seed of the base backbone's random init when ``weights`` is None.
     """
 
     backbone: str
@@ -243,6 +244,7 @@ class FinetuneConfig:
     max_test: int | None = None
     data_root: str | None = None
     db: Path | None = None
+    init_seed: int = 0
 
 
 def parse_options(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:

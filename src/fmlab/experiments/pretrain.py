@@ -214,18 +214,18 @@ def finalize_export(cfg: PretrainConfig, obj: Any, bb: Any, run_dir: Path) -> di
     """
     import json
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
+    from fmlab.engine.checkpoint import write_safetensors
     from fmlab.models import create_backbone
-    from fmlab.utils.io import atomic_path, sha256_file, write_json
+    from fmlab.utils.io import sha256_file, write_json
 
     path = run_dir / "encoder.safetensors"
     patch = obj.export_patch(dict(cfg.model.kwargs))
     if patch.tensors:
         sd = load_file(str(path))
         sd.update(patch.tensors)
-        with atomic_path(path) as tmp:
-            save_file(sd, str(tmp), metadata={"writer": "fmlab.pretrain", "note": patch.note})
+        write_safetensors(sd, path, {"writer": "fmlab.pretrain", "note": patch.note})
     kwargs = dict(patch.kwargs)
     if cfg.model.arch.startswith("timm:"):
         kwargs["num_classes"] = 0  # the exported trunk has no classifier

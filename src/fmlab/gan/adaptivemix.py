@@ -22,6 +22,10 @@ from fmlab.gan.nets.base import Discriminator, DOutput
 
 @dataclass
 class AdaptiveMixOutput:
+    """What the AdaptiveMix discriminator pass returns: D's logits on the mixed batch, the
+    embedding-alignment loss that shrinks the feature space, and what the step needs to reuse
+    (the mixing weight, the shuffle, D's plain output for conditioning heads)."""
+
     logits: torch.Tensor            # (B,) classify(z_mix) + classify(f(x_m))
     loss: torch.Tensor              # scalar −mean cos(f(x_m), z̃)
     lam: float

@@ -16,6 +16,21 @@ from fmlab.errors import ConfigError
 
 
 class EMA(_EngineEMA):
+    """The EMA generator: the engine's EMA plus a warm-up during which the copy tracks G.
+
+    Args:
+        model: the generator to average.
+        decay: the EMA decay ``d`` in ``[0, 1)``.
+        start_step: updates before averaging starts (the copy equals G until then).
+
+    Examples:
+        >>> import torch
+        >>> g = torch.nn.Linear(2, 2)
+        >>> ema = EMA(g, decay=0.5, start_step=1)
+        >>> ema.update(g); int(ema.num_updates)
+        1
+    """
+
     num_updates: torch.Tensor
 
     def __init__(self, model: nn.Module, decay: float = 0.999, start_step: int = 0) -> None:
