@@ -32,6 +32,20 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         self.register(name)(obj)
 
+    def remove(self, name: str) -> T | None:
+        """Unregister ``name`` and return its entry (None if absent).
+
+        For tests and examples that register a throwaway method and must leave the registry as
+        shipped; a library never unregisters a name.
+
+        Examples:
+            >>> r = Registry("thing")
+            >>> r.add("a", 1)
+            >>> r.remove("a"), r.names()
+            (1, [])
+        """
+        return self._items.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

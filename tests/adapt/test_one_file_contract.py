@@ -63,7 +63,7 @@ def ridge_module(tmp_path):
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop("fmlab_test_ridge", None)
-        METHODS.unregister("ridge")
+        METHODS.remove("ridge")
 
 
 def test_a_new_method_is_one_file(ridge_module, tmp_path, capsys, monkeypatch):

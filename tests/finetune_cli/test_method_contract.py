@@ -65,7 +65,7 @@ def normtune(tmp_path_factory):
         sys.path.remove(str(d))
         sys.modules.pop("fmlab_normtune_plugin", None)
         for name in ("normtune", "normtune_frozen", "halfway"):
-            METHODS._items.pop(name, None)
+            METHODS.remove(name)
 
 
 def _run(out, method, *extra):

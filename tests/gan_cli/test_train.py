@@ -18,8 +18,8 @@ from fmlab.results import ResultsStore
 
 
 def _train(config, out, *sets, resume=False) -> int:
-    args = ["gan", "train", "--config", str(config)]
-    args += ["--resume", str(out)] if resume else ["--out", str(out)]
+    # one --config/--out/--resume policy for every command: a resumed run reads its own config.yaml
+    args = ["gan", "train"] + (["--resume", str(out)] if resume else ["--config", str(config), "--out", str(out)])
     for s in sets:
         args += ["--set", s]
     return main(args)

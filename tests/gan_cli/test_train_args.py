@@ -13,6 +13,7 @@ from fmlab.cli.main import main
     (["--out", "run"], "give --config FILE (configs/gan/"),
     (["--resume", "nosuch"], "--resume nosuch: no such run directory"),
     (["--resume", "a", "--out", "b"], "differ; a run is resumed in place"),
+    (["--resume", "a", "--config", "c.yaml"], "drop --config"),
 ])
 def test_run_dir_policy_errors(tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)

@@ -97,7 +97,7 @@ optim:
 
 def _forget(name: str) -> None:
     """Undo a throwaway registration (registry entry and the cached config class)."""
-    cls = OBJECTIVES._items.pop(name, None)
+    cls = OBJECTIVES.remove(name)
     pretrain_config._CLASSES.pop(cls, None)
 
 

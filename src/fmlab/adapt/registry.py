@@ -125,10 +125,10 @@ class MethodRegistry(Registry[MethodSpec]):
         """The default sweep, in registration order."""
         return [n for n, s in self._items.items() if s.sweep_default]
 
-    def unregister(self, name: str) -> None:
+    def remove(self, name: str) -> MethodSpec | None:
         """Remove ``name`` and its ``+zs`` variant (for tests that register throwaway methods)."""
-        for n in (name, f"{name}+zs"):
-            self._items.pop(n, None)
+        super().remove(f"{name}+zs")
+        return super().remove(name)
 
 
 METHODS = MethodRegistry("adapt method")
@@ -155,7 +155,7 @@ def register_estimator(name: str, *, sweep_default: bool = False,
         ...     pass
         >>> "ncm_demo+zs" in METHODS, METHODS.get("ncm_demo").cls is NCMDemo
         (True, True)
-        >>> METHODS.unregister("ncm_demo")
+        >>> _ = METHODS.remove("ncm_demo")
     """
     def deco(cls: E) -> E:
         METHODS.add(name, MethodSpec(name, cls, sweep_default=sweep_default))

@@ -31,7 +31,7 @@ def _add_train(gsub) -> None:
         description="Train a GAN. RUN_DIR receives config.yaml, metrics.jsonl, fmlab.db, "
                     "checkpoints/, samples/step_XXXXXX.png and generator.safetensors + .json.")
     t.add_argument("--config", default=None,
-                   help="YAML config (configs/gan/*.yaml); default with --resume: RUN_DIR/config.yaml")
+                   help="YAML config (configs/gan/*.yaml); --resume reads RUN_DIR/config.yaml instead")
     t.add_argument("--out", default=None, help="run directory")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. trainer.max_steps=100 (repeatable)")
@@ -84,17 +84,10 @@ def _add_eval(gsub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fmlab.engine import resolve_run_dir
     from fmlab.experiments.gan import load_gan_config, train_gan
 
-    # gan train has always let --config name the resumed run's config (RUN_DIR/config.yaml by
-    # default); the rest of the --config/--out/--resume policy is the engine's
-    config, out = resolve_run_dir(None if args.resume else args.config, args.out, args.resume,
-                                  example="configs/gan/<name>.yaml")
-    if args.resume and args.config:
-        config = Path(args.config)
+    config, out = resolve_run_dir(args.config, args.out, args.resume, example="configs/gan/<name>.yaml")
     cfg = load_gan_config(config, args.overrides)
     res = train_gan(cfg, out, resume=bool(args.resume), db=resolve_db(args, out))
     how = f" (resumed from step {res.resumed_from})" if res.resumed_from is not None else ""

@@ -64,7 +64,7 @@ def register_loss(name: str, *, gp_lambda: float = 0.0) -> Callable[[_L], _L]:
         ...         return (fake - 1).pow(2).mean()
         >>> float(get_loss("doc_ls2").g_loss(torch.zeros(3)))
         1.0
-        >>> _ = GAN_LOSSES._items.pop("doc_ls2")  # keep the registry as shipped
+        >>> _ = GAN_LOSSES.remove("doc_ls2")  # keep the registry as shipped
     """
     def deco(cls: _L) -> _L:
         for attr in ("d_loss", "g_loss"):

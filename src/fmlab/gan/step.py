@@ -46,8 +46,8 @@ Penalty = Callable[[nn.Module], tuple[torch.Tensor, dict[str, float]]]
 class GANStepConfig:
     """Every weight of the step in one place; 0 switches a term off."""
 
-    loss: str = "hinge"             # vanilla | hinge | ls | wgan | wgan_gp
-    gp_lambda: float | None = None  # WGAN-GP weight; None → 10 for "wgan_gp", else 0
+    loss: str = "hinge"             # a name in fmlab.gan.GAN_LOSSES
+    gp_lambda: float | None = None  # gradient-penalty weight; None → the loss's own (WGAN-GP: 10)
     cond_lambda: float = 1.0        # AC / ACGAN-Mod / ADC term, D and G
     r1_lambda: float = 0.0          # r1_lambda · ½E‖∇D(x_r)‖²
     cr_lambda: float = 0.0          # CR on reals (paper: 10)
@@ -61,9 +61,9 @@ class GANStepConfig:
     diffaug: str = ""               # DiffAugment policy, e.g. "color,translation,cutout"; "" = off
 
     def __post_init__(self) -> None:
-        GAN_LOSSES.get(self.loss)  # raises with the known names
+        loss = GAN_LOSSES.get(self.loss)  # raises with the known names
         if self.gp_lambda is None:
-            self.gp_lambda = 10.0 if self.loss == "wgan_gp" else 0.0
+            self.gp_lambda = loss.gp_lambda
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:

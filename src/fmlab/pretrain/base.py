@@ -245,7 +245,7 @@ def register_objective(name: str) -> Callable[[ObjectiveT], ObjectiveT]:
         ...     needs = ("labels",)
         >>> OBJECTIVES.get("toy_doctest") is Toy, Toy.name
         (True, 'toy_doctest')
-        >>> _ = OBJECTIVES._items.pop("toy_doctest")  # keep the registry clean
+        >>> _ = OBJECTIVES.remove("toy_doctest")  # keep the registry clean
     """
     def deco(cls: ObjectiveT) -> ObjectiveT:
         own = cls.__dict__.get("name")
