@@ -254,8 +254,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out)  # created by the first write, after every input has been read and checked
     G, D, info = load_nets(cfg)
     bb = load_classifier(cfg.classifier, cfg.classifier_weights, cfg.data_root)
     clf = classifier_fn(bb)
