@@ -313,7 +313,7 @@ def run_one(cfg: FinetuneConfig, method: str, shots: int | str, seed: int, split
         "total_parameters": count_parameters(model),
         "peak_memory_mb": round(mem.peak_mb, 1), "memory_measure": mem.method,
         "seconds": round(seconds, 2), "train_seconds": round(train_s, 2),
-        "distill_seconds": round(hook_s.get("distill", 0.0), 2), "device": str(device),
+        **{f"{stage}_seconds": round(t, 2) for stage, t in hook_s.items()}, "device": str(device),
         "split_sha256": split_sha, "n_train": len(split.train), "n_val": len(split.val),
         "n_test": len(inputs.test_labels), "run_dir": str(run_dir),
         "hyperparameters": {"options": options_for(cfg, method), "targets": cfg.targets,

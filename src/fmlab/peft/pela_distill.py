@@ -17,7 +17,6 @@ so the engine can run it; :func:`pela_distill` is a small loop built from it for
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -193,50 +192,57 @@ def pela_distill(
     *,
     lr: float = 1e-4,
     weight_decay: float = 0.0,
+    seed: int = 0,
     **loss_options: Any,
 ) -> list[dict[str, float]]:
-    """Run ``steps`` AdamW steps of :class:`PELADistillLoss` on the student's trainable parameters.
+    """Train the student's trainable parameters for ``steps`` AdamW steps of :class:`PELADistillLoss`.
 
-    ``images_iterable`` yields batches (see :func:`images_of`); it is restarted when exhausted if it
-    can be iterated again (a list, a DataLoader), else the loop stops early. ``loss_options`` go to
-    :class:`PELADistillLoss` (``kd_alpha``, ``kd_beta``, ``temperature``, ``inf_norm_weight``,
-    ``inf_norm_eps``, ``feature_layers``, ``student_train_mode``). The student's train/eval mode is
-    restored afterwards. Returns one log dict per step.
+    The engine runs the steps (:class:`fmlab.engine.Trainer`, ``run_dir=None``): the batches of
+    ``images_iterable`` (see :func:`images_of`) are gathered into one in-memory source, and each
+    step draws a batch of the first batch's size from seeded, shuffled epochs over it. An iterable
+    that can be read only once (a generator) gives at most as many steps as it yielded batches,
+    as before. The caller's random state and the student's train/eval mode are left as they were.
+
+    Args:
+        student: the PELA-compressed model (its trainable parameters are trained).
+        teacher: the uncompressed original (frozen).
+        images_iterable: batches of images (tensors, arrays, tuples or dicts).
+        steps: optimiser steps (>= 1).
+        lr: AdamW learning rate (constant).
+        weight_decay: AdamW weight decay (not on norms, biases and 1-D parameters).
+        seed: seed of the batch order.
+        **loss_options: :class:`PELADistillLoss` options (``kd_alpha``, ``kd_beta``,
+            ``temperature``, ``inf_norm_weight``, ``inf_norm_eps``, ``feature_layers``,
+            ``student_train_mode``).
+
+    Returns:
+        One log dict per step (``loss`` and the loss's terms).
     """
+    from fmlab.engine import DistInfo, OptimConfig, ScheduleConfig, TensorSource, Trainer, TrainerConfig
+
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"pela_distill: steps must be a positive integer, got {steps!r}")
+    one_pass = iter(images_iterable) is images_iterable
+    batches = [images_of(b) for b in images_iterable]
+    if not batches:
+        raise DataError("pela_distill: images_iterable yielded no batch")
     was_training = student.training
     loss_fn = PELADistillLoss(student, teacher, **loss_options)
-    params = [p for p in student.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in student.parameters()):
         raise ConfigError("pela_distill: the student has no trainable parameter")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    loss_fn.train()
-    history: list[dict[str, float]] = []
-    it = iter(images_iterable)
+    device = next(student.parameters()).device
+    images = torch.cat([b.to(device) for b in batches])
+    cfg = TrainerConfig(max_steps=min(steps, len(batches)) if one_pass else steps,
+                        batch_size=len(batches[0]), seed=int(seed), log_every=1, progress=False,
+                        tensorboard=False, device=str(device))
     try:
-        while len(history) < steps:
-            try:
-                batch = next(it)
-            except StopIteration:
-                it = iter(images_iterable)
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
-            loss, logs = loss_fn(batch)
-            if not math.isfinite(logs["loss"]):
-                raise FloatingPointError(f"pela_distill: loss is {logs['loss']} at step "
-                                         f"{len(history)}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append(logs)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            res = Trainer(loss_fn, TensorSource(images), cfg,
+                          OptimConfig(lr=lr, weight_decay=weight_decay), ScheduleConfig(name="constant"),
+                          run_dir=None, dist=DistInfo()).fit()
     finally:
         student.train(was_training)
-    if not history:
-        raise DataError("pela_distill: images_iterable yielded no batch")
-    return history
+    return [{"loss": float(r["loss"]), **r.get("logs", {})} for r in res.history if "loss" in r]
 
 
 def prepare_pela_finetune(model: nn.Module, apply: Any, ctx: Any) -> bool:

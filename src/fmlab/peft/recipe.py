@@ -70,7 +70,8 @@ class FinetuneContext:
             objective through the workflow's engine and returns its result (``history``, ``step``).
         unlabelled: returns the unlabelled training images the method asked for.
         write_history: ``write_history(filename, history)`` writes a metrics log in the run dir.
-        seconds: the hook adds named timings here (e.g. ``"distill"``), reported with the run.
+        seconds: the hook adds named timings here (e.g. ``"distill"``), reported with the run as
+            ``<name>_seconds``.
 
     Examples:
         >>> ctx = FinetuneContext(settings=None, device=torch.device("cpu"), head="head")
