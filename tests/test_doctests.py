@@ -4,14 +4,9 @@ Issue 27 §5: the examples in the docstrings are part of the test run, so an exa
 longer matches the code fails here instead of misleading a reader. The examples must be fast and
 offline (tiny arrays, no data files, no network): this file runs in the default ``pytest``.
 
-Two lists below are meant to be edited:
-
-- ``REQUIRED_SECTIONS``: the main entry points that must carry an ``Args:`` (or numpydoc
-  ``Parameters``) section and a runnable ``Examples:`` section.
-- ``PENDING_ON_OTHER_BRANCHES`` / ``KNOWN_UNDOCUMENTED``: what was still missing on the branch
-  that wrote this test because other branches of issue 27 were adding it at the same time. Those
-  checks are ``xfail(strict=False)``; once the branches are merged, empty both constants so the
-  checks become strict.
+``REQUIRED_SECTIONS`` lists the main entry points that must carry an ``Args:`` (or numpydoc
+``Parameters``) section and a runnable ``Examples:`` section; every class and function that a
+main package exports must have a docstring of its own.
 """
 
 from __future__ import annotations
@@ -136,10 +131,6 @@ PACKAGES = (
     "fmlab.curate", "fmlab.multimodal",
 )
 
-# Exported classes/functions without a docstring on the branch that wrote this test, in files
-# other branches own (they are adding the docstrings now). Merger: empty this dict.
-KNOWN_UNDOCUMENTED: dict[str, frozenset[str]] = {}
-
 # The main entry points: each needs an Args:/Parameters section and a runnable Examples: section
 # (for a class, in the class docstring or its __init__'s). Issue 27 §5 and the architecture
 # review §6 name them. CoOp is left out: its example would need an image-text model.
@@ -182,11 +173,6 @@ REQUIRED_SECTIONS = (
     "fmlab.metrics.StreamingIS",
 )
 
-# Entries of REQUIRED_SECTIONS that live in files other branches of issue 27 are documenting
-# now. Merger: empty this set once the branches are merged.
-PENDING_ON_OTHER_BRANCHES: frozenset[str] = frozenset()
-
-
 def _own_doc(obj: object) -> str:
     """``obj``'s own docstring, or "" (no inheritance; dataclass/NamedTuple signatures are not docs)."""
     doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
@@ -212,17 +198,8 @@ def test_public_names_have_docstrings(package: str) -> None:
     """Every class and function a main package exports has its own docstring."""
     mod = _import(package)
     assert getattr(mod, "__all__", None), f"{package} has no __all__"
-    known = KNOWN_UNDOCUMENTED.get(package, frozenset())
-    missing = [n for n in _undocumented(package) if n not in known]
+    missing = _undocumented(package)
     assert not missing, f"{package} exports without a docstring: {', '.join(missing)}"
-
-
-@pytest.mark.parametrize("package", sorted(KNOWN_UNDOCUMENTED))
-@pytest.mark.xfail(strict=False, reason="docstrings being added on other issue-27 branches; "
-                   "the merger empties KNOWN_UNDOCUMENTED")
-def test_known_undocumented_now_documented(package: str) -> None:
-    still = [n for n in _undocumented(package) if n in KNOWN_UNDOCUMENTED[package]]
-    assert not still, f"{package}: still without a docstring: {', '.join(still)}"
 
 
 def _resolve(dotted: str) -> object:
@@ -248,14 +225,7 @@ def _section_problems(obj: object) -> list[str]:
     return problems
 
 
-def _section_params():
-    reason = ("Args:/Examples: being added on other issue-27 branches; the merger empties "
-              "PENDING_ON_OTHER_BRANCHES")
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=reason))
-            if name in PENDING_ON_OTHER_BRANCHES else name for name in REQUIRED_SECTIONS]
-
-
-@pytest.mark.parametrize("dotted", _section_params())
+@pytest.mark.parametrize("dotted", REQUIRED_SECTIONS)
 def test_entry_point_has_args_and_examples(dotted: str) -> None:
     problems = _section_problems(_resolve(dotted))
     assert not problems, f"{dotted}: {'; '.join(problems)}"
