@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -62,3 +68,26 @@ def make_npz(path: Path, n_train: int = 40, n_test: int = 20, n_classes: int = 4
 @pytest.fixture
 def tiny_npz(tmp_path) -> Path:
     return make_npz(tmp_path / "tiny.npz")
+
+
+@contextlib.contextmanager
+def _throwaway_module(folder: Path, name: str, source: str,
+                      forget: Callable[[], None]) -> Iterator[ModuleType]:
+    """Write ``source`` as module ``name`` in ``folder``, import it, and undo it all afterwards:
+    the one-file contract tests register a method from a module fmlab has never seen, then
+    ``forget()`` removes its registrations so the registries are as shipped again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    sys.path.insert(0, str(folder))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop(name, None)
+        forget()
+
+
+@pytest.fixture(scope="session")
+def throwaway_module():
+    """``with throwaway_module(folder, name, source, forget) as module:`` (see above)."""
+    return _throwaway_module

@@ -7,10 +7,7 @@ and its ``+zs`` ensemble, which the sweep builds from the class's declaration al
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 from importlib.resources import files
 
 import numpy as np
@@ -53,17 +50,10 @@ class Ridge(Estimator):
 
 
 @pytest.fixture
-def ridge_module(tmp_path):
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "fmlab_test_ridge.py").write_text(textwrap.dedent(RIDGE), encoding="utf-8")
-    sys.path.insert(0, str(folder))
-    try:
-        yield importlib.import_module("fmlab_test_ridge")
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("fmlab_test_ridge", None)
-        METHODS.remove("ridge")
+def ridge_module(tmp_path, throwaway_module):
+    with throwaway_module(tmp_path / "plugins", "fmlab_test_ridge", RIDGE,
+                          lambda: METHODS.remove("ridge")) as module:
+        yield module
 
 
 def test_a_new_method_is_one_file(ridge_module, tmp_path, capsys, monkeypatch):

@@ -5,10 +5,7 @@ BatchNorm policy; a half-registered one (no recipe) gives one clean error, never
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 from importlib.resources import files
 
 import pytest
@@ -52,20 +49,17 @@ class Halfway(_SubtreeMethod):
 
 
 @pytest.fixture(scope="module")
-def normtune(tmp_path_factory):
+def normtune(tmp_path_factory, throwaway_module):
     """Write the method into a new module, import it; unregister it afterwards."""
     from fmlab.peft import METHODS
 
-    d = tmp_path_factory.mktemp("plugin")
-    (d / "fmlab_normtune_plugin.py").write_text(textwrap.dedent(METHOD_FILE))
-    sys.path.insert(0, str(d))
-    try:
-        yield importlib.import_module("fmlab_normtune_plugin")
-    finally:
-        sys.path.remove(str(d))
-        sys.modules.pop("fmlab_normtune_plugin", None)
+    def forget() -> None:
         for name in ("normtune", "normtune_frozen", "halfway"):
             METHODS.remove(name)
+
+    with throwaway_module(tmp_path_factory.mktemp("plugin"), "fmlab_normtune_plugin", METHOD_FILE,
+                          forget) as module:
+        yield module
 
 
 def _run(out, method, *extra):

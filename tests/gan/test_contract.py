@@ -7,9 +7,7 @@ The module only imports fmlab's public decorators; the run is configured purely 
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 
 import pytest
 import yaml
@@ -79,17 +77,18 @@ class ContractACReal(Conditioning):
 
 
 @pytest.fixture
-def plugin(tmp_path, monkeypatch):
+def plugin(tmp_path, throwaway_module):
     """Import the throwaway module; afterwards the registries are as shipped again."""
-    (tmp_path / "contract_gan_plugin.py").write_text(PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
     registries = (GAN_LOSSES, GENERATORS, DISCRIMINATORS, CONDITIONINGS)
-    saved = [dict(r._items) for r in registries]
-    yield importlib.import_module("contract_gan_plugin")
-    for r, items in zip(registries, saved):
-        r._items.clear()
-        r._items.update(items)
-    sys.modules.pop("contract_gan_plugin", None)
+    shipped = [set(r.names()) for r in registries]
+
+    def forget() -> None:
+        for r, names in zip(registries, shipped):
+            for name in set(r.names()) - names:
+                r.remove(name)
+
+    with throwaway_module(tmp_path, "contract_gan_plugin", PLUGIN, forget) as module:
+        yield module
 
 
 def _config(tmp_path, **sections):

@@ -9,10 +9,7 @@ its own config keys; the builder fills them without knowing its name.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -102,16 +99,10 @@ def _forget(name: str) -> None:
 
 
 @pytest.fixture
-def barlow_module(tmp_path, monkeypatch):
-    pkg = tmp_path / "scratch_methods"
-    pkg.mkdir()
-    (pkg / "fmlab_barlow_contract.py").write_text(textwrap.dedent(BARLOW))
-    monkeypatch.syspath_prepend(str(pkg))
-    try:
-        yield importlib.import_module("fmlab_barlow_contract")
-    finally:
-        _forget("barlow")
-        sys.modules.pop("fmlab_barlow_contract", None)
+def barlow_module(tmp_path, throwaway_module):
+    with throwaway_module(tmp_path / "scratch_methods", "fmlab_barlow_contract", BARLOW,
+                          lambda: _forget("barlow")) as module:
+        yield module
 
 
 def test_a_new_objective_is_one_module(barlow_module, npz_sources, tmp_path, capsys):
