@@ -28,7 +28,8 @@ def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
 
     Args:
         spec: the source spec; named datasets: ``mnist``, ``cifar10``, ``coco_mini``,
-            ``cifar10_demo`` (shipped with the package).
+            ``cifar10_demo`` (shipped with the package); synthetic kinds (``canvas``,
+            ``canvas?objects=SPEC&size=64``, see :mod:`fmlab.data.synthetic`).
         data_root_dir: folder of the named datasets (default ``$FMLAB_DATA``, else
             ``~/.cache/fmlab/data``).
 
@@ -47,7 +48,12 @@ def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
     from fmlab.data.folder import open_folder_source
     from fmlab.data.imagetext import open_coco_mini, open_table_source
     from fmlab.data.npz import open_npz_source
+    from fmlab.data.synthetic.registry import synthetic_kind_of
 
+    if synthetic_kind_of(spec) is not None:  # canvas?objects=npz:PATH&size=64 (issue 21)
+        from fmlab.data.synthetic.source import open_synthetic
+
+        return open_synthetic(spec, data_root_dir)
     if ":" in spec:
         kind, _, path = spec.partition(":")
         if kind == "npz":
@@ -69,6 +75,11 @@ def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
 
 def parse_split_spec(spec: str) -> tuple[str, str | None]:
     """``SOURCE:SPLIT`` → (source, split), keeping ``npz:PATH`` intact (``npz:a.npz:test``)."""
+    from fmlab.data.synthetic.registry import synthetic_kind_of
+
+    if synthetic_kind_of(spec) is not None:  # canvas?objects=npz:a.npz[:test]
+        src, _, split = spec.rpartition(":")
+        return (src, split) if split in ("train", "test", "val") else (spec, None)
     kinds = ("npz:", "folder:", "csv:", "jsonl:")
     head = next((k for k in kinds if spec.startswith(k)), "")
     rest = spec[len(head):]
