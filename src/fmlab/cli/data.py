@@ -1,4 +1,4 @@
-"""``fmlab data list | info SOURCE | download NAME``."""
+"""``fmlab data list | info SOURCE | preview SOURCE | download NAME``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def add_parser(sub) -> None:
     ip.add_argument("--json", action="store_true", help="print JSON")
     add_data_root(ip)
     ip.set_defaults(func=run_info)
+    pp = dsub.add_parser("preview", help="a PNG grid of samples with boxes, masks and captions",
+                         description="Draw the first N samples of a split (synthetic sources: boxes, "
+                                     "instance masks beside each image, captions as titles).")
+    pp.add_argument("source", help="any source spec, e.g. canvas or canvas?objects=npz:PATH&size=64")
+    pp.add_argument("--split", default="test", help="split to draw (default: test)")
+    pp.add_argument("--n", type=int, default=16, help="samples to draw (1..256, default 16)")
+    pp.add_argument("--out", required=True, help="the PNG to write")
+    add_data_root(pp)
+    pp.set_defaults(func=run_preview)
     dp = dsub.add_parser("download", help="download an official archive (mnist, cifar10)",
                          description="Download the official MNIST or CIFAR-10 archive, check its "
                                      "sha256 and convert it to fmlab's npz format in the data root.")
@@ -33,6 +42,8 @@ def add_parser(sub) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from fmlab.data import NAMED, data_root
+    from fmlab.data.synthetic import synthetic_kinds
+    from fmlab.data.synthetic.source import COMMON_PARAMS
     from fmlab.errors import DataError
 
     root = data_root(args.data_root)
@@ -43,6 +54,10 @@ def run_list(args: argparse.Namespace) -> int:
         except DataError:
             where = "not present"
         print(f"  {name:<13} {ds.kind:<10} {ds.description}  [{where}]")
+    print("synthetic (KIND?objects=SOURCE&key=value&..., rendered on demand):")
+    for name, kind in synthetic_kinds().items():
+        keys = ", ".join(f"{k}={v}" for k, v in {**COMMON_PARAMS, **kind.params}.items())
+        print(f"  {name:<13} {'synthetic':<10} {kind.description}  [{keys}]")
     return 0
 
 
@@ -68,6 +83,14 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  per class: {s['per_class']}")
     if info.get("provenance"):
         print(f"provenance: {info['provenance']}")
+    return 0
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from fmlab.data.synthetic.preview import preview_grid
+
+    path = preview_grid(args.source, args.out, split=args.split, n=args.n, data_root_dir=args.data_root)
+    print(f"wrote {path}")
     return 0
 
 
