@@ -128,6 +128,19 @@ def test_source_splits_behave_like_image_and_text_splits(pool_npz):
     assert "canvas" in synthetic_kinds()
 
 
+def test_captions_feed_the_image_text_training_source(pool_npz):
+    from fmlab.data.labelled import open_labelled
+    from fmlab.multimodal.data import ImageTextPairs
+
+    spec = f"canvas?objects=npz:{pool_npz}&size=32&n_train=12&n_test=6"
+    pairs = ImageTextPairs(open_source(spec).split("train"))
+    batch = pairs.get_batch(np.arange(4))
+    assert batch["images"].shape == (4, 32, 32, 3)
+    assert batch["caption_ids"].tolist() == [0, 1, 2, 3]  # one caption per canvas: its own
+    _, train, test, _ = open_labelled(spec)
+    assert (len(train), len(test)) == (12, 6)
+
+
 @pytest.mark.parametrize("query, key", [
     ("size=8", "size"), ("max_objects=0", "max_objects"), ("noise=2", "noise"),
     ("threshold=1", "threshold"), ("n_train=0", "n_train"), ("seed=-1", "seed"),
