@@ -188,3 +188,31 @@ def test_canvas_over_mnist(data_root):
     src = open_source("canvas?n_train=8&n_test=8", data_root)
     out = src.split("test").render(np.arange(8))
     assert out["images"].shape == (8, 64, 64, 3) and src.class_names == [str(i) for i in range(10)]
+
+
+def test_one_decorator_plugs_a_new_kind_in(pool_npz, capsys):
+    """A generator without a layout function: labels and captions come from rendering it."""
+    from fmlab.cli.main import main
+    from fmlab.data.synthetic import SYNTHETIC, register_synthetic
+
+    @register_synthetic("_stripes", params={"width": 3}, description="test stripes")
+    def render_stripes(pool_images, pool_labels, indices, seed, width=3, class_names=None):
+        from fmlab.utils.validation import positive_int
+
+        positive_int("width", width)
+        rows = np.asarray(indices) % len(pool_labels)
+        images = np.repeat(pool_images[rows][..., None], 3, axis=-1)[:, :, :width]
+        return {"images": images, "labels": pool_labels[rows],
+                "captions": [f"{class_names[y]} stripe" for y in pool_labels[rows]]}
+
+    try:
+        src = open_source(f"_stripes?objects=npz:{pool_npz}&width=4&n_test=5")
+        test = src.split("test")
+        assert test.get_batch([0, 1]).shape == (2, 10, 4, 3)
+        assert test.labels.tolist() == [2, 3, 2, 3, 2] and test.captions[1] == "ant stripe"
+        with pytest.raises(ConfigError, match="width"):
+            open_source(f"_stripes?objects=npz:{pool_npz}&width=0")
+        assert main(["data", "list"]) == 0
+        assert "_stripes" in capsys.readouterr().out
+    finally:
+        SYNTHETIC.pop("_stripes", None)
