@@ -47,6 +47,35 @@ def _draw_boxes(ax, boxes: np.ndarray, labels: np.ndarray | None, class_names: l
             ax.text(x1, y1 - 1, f"{k + 1}:{name}", color="lime", fontsize=6, va="bottom")
 
 
+def _draw_grid(data: dict, names: list[str] | None, cols: int):
+    """The matplotlib figure: per sample the image with its boxes, the mask beside it, the caption."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    has_mask = "masks" in data and np.asarray(data["masks"]).ndim == 3
+    per = 2 if has_mask else 1
+    mask_cmap = ListedColormap(["black", *plt.get_cmap("tab10").colors[1:], "white"])
+    m = len(data["images"])
+    cols = max(1, min(cols, m))
+    rows = -(-m // cols)
+    fig, axes = plt.subplots(rows, cols * per, figsize=(2.2 * cols * per, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(m):
+        ax = axes[i // cols, (i % cols) * per]
+        img = data["images"][i]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        if "boxes" in data:
+            _draw_boxes(ax, np.asarray(data["boxes"][i]), data.get("labels", [None] * m)[i], names)
+        if has_mask:
+            axes[i // cols, (i % cols) * per + 1].imshow(data["masks"][i], cmap=mask_cmap, vmin=0, vmax=10,
+                                                         interpolation="nearest")
+        if data.get("captions"):
+            ax.set_title("\n".join(textwrap.wrap(str(data["captions"][i]), 34 * per)), fontsize=6.5,
+                         loc="left")
+    return fig
+
+
 def preview_grid(spec: str, out: str | os.PathLike, split: str = "test", n: int = 16,
                  data_root_dir: str | os.PathLike | None = None, cols: int = 4) -> Path:
     """Write a PNG grid of the first ``n`` samples of ``spec``'s ``split`` (atomic write).
@@ -72,7 +101,6 @@ def preview_grid(spec: str, out: str | os.PathLike, split: str = "test", n: int 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
 
     from fmlab.data import open_source
     from fmlab.utils.io import atomic_path
@@ -83,28 +111,7 @@ def preview_grid(spec: str, out: str | os.PathLike, split: str = "test", n: int 
     source = open_source(spec, data_root_dir)
     sp = source.split(split)
     data = _samples(sp, n)
-    names = getattr(sp, "class_names", None)
-    has_mask = "masks" in data and np.asarray(data["masks"]).ndim == 3
-    per = 2 if has_mask else 1
-    mask_cmap = ListedColormap(["black", *plt.get_cmap("tab10").colors[1:], "white"])
-    m = len(data["images"])
-    cols = max(1, min(cols, m))
-    rows = -(-m // cols)
-    fig, axes = plt.subplots(rows, cols * per, figsize=(2.2 * cols * per, 2.6 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i in range(m):
-        ax = axes[i // cols, (i % cols) * per]
-        img = data["images"][i]
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        if "boxes" in data:
-            _draw_boxes(ax, np.asarray(data["boxes"][i]), data.get("labels", [None] * m)[i], names)
-        if has_mask:
-            axes[i // cols, (i % cols) * per + 1].imshow(data["masks"][i], cmap=mask_cmap, vmin=0, vmax=10,
-                                                         interpolation="nearest")
-        if data.get("captions"):
-            ax.set_title("\n".join(textwrap.wrap(str(data["captions"][i]), 34 * per)), fontsize=6.5,
-                         loc="left")
+    fig = _draw_grid(data, getattr(sp, "class_names", None), cols)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
