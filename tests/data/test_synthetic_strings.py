@@ -92,3 +92,19 @@ def test_bad_params_are_refused_naming_the_parameter(params, key):
     kwargs = {"indices": [0, 1, 2, 3], "seed": 0, **params}
     with pytest.raises(ConfigError, match=key):
         render_strings(images, labels, **kwargs)
+
+
+def test_mnist_digit_strings(data_root):
+    from fmlab.data import open_source
+
+    split = open_source("mnist", data_root).split("test")
+    images, labels = split.get_batch(np.arange(500)), split.labels[:500]
+    out = render_strings(images, labels, np.arange(20), seed=0, class_names=split.class_names)
+    for b in range(20):
+        n = out["lengths"][b]
+        assert out["texts"][b].isdigit() and out["texts"][b] == "".join(map(str, out["labels"][b, :n]))
+        ink = out["images"][b] > INK * 255
+        in_boxes = np.zeros_like(ink)
+        for x0, y0, x1, y1 in out["boxes"][b, :n].astype(int):
+            in_boxes[y0:y1, x0:x1] = True
+        assert not (ink & ~in_boxes).any()

@@ -130,3 +130,19 @@ def test_bad_pool_is_refused():
         render_video(images, labels[:3], [0], seed=0)
     with pytest.raises(ConfigError, match="pool_images"):
         render_video(images.astype(np.float32), labels, [0], seed=0)
+
+
+def test_mnist_clips_boxes_hold_all_the_ink(data_root):
+    from fmlab.data import open_source
+
+    split = open_source("mnist", data_root).split("test")
+    images, labels = split.get_batch(np.arange(500)), split.labels[:500]
+    out = render_video(images, labels, np.arange(16), seed=0, max_objects=2, class_names=split.class_names)
+    for b in range(16):
+        for t in range(8):
+            ink = out["frames"][b, t] > INK * 255
+            in_boxes = np.zeros_like(ink)
+            for x0, y0, x1, y1 in out["boxes"][b, : out["n_objects"][b], t].astype(int):
+                in_boxes[y0:y1, x0:x1] = True
+            assert not (ink & ~in_boxes).any()
+        assert out["captions"][b].count(" moving ") == out["n_objects"][b]
