@@ -76,6 +76,23 @@ def _captions(labels: np.ndarray, directions: np.ndarray, speeds: np.ndarray,
     return captions
 
 
+def _paint(objects: np.ndarray, present: np.ndarray, pos: np.ndarray, size: int, osz: int) -> tuple[np.ndarray, ...]:
+    """Clips uint8 ``(B, T, S, S[, 3])`` of ``objects`` (``(B*K, h, w[, 3])``) pasted at ``pos`` ``(B, K, T, 2)``,
+    and each object's ink extent ``(B, K, 4)`` inside its patch; absent slots paint nothing."""
+    b, k, frames = pos.shape[:3]
+    objects = resize_objects(objects, osz, osz)
+    alpha = alpha_of(objects)
+    extent = ink_extent(alpha).reshape(b, k, 4)
+    shape = (b * frames, size, size) + objects.shape[3:]
+    canvas = np.zeros(shape, dtype=np.float32)
+    objects = objects.reshape((b, k) + objects.shape[1:]) * present.reshape((b, k) + (1,) * (objects.ndim - 1))
+    alpha = alpha.reshape(b, k, osz, osz) * present[..., None, None]
+    for j in range(k):
+        paste_over(canvas, np.repeat(objects[:, j], frames, axis=0), np.repeat(alpha[:, j], frames, axis=0),
+                   pos[:, j, :, 1].ravel(), pos[:, j, :, 0].ravel())
+    return to_uint8(canvas).reshape((b, frames) + shape[1:]), extent
+
+
 def render_video(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.ndarray | Sequence[int],
                  seed: int, frames: int = 8, size: int = 32, max_objects: int = 1,
                  object_size: int | None = None, slow: int = 1, fast: int = 2,
@@ -130,22 +147,12 @@ def render_video(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.n
     start = pick(slots[..., 3:5], span + 1)
     pos = np.stack([_bounce(start[..., a], velocity[..., a], frames, span) for a in (0, 1)], axis=-1)
 
-    objects = resize_objects(images[pool_idx.ravel()], osz, osz)
-    alpha = alpha_of(objects)
-    extent = ink_extent(alpha).reshape(b, k, 1, 4)
-    shape = (b * frames, size, size) + images.shape[3:]
-    canvas = np.zeros(shape, dtype=np.float32)
-    objects = objects.reshape((b, k) + objects.shape[1:]) * present.reshape((b, k) + (1,) * (objects.ndim - 1))
-    alpha = alpha.reshape(b, k, osz, osz) * present[..., None, None]
-    for j in range(k):
-        paste_over(canvas, np.repeat(objects[:, j], frames, axis=0), np.repeat(alpha[:, j], frames, axis=0),
-                   pos[:, j, :, 1].ravel(), pos[:, j, :, 0].ravel())
-
-    boxes = (np.concatenate([pos, pos], axis=-1) + extent).astype(np.float32)
+    clips, extent = _paint(images[pool_idx.ravel()], present, pos, size, osz)
+    boxes = (np.concatenate([pos, pos], axis=-1) + extent[:, :, None]).astype(np.float32)
     labels = np.where(present, labels_pool[pool_idx], -1)
     direction, speed = np.where(present, direction, -1), np.where(present, speed, -1)
     return {
-        "frames": to_uint8(canvas).reshape((b, frames) + shape[1:]),
+        "frames": clips,
         "labels": labels,
         "directions": direction,
         "speeds": speed,
