@@ -132,17 +132,46 @@ def test_bad_pool_is_refused():
         render_video(images.astype(np.float32), labels, [0], seed=0)
 
 
+def _touching(boxes: np.ndarray) -> bool:
+    """Whether any two boxes, grown by one pixel, overlap."""
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, c = boxes[i], boxes[j]
+            if a[0] - 1 < c[2] and c[0] - 1 < a[2] and a[1] - 1 < c[3] and c[1] - 1 < a[3]:
+                return True
+    return False
+
+
 def test_mnist_clips_boxes_hold_all_the_ink(data_root):
     from fmlab.data import open_source
 
     split = open_source("mnist", data_root).split("test")
     images, labels = split.get_batch(np.arange(500)), split.labels[:500]
     out = render_video(images, labels, np.arange(16), seed=0, max_objects=2, class_names=split.class_names)
+    checked = 0
     for b in range(16):
         for t in range(8):
+            boxes = out["boxes"][b, : out["n_objects"][b], t].astype(int)
+            if _touching(boxes):
+                # two objects' faint edges (each alpha below INK) can add up to ink between their
+                # boxes; the property is about each object's own ink, so check separated objects
+                continue
+            checked += 1
             ink = out["frames"][b, t] > INK * 255
             in_boxes = np.zeros_like(ink)
-            for x0, y0, x1, y1 in out["boxes"][b, : out["n_objects"][b], t].astype(int):
+            for x0, y0, x1, y1 in boxes:
                 in_boxes[y0:y1, x0:x1] = True
             assert not (ink & ~in_boxes).any()
         assert out["captions"][b].count(" moving ") == out["n_objects"][b]
+    assert checked >= 32  # the check is not vacuous: a quarter of the frames or more
+
+
+def test_every_clip_moves_the_way_its_label_says():
+    """A start drawn at the wall an object heads for made it bounce on the first frame and move
+    against its label for the whole clip; starts now leave room for the clip's travel."""
+    images, labels = level_pool()
+    out = render_video(images, labels, np.arange(200), seed=3, max_objects=2)
+    centres = (out["boxes"][..., :2] + out["boxes"][..., 2:]) / 2  # (B, K, T, 2)
+    present = out["labels"] >= 0
+    net = np.sign(centres[:, :, -1] - centres[:, :, 0]).astype(np.int64)
+    assert np.array_equal(net[present], np.sign(out["velocity"][present]))

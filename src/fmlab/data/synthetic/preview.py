@@ -26,11 +26,27 @@ def _samples(split, n: int) -> dict:
         out = {"images": split.get_batch(idx)}
         if split.labels is not None and split.class_names is not None:
             out["captions"] = [split.class_names[int(y)] for y in split.labels[idx]]
-    images = np.asarray(out["images"])
-    if images.ndim == 5:  # video: frames side by side
-        images = np.concatenate(list(images.transpose(1, 0, 2, 3, 4)), axis=2)
-    out["images"] = images
+    if "frames" in out:  # a video (B, T, S, S[, 3]): its frames side by side, boxes frame by frame
+        return _tile_frames(out)
     return out
+
+
+def _tile_frames(out: dict) -> dict:
+    """A video sample as one wide image: frame t at x offset t*S, its per-frame boxes moved along."""
+    clips = np.asarray(out["frames"])
+    b, t, s = clips.shape[:3]
+    tiled = dict(out)
+    tiled["images"] = np.concatenate([clips[:, k] for k in range(t)], axis=2)
+    if "boxes" in out:  # (B, K, T, 4) -> (B, K*T, 4), x shifted by the frame's offset
+        boxes = np.asarray(out["boxes"], dtype=np.float32).copy()
+        shift = (np.arange(t, dtype=np.float32) * s)[None, None, :]
+        present = boxes[..., 0] >= 0
+        boxes[..., 0] = np.where(present, boxes[..., 0] + shift, -1)
+        boxes[..., 2] = np.where(present, boxes[..., 2] + shift, -1)
+        tiled["boxes"] = boxes.reshape(b, -1, 4)
+        if "labels" in out:
+            tiled["labels"] = np.repeat(np.asarray(out["labels"]), t, axis=1)
+    return tiled
 
 
 def _draw_boxes(ax, boxes: np.ndarray, labels: np.ndarray | None, class_names: list[str] | None) -> None:

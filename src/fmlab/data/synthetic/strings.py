@@ -27,6 +27,7 @@ from fmlab.data.synthetic._paste import (
     sample_uniforms,
     to_uint8,
 )
+from fmlab.data.synthetic.registry import register_synthetic
 from fmlab.utils.validation import check, non_negative_int, positive_int
 
 __all__ = ["render_strings", "strings_width"]
@@ -63,6 +64,10 @@ def _check_params(min_len: int, max_len: int, height: int, min_gap: int, max_gap
     return min_len, max_len, height, min_gap, max_gap
 
 
+@register_synthetic("strings", params={"min_len": 3, "max_len": 6, "height": 32, "min_gap": 1, "max_gap": 4,
+                                       "sep": ""},
+                    description="horizontal strings of 3-6 objects with their transcription, for "
+                                "sequence recognition")
 def render_strings(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.ndarray | Sequence[int],
                    seed: int, min_len: int = 3, max_len: int = 6, height: int = 32, min_gap: int = 1,
                    max_gap: int = 4, class_names: Sequence[str] | None = None, sep: str = "") -> dict:

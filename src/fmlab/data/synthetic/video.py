@@ -30,6 +30,7 @@ from fmlab.data.synthetic._paste import (
     sample_uniforms,
     to_uint8,
 )
+from fmlab.data.synthetic.registry import register_synthetic
 from fmlab.utils.validation import check, positive_int
 
 __all__ = ["DIRECTIONS", "DIRECTION_STEPS", "SPEEDS", "render_video"]
@@ -63,6 +64,22 @@ def _bounce(start: np.ndarray, velocity: np.ndarray, frames: int, span: int) -> 
     return span - np.abs(m - span)
 
 
+def _starts(u: np.ndarray, velocity: np.ndarray, frames: int, span: int) -> np.ndarray:
+    """Start positions ``(B, K, 2)`` that keep each clip's motion what its label says.
+
+    A start drawn anywhere in ``[0, span]`` could sit at the wall the object heads for, so it would
+    bounce on the first frame and move against its label for the whole clip. The start is drawn
+    where the object travels ``|v| * (T - 1)`` pixels before reaching a wall when the canvas allows
+    it (no bounce at all), else where it travels at least half the clip along its label.
+    """
+    speed = np.abs(velocity)
+    whole, half = speed * (frames - 1), speed * ((frames - 1) // 2)
+    need = np.where(whole <= span, whole, np.minimum(half, span))
+    lo = np.where(velocity < 0, need, 0)
+    hi = np.where(velocity > 0, span - need, span)
+    return lo + np.minimum((u * (hi - lo + 1)).astype(np.int64), hi - lo)
+
+
 def _captions(labels: np.ndarray, directions: np.ndarray, speeds: np.ndarray,
               class_names: Sequence[str] | None) -> list[str]:
     """"a fast 4 moving up and to the right and a slow 7 moving left" per sample."""
@@ -93,6 +110,9 @@ def _paint(objects: np.ndarray, present: np.ndarray, pos: np.ndarray, size: int,
     return to_uint8(canvas).reshape((b, frames) + shape[1:]), extent
 
 
+@register_synthetic("video", params={"frames": 8, "size": 32, "max_objects": 1, "slow": 1, "fast": 2},
+                    description="objects bouncing over T frames; appearance, motion (direction, speed) "
+                                "labels and a caption")
 def render_video(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.ndarray | Sequence[int],
                  seed: int, frames: int = 8, size: int = 32, max_objects: int = 1,
                  object_size: int | None = None, slow: int = 1, fast: int = 2,
@@ -144,7 +164,7 @@ def render_video(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.n
     pool_idx = pick(slots[..., 0], len(images))
     direction, speed = pick(slots[..., 1], 8), pick(slots[..., 2], 2)
     velocity = DIRECTION_STEPS[direction] * speed_px[speed][..., None]
-    start = pick(slots[..., 3:5], span + 1)
+    start = _starts(slots[..., 3:5], velocity, frames, span)
     pos = np.stack([_bounce(start[..., a], velocity[..., a], frames, span) for a in (0, 1)], axis=-1)
 
     clips, extent = _paint(images[pool_idx.ravel()], present, pos, size, osz)
@@ -153,6 +173,7 @@ def render_video(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.n
     direction, speed = np.where(present, direction, -1), np.where(present, speed, -1)
     return {
         "frames": clips,
+        "images": clips,  # the same array under the name every synthetic source reads
         "labels": labels,
         "directions": direction,
         "speeds": speed,
