@@ -197,3 +197,35 @@ def test_mean_iou_rejects_bad_maps():
         mean_iou(np.zeros(4), np.full(4, 2), 2)
     with pytest.raises(ConfigError, match="num_classes"):
         mean_iou(np.zeros(4), np.zeros(4), 0)
+
+
+def test_mean_pooling_is_the_mean_pixel_embedding():
+    enc = DenseImageEncoder(create_backbone("resnet_cifar", depth=8, width=8, seed=0), WIDTH, pooling="mean")
+    f = enc(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
+    assert enc.attn is None
+    torch.testing.assert_close(f.z_global, f.z.mean(dim=(2, 3)))
+    torch.testing.assert_close(f.z, torch.einsum("bchw,dc->bdhw", f.x, enc.proj.weight[:, :, 0, 0])
+                               + enc.proj.bias[None, :, None, None], atol=1e-5, rtol=1e-5)
+
+
+def test_masks_larger_than_the_backbone_input():
+    """A 64×64 canvas: the backbone sees 32×32, the losses and predictions work at the mask size."""
+    model = _model()
+    batch = _canvas(2, size=64)
+    loss, logs = DenseCLIPObjective(model)(batch)
+    assert torch.isfinite(loss) and set(logs) == {"loss_seg", "loss_aux", "pixel_acc"}
+    model.eval()
+    pred = model.predict(batch["images"])
+    assert pred.shape == (2, 64, 64) and pred.dtype == torch.int64
+    assert 0 <= mean_iou(pred, batch["masks"], K + 1) <= 1
+
+
+def test_coop_prompt_learner_of_a_real_text_tower_plugs_in(tiny_model):
+    """The text side can be an ImageTextModel's tower with CoOp context (PromptLearner, M = 8)."""
+    from fmlab.adapt.coop import PromptLearner
+
+    prompts = PromptLearner(tiny_model, ["square", "cross", "stripes"], n_ctx=8)
+    model = DenseCLIP(tiny_model.image, prompts, K, 16, heads=2, hidden=16)
+    loss, _ = DenseCLIPObjective(model)(_canvas(2))
+    loss.backward()
+    assert prompts.ctx.shape == (8, 32) and prompts.ctx.grad is not None and prompts.ctx.grad.abs().sum() > 0

@@ -134,8 +134,9 @@ class ClassPrompts(nn.Module):
     """Class text embeddings with one shared learnable context (CoOp): ``encoder([v_1..v_M, CLASS_k])``.
 
     For a real text tower use :class:`fmlab.adapt.coop.PromptLearner` (``PromptLearner(model,
-    names, n_ctx=8)``), which has the same call (no input → (K, D)); this one takes the class
-    tokens and any encoder callable, so it runs offline.
+    names, n_ctx=8)``), which has the same call (no input → (K, D)); freeze its towers
+    (``requires_grad_(False)``) to train only the context. This one takes the class tokens and
+    any encoder callable, so it runs offline.
 
     Args:
         class_tokens: (K, L, E) fixed token embeddings of the class names.
@@ -293,6 +294,7 @@ class DenseCLIP(nn.Module):
         language: use the text branch (False: the baseline).
         context_prompting: refine ``t`` with :class:`ContextDecoder`.
         decoder_layers, heads, hidden: sizes of the decoder / pool and head.
+        pooling: how z̄ is pooled (``"attention"`` or ``"mean"``).
 
     Examples:
         >>> from fmlab.models import create_backbone
@@ -305,11 +307,11 @@ class DenseCLIP(nn.Module):
 
     def __init__(self, backbone: nn.Module, prompts: nn.Module | None, num_classes: int, width: int,
                  language: bool = True, context_prompting: bool = True, decoder_layers: int = 1,
-                 heads: int = 4, hidden: int = 64) -> None:
+                 heads: int = 4, hidden: int = 64, pooling: str = "attention") -> None:
         super().__init__()
         self.num_classes = positive_int("num_classes", num_classes)
         self.language = bool(language)
-        self.encoder = DenseImageEncoder(backbone, width if self.language else None, heads=heads)
+        self.encoder = DenseImageEncoder(backbone, width if self.language else None, pooling, heads)
         self.prompts = self.decoder = None
         extra = 0
         if self.language:
