@@ -26,7 +26,7 @@ from fmlab.multimodal.textdecoder import (
 )
 from fmlab.utils.validation import check, finite_float
 
-__all__ = ["STAGES", "DPTRObjective", "image_tokens", "orp_perturb"]
+__all__ = ["STAGES", "DPTRObjective", "TowerTextTokens", "image_tokens", "orp_perturb"]
 
 
 def orp_perturb(e_text: torch.Tensor, bank: torch.Tensor, beta_max: float = 0.1,
@@ -71,6 +71,12 @@ def image_tokens(features: torch.Tensor) -> torch.Tensor:
 
     A feature map is averaged over its height and read left to right, ``(B, W, D)``: the usual
     sequence layout of text recognition, where each column covers a slice of the string.
+
+    Args:
+        features: the encoder's output, ``(B, N, D)`` or ``(B, D, H, W)``.
+
+    Returns:
+        ``(B, N, D)`` tokens (``N = W`` for a map).
 
     Examples:
         >>> image_tokens(torch.randn(2, 16, 4, 7)).shape
@@ -202,5 +208,54 @@ class DPTRObjective(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Any]) -> list[str]:
-        """Greedy transcriptions of the batch, from unperturbed memory (evaluation never perturbs)."""
+        """Greedy transcriptions of the batch, from unperturbed memory (evaluation never perturbs).
+
+        Call ``eval()`` first when the image encoder has batch norm or dropout.
+
+        Args:
+            batch: see the class docstring (``labels``/``texts`` are only read in pre-training).
+
+        Returns:
+            B transcriptions.
+        """
         return self.vocab.decode(self.decoder.greedy(self.memory(batch, perturb=False)))
+
+
+class TowerTextTokens(nn.Module):
+    """Pseudo-visual tokens from a BERT-style text tower: its last hidden states, optionally projected.
+
+    The real-use counterpart of :class:`~fmlab.multimodal.textdecoder.FixedTextTokens` for a
+    :class:`~fmlab.multimodal.towers.MiniLMTower` (anything with ``tokenize`` and a ``model`` returning
+    ``last_hidden_state``). Pass an :class:`~fmlab.multimodal.model.ImageTextModel`'s ``text_proj`` as
+    ``proj`` so the tokens live in the joint space, where image embeddings (the ORP bank) and the image
+    tokens of fine-tuning live too. Padding tokens are zero. N is the batch's longest tokenisation.
+
+    Args:
+        tower: the text tower (kept frozen by :class:`DPTRObjective`, which runs it without gradients).
+        proj: optional module applied to each token (e.g. ``model.text_proj``).
+
+    Examples:
+        >>> class _Tower(nn.Module):  # stands in for a MiniLMTower
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.emb = nn.Embedding(10, 4)
+        ...     def tokenize(self, texts):
+        ...         ids = torch.tensor([[int(c) for c in t.ljust(3, "0")] for t in texts])
+        ...         return {"input_ids": ids, "attention_mask": (ids > 0).long()}
+        ...     def model(self, input_ids, attention_mask):
+        ...         from types import SimpleNamespace
+        ...         return SimpleNamespace(last_hidden_state=self.emb(input_ids))
+        >>> TowerTextTokens(_Tower(), nn.Linear(4, 6))(["12", "345"]).shape
+        torch.Size([2, 3, 6])
+    """
+
+    def __init__(self, tower: nn.Module, proj: nn.Module | None = None) -> None:
+        super().__init__()
+        self.tower, self.proj = tower, proj if proj is not None else nn.Identity()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Tokens ``(B, N, D)`` of ``texts``."""
+        device = next((p.device for p in self.tower.parameters()), torch.device("cpu"))
+        tok = {k: v.to(device) for k, v in self.tower.tokenize(list(texts)).items()}
+        hidden = self.tower.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+        return self.proj(hidden) * tok["attention_mask"][..., None].to(hidden.dtype)

@@ -23,6 +23,7 @@ a text tower). ORP and the two-stage objective are in :mod:`fmlab.multimodal.dpt
 
 from __future__ import annotations
 
+import math  # noqa: F401  (used in the doctests)
 from collections.abc import Sequence
 
 import torch
@@ -132,6 +133,12 @@ class CharVocab:
 def teacher_forced_inputs(targets: torch.Tensor) -> torch.Tensor:
     """Decoder inputs for teacher forcing: BOS, then the targets shifted right by one.
 
+    Args:
+        targets: int64 ``(B, T)`` target token ids (symbols, EOS, PAD).
+
+    Returns:
+        int64 ``(B, T)``: position ``t`` holds the token the decoder reads to predict ``targets[:, t]``.
+
     Examples:
         >>> teacher_forced_inputs(torch.tensor([[4, 5, 2, 0]])).tolist()
         [[1, 4, 5, 2]]
@@ -148,6 +155,11 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     Returns:
         A scalar tensor.
+
+    Examples:
+        >>> logits = torch.zeros(1, 3, 5)  # uniform over 5 ids: log(5) per counted token
+        >>> round(float(sequence_loss(logits, torch.tensor([[3, 2, 0]]))), 4) == round(math.log(5), 4)
+        True
     """
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
 
