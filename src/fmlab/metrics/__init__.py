@@ -17,6 +17,7 @@ from fmlab.metrics.kernel_distance import kid
 from fmlab.metrics.neighbours import intra_prdc, prdc
 from fmlab.metrics.protocol import metric_protocol
 from fmlab.metrics.reference import ReferenceStats, reference_statistics
+from fmlab.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou
 from fmlab.metrics.streaming import (
     FeatureStats,
     StreamingFID,
@@ -25,9 +26,16 @@ from fmlab.metrics.streaming import (
     StreamingKID,
     StreamingPRDC,
 )
+from fmlab.metrics.text_recognition import character_accuracy, edit_distance, sequence_accuracy
 
 __all__ = [
     "EXTRACTORS",
+    "character_accuracy",
+    "confusion_matrix",
+    "edit_distance",
+    "iou_per_class",
+    "mean_iou",
+    "sequence_accuracy",
     "METRICS",
     "FeatureExtractor",
     "FeatureStats",

@@ -1,5 +1,8 @@
 """fmlab.multimodal — image-text towers, CLIP/SigLIP/multi-positive losses, zero-shot and
-retrieval evaluation, prompt learning (CoOp lives in :mod:`fmlab.adapt.coop`).
+retrieval evaluation, prompt learning (CoOp lives in :mod:`fmlab.adapt.coop`), and image-text
+models beyond whole-image classification (issue 21, library pieces so far): DenseCLIP
+(:mod:`~fmlab.multimodal.dense`), X-CLIP (:mod:`~fmlab.multimodal.video`) and DPTR's text-only
+decoder pre-training (:mod:`~fmlab.multimodal.textdecoder`, :mod:`~fmlab.multimodal.dptr`).
 
 Names load on first use so ``import fmlab.multimodal`` stays cheap.
 """
@@ -9,6 +12,11 @@ from __future__ import annotations
 from fmlab.utils.lazy import lazy_exports
 
 _EXPORTS = {
+    "DenseCLIP": "dense", "DenseCLIPObjective": "dense", "DenseImageEncoder": "dense",
+    "ClassPrompts": "dense", "ContextDecoder": "dense", "score_map": "dense",
+    "XCLIP": "video", "XCLIPConfig": "video", "XCLIPObjective": "video",
+    "CharVocab": "textdecoder", "CharDecoder": "textdecoder", "DPTRObjective": "dptr",
+    "orp_perturb": "dptr",
     "clip_loss": "losses", "siglip_loss": "losses", "multi_positive_loss": "losses",
     "multi_positive_targets": "losses",
     "ImageTextModel": "model", "ImageTextSpec": "model", "lock_groups": "model",
