@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fmlab.data.synthetic.rng import hash_uniform
 from fmlab.utils.validation import check, non_negative_int
 
 __all__ = [
@@ -82,7 +83,10 @@ def check_indices(indices: np.ndarray | Sequence[int]) -> np.ndarray:
 
 
 def sample_uniforms(seed: int, indices: np.ndarray, n: int) -> np.ndarray:
-    """``n`` uniforms in [0, 1) per sample, sample ``i`` drawn from ``default_rng([seed, i])`` only.
+    """``n`` uniforms in [0, 1) per sample, a function of ``(seed, i)`` only.
+
+    The package's one per-sample random scheme (:func:`fmlab.data.synthetic.rng.hash_uniform`,
+    which ``canvas`` uses too), vectorised over the batch, with the seed checked.
 
     Args:
         seed: the split's seed (>= 0).
@@ -97,11 +101,7 @@ def sample_uniforms(seed: int, indices: np.ndarray, n: int) -> np.ndarray:
         >>> bool((a[1] == sample_uniforms(0, np.array([7]), 3)[0]).all())
         True
     """
-    seed = non_negative_int("seed", seed)
-    out = np.empty((len(indices), n))
-    for row, i in enumerate(indices.tolist()):
-        out[row] = np.random.default_rng([seed, i]).random(n)
-    return out
+    return hash_uniform(non_negative_int("seed", seed), indices, n)
 
 
 def pick(u: np.ndarray, n: int) -> np.ndarray:
