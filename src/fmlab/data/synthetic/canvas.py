@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fmlab.data.synthetic.background import check_clutter, paint_distractors, render_background
 from fmlab.data.synthetic.registry import register_synthetic
 from fmlab.data.synthetic.rng import hash_uniform
 from fmlab.utils.validation import check, finite_float, int_at_least, positive_int
@@ -149,11 +150,12 @@ def _object_patches(pool_images: np.ndarray, lay: dict, k: int, sel: np.ndarray,
 
 
 @register_synthetic("canvas", layout=canvas_layout, captions=canvas_captions,
-                    params={"size": 64, "max_objects": 3, "noise": 0.0, "threshold": 0.5},
+                    params={"size": 64, "max_objects": 3, "noise": 0.0, "threshold": 0.5,
+                            "background": "none", "distractors": 0},
                     description="CxC canvases with 1..K coloured objects, boxes, masks, captions")
 def render_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.ndarray, seed: int,
                   size: int = 64, max_objects: int = 3, noise: float = 0.0, threshold: float = 0.5,
-                  class_names: list[str] | None = None) -> dict:
+                  background: str = "none", distractors: int = 0, class_names: list[str] | None = None) -> dict:
     """Render canvases ``indices`` of the split ``seed`` over an object pool.
 
     Args:
@@ -165,6 +167,10 @@ def render_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.
         max_objects: ``K``, objects per canvas uniform in ``1..K`` (<= 8).
         noise: amplitude of uniform grey background noise in [0, 1] (0: black background).
         threshold: alpha above which a pixel belongs to an object (masks and boxes).
+        background: ``"none"`` (black), ``"gradient"`` or ``"texture"``: a seeded background
+            (:mod:`~fmlab.data.synthetic.background`); the grey ``noise`` adds on top of it.
+        distractors: random strokes/blobs per canvas (0..32), painted under the objects and absent
+            from boxes, labels, masks and captions. Neither changes the layout, boxes or masks.
         class_names: names for the captions (default: the label numbers).
 
     Returns:
@@ -181,12 +187,17 @@ def render_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np.
         ((3, 32, 32, 3), (3, 32, 32), (3, 3, 4), 3)
     """
     size, max_objects, noise, threshold = _check_params(size, max_objects, noise, threshold)
+    background, distractors = check_clutter(background, distractors)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     lay = canvas_layout(pool_labels, idx, seed, size, max_objects)
     b, patch = len(idx), int(np.ceil(0.58 * size)) + 1  # the largest object side fits a patch
-    canvas = np.zeros((b, size, size, 3), np.float32)
+    bg = render_background(background, seed, idx, size)
+    canvas = np.zeros((b, size, size, 3), np.float32) if bg is None else np.ascontiguousarray(bg, np.float32)
     if noise > 0:
         canvas += (noise * 255.0 * hash_noise(seed, idx, size))[..., None]
+        if bg is not None:  # background + noise may pass 255 (alone, each stays <= 255)
+            np.minimum(canvas, 255.0, out=canvas)
+    paint_distractors(canvas, seed, idx, distractors)
     masks = np.zeros((b, size, size), np.uint8)
     boxes = np.full((b, max_objects, 4), -1.0, np.float32)
     flat, flat_m = canvas.reshape(-1, 3), masks.reshape(-1)
