@@ -6,6 +6,7 @@ boxes, masks, labels and captions). numpy/torch run one thread. Both wall-clock 
 time are reported: the CPU-time rate is the one that survives a shared, loaded machine.
 
 Usage: python benchmarks/bench_synthetic.py [--objects mnist] [--size 64] [--max-objects 3]
+                                            [--noise 0] [--background none] [--distractors 0]
                                             [--batch 256] [--batches 40] [--repeats 3]
 """
 
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--noise", type=float, default=0.0)
+    ap.add_argument("--background", default="none", help="none | gradient | texture")
+    ap.add_argument("--distractors", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
@@ -55,6 +58,8 @@ def main() -> None:
     n = args.batch * args.batches * (args.repeats + 1)
     spec = (f"canvas?objects={args.objects}&size={args.size}&max_objects={args.max_objects}"
             f"&noise={args.noise}&n_train={n}")
+    if args.background != "none" or args.distractors:
+        spec += f"&background={args.background}&distractors={args.distractors}"
     split = open_source(spec).split("train")
     images_wall, images_cpu = _rate(split.get_batch, args.batches, args.batch, args.repeats)
     full_wall, full_cpu = _rate(split.render, args.batches, args.batch, args.repeats)
