@@ -147,6 +147,13 @@ def test_candidate_boxes_label_true_boxes_and_background():
     assert ((labels[0, 3:] >= 0) == (best >= 0.5)).all()
 
 
+def test_candidate_boxes_ignore_empty_true_boxes():
+    # canvas gives an object with no pixel above threshold the box -1 but keeps its label
+    tb, tl = torch.tensor([[[-1.0, -1, -1, -1], [0, 0, 8, 8]]]), torch.tensor([[5, 2]])
+    boxes, labels = candidate_boxes(tb, tl, 3, 32, torch.Generator().manual_seed(0))
+    assert labels[0, :2].tolist() == [-2, 2] and not (labels[0] == 5).any()
+
+
 def test_box_retrieval_equals_ap_of_hand_scored_boxes():
     enc = _encoder().eval()
     r = _canvas(8)

@@ -28,7 +28,8 @@ def candidate_boxes(true_boxes: torch.Tensor, true_labels: torch.Tensor, num_ran
     """Candidate boxes for retrieval: each image's true boxes plus random ones, with the class they show.
 
     A candidate shows class ``c`` when its IoU with a true box of class ``c`` is >= ``iou`` (the best such
-    box); otherwise its label is -1 (background). Padding (true label < 0) keeps label -2 (ignored).
+    box); otherwise its label is -1 (background). Padding (true label < 0) and empty true boxes (an object
+    with no pixel above the mask threshold: zero area) get label -2 (ignored) and match nothing.
 
     Args:
         true_boxes: (B, K, 4) xyxy (padding rows have label < 0).
@@ -55,8 +56,9 @@ def candidate_boxes(true_boxes: torch.Tensor, true_labels: torch.Tensor, num_ran
     rand = sample_boxes(len(true_boxes), size, positive_int("num_random", num_random), generator, whole_image=False)
     boxes = torch.cat([true_boxes, rand], dim=1)
     labels = torch.full(boxes.shape[:2], -1, dtype=torch.int64)
+    area_ok = (true_boxes[..., 2] > true_boxes[..., 0]) & (true_boxes[..., 3] > true_boxes[..., 1])
     for b in range(len(boxes)):
-        valid = true_labels[b] >= 0
+        valid = (true_labels[b] >= 0) & area_ok[b]
         if valid.any():
             ov = box_iou(boxes[b], true_boxes[b][valid])
             best, arg = ov.max(dim=1)
