@@ -232,7 +232,8 @@ class RegionTextObjective(nn.Module):
 
     ``loss, logs = objective({"images": ..., "tokens": ...})``. Boxes are redrawn every call from the
     objective's own generator (seeded once), so a run is reproducible from its seed; the generator
-    state is not part of a checkpoint.
+    state is not part of a checkpoint. Both variants train the same encoder and head, so box retrieval
+    reads regions of either model the same way (RoI-Align of the candidate boxes); only pre-training differs.
 
     Args:
         encoder: the :class:`RegionEncoder`.
