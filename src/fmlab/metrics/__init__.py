@@ -10,6 +10,7 @@
 
 from fmlab.metrics._types import MeanStd
 from fmlab.metrics.classifier_score import inception_score
+from fmlab.metrics.detection import box_retrieval_ap, mean_box_retrieval_ap
 from fmlab.metrics.evaluate import METRICS, evaluate
 from fmlab.metrics.extractors import EXTRACTORS, FeatureExtractor, create_extractor, to_uint8
 from fmlab.metrics.frechet import feature_statistics, fid, frechet_distance, intra_fid
@@ -30,6 +31,8 @@ from fmlab.metrics.text_recognition import character_accuracy, edit_distance, se
 
 __all__ = [
     "EXTRACTORS",
+    "box_retrieval_ap",
+    "mean_box_retrieval_ap",
     "character_accuracy",
     "confusion_matrix",
     "edit_distance",

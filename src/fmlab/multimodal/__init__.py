@@ -1,7 +1,8 @@
 """fmlab.multimodal — image-text towers, CLIP/SigLIP/multi-positive losses, zero-shot and
 retrieval evaluation, prompt learning (CoOp lives in :mod:`fmlab.adapt.coop`), and image-text
 models beyond whole-image classification (issue 21, library pieces so far): DenseCLIP
-(:mod:`~fmlab.multimodal.dense`), X-CLIP (:mod:`~fmlab.multimodal.video`) and DPTR's text-only
+(:mod:`~fmlab.multimodal.dense`), DITO-style region-text pre-training
+(:mod:`~fmlab.multimodal.region`, :mod:`~fmlab.multimodal.region_eval`), X-CLIP (:mod:`~fmlab.multimodal.video`) and DPTR's text-only
 decoder pre-training (:mod:`~fmlab.multimodal.textdecoder`, :mod:`~fmlab.multimodal.dptr`).
 
 Names load on first use so ``import fmlab.multimodal`` stays cheap.
@@ -17,6 +18,8 @@ _EXPORTS = {
     "XCLIP": "video", "XCLIPConfig": "video", "XCLIPObjective": "video",
     "CharVocab": "textdecoder", "CharDecoder": "textdecoder", "DPTRObjective": "dptr",
     "orp_perturb": "dptr",
+    "RegionEncoder": "region", "RegionTextObjective": "region", "sample_boxes": "region",
+    "region_features": "region", "box_retrieval": "region_eval",
     "clip_loss": "losses", "siglip_loss": "losses", "multi_positive_loss": "losses",
     "multi_positive_targets": "losses",
     "ImageTextModel": "model", "ImageTextSpec": "model", "lock_groups": "model",
