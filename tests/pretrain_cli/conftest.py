@@ -26,7 +26,7 @@ def smoke_args(config: Path, npz: Path, out: Path, *extra: str, steps: int = 2) 
     sets = [f"data.source=npz:{npz}", "data.limit=32", "data.val_size=8",
             "trainer.batch_size=8", f"trainer.max_steps={steps}", "trainer.progress=false",
             "trainer.tensorboard=false", "monitor.max_train=32", "monitor.max_val=8",
-            "schedule.warmup_steps=0"]  # the configs' warm-ups are longer than a smoke run
+            "schedule.warmup_steps=0"]  # no warm-up: the engine would shorten it, with a warning
     if config.name.startswith("distill") and not os.environ.get("FMLAB_DATA"):
         sets.append("objective.teacher_weights=null")  # random teacher without the data root
     args = ["pretrain", "--config", str(config), "--out", str(out)]

@@ -23,8 +23,9 @@ Export: ``RUN_DIR/encoder.safetensors`` holds the backbone trunk's weights, load
 ``create_backbone(architecture, weights=..., **kwargs)``; ``encoder.json`` records
 ``architecture`` and ``kwargs``. An objective may patch the export so that it loads under the
 plain architecture (:meth:`fmlab.pretrain.Objective.export_patch`; MP3 adds all-zero position
-embeddings, which leaves every feature unchanged). A warm-up longer than the run is refused
-by the engine's schedule, as for every command (set ``schedule.warmup_steps`` lower).
+embeddings, which leaves every feature unchanged). A warm-up longer than the run is shortened
+by the engine to a tenth of the run, with a warning, as for every command; the run's config.yaml
+records the value used.
 """
 
 from __future__ import annotations
