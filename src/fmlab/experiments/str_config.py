@@ -33,7 +33,7 @@ class StrDataConfig:
 @dataclass
 class TowerSpec:
     dim: int = 64  # joint token width
-    width: int = 32  # conv channels of the image tower
+    width: int = 16  # conv channels of the image tower
     heads: int = 4
     max_columns: int = 64
     temperature: float = 0.07  # initial CLIP temperature
@@ -76,7 +76,7 @@ class AlignConfig:
     towers: TowerSpec = field(default_factory=TowerSpec)
     data: StrDataConfig = field(default_factory=lambda: StrDataConfig(
         source="strings?objects=mnist&n_train=50000&n_test=500&seed=1000"))
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=600, batch_size=128, log_every=50))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=500, batch_size=128, log_every=50))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, weight_decay=0.01))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
