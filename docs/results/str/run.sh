@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Reproduce docs/results/str: every seed, one after another, single-threaded (about 1 CPU-hour in all).
+# RUNS defaults to runs/str; the shapes pool is written by examples/make_shapes_pool.py.
+set -euo pipefail
+RUNS=${RUNS:-runs/str}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist"
+python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist" --figure docs/results/str/mnist_examples.png
+SHAPES=${SHAPES:-/work/pools/shapes.npz}
+python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 100
+python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 10 100 1000
+python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --figure docs/results/str/shapes_examples.png
