@@ -127,7 +127,7 @@ def run_align(cfg: AlignConfig, out: str | Path, resume: bool = False) -> dict:
     sp, vocab, max_len = open_strings(cfg.data.source, cfg.data.data_root)
     torch.manual_seed(cfg.trainer.seed)
     img, txt = build_towers(cfg.towers, vocab, max_len, int(sp.params["height"]))
-    obj = TowersObjective(img, txt, cfg.towers.temperature)
+    obj = TowersObjective(img, txt, cfg.towers.temperature, cfg.towers.loss)
     src = RenderedSource(sp, strings_batch, cfg.data.limit)
     res = Trainer.from_config(obj, src, cfg, run_dir=out).fit(resume=out if resume else None)
     save_weights(nn.ModuleDict({"image_tower": img, "text_tower": txt}), out / "towers.safetensors")

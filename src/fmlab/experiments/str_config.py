@@ -37,12 +37,14 @@ class TowerSpec:
     heads: int = 4
     max_columns: int = 64
     temperature: float = 0.07  # initial CLIP temperature
+    loss: str = "filip"  # filip: token-wise late interaction; clip: pooled embeddings only
 
     def validate(self, prefix: str = "towers") -> None:
         for k in ("dim", "width", "heads", "max_columns"):
             positive_int(f"{prefix}.{k}", getattr(self, k))
         check(self.dim % self.heads == 0, f"{prefix}.heads", self.heads, f"must divide dim {self.dim}")
         finite_float(f"{prefix}.temperature", self.temperature, low=1e-4)
+        check(self.loss in ("filip", "clip"), f"{prefix}.loss", self.loss, "must be filip or clip")
 
 
 @dataclass

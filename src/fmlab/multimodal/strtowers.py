@@ -23,7 +23,8 @@ from fmlab.errors import ModelError
 from fmlab.multimodal.textdecoder import PAD, CharVocab
 from fmlab.utils.validation import check, positive_int
 
-__all__ = ["ColumnImageTower", "SymbolTextTower", "TowersObjective", "grey_images", "image_bank", "masked_mean"]
+__all__ = ["ColumnImageTower", "SymbolTextTower", "TowersObjective", "filip_scores", "grey_images", "image_bank",
+           "masked_mean"]
 
 
 def grey_images(images: torch.Tensor, height: int | None = None) -> torch.Tensor:
@@ -150,8 +151,39 @@ class SymbolTextTower(nn.Module):
         return self.tokens(texts)[0]
 
 
+def filip_scores(img: torch.Tensor, txt: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Late-interaction (FILIP, text side) scores ``(B_img, B_txt)``: for each text token its best image token.
+
+    ``s[i, j] = mean over the kept tokens n of text j of max_w <txt[j, n], img[i, w]>`` (tokens L2-normalised).
+
+    Args:
+        img: ``(B, W, D)`` image tokens.
+        txt: ``(B', N, D)`` text tokens.
+        keep: ``(B', N)`` bool, the text tokens that count.
+
+    Returns:
+        ``(B, B')`` scores in [-1, 1].
+
+    Examples:
+        >>> t = torch.eye(3)[None]  # one text of 3 orthogonal tokens
+        >>> float(filip_scores(t.flip(1), t, torch.ones(1, 3, dtype=torch.bool))[0, 0])
+        1.0
+    """
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    best = torch.einsum("jnd,iwd->ijnw", txt, img).amax(-1)  # (B, B', N)
+    k = keep.to(best.dtype)[None]
+    return (best * k).sum(-1) / k.sum(-1).clamp_min(1.0)
+
+
+LOSSES = ("filip", "clip")
+
+
 class TowersObjective(nn.Module):
-    """CLIP stage of the two towers: symmetric InfoNCE of mean image vs mean text tokens (engine objective).
+    """Alignment of the two towers (engine objective): symmetric InfoNCE over image-text scores.
+
+    ``loss="clip"``: scores are cosines of the mean image token and the mean text token (CLIP aligns
+    pooled embeddings only). ``loss="filip"``: :func:`filip_scores`, each text token matched to its best
+    image column (FILIP's token-wise late interaction), which aligns the token spaces DPTR reads.
 
     Batch keys: ``images`` (uint8 string images) and ``labels`` ``(B, L)`` (-1 past the end) or ``texts``.
 
@@ -159,6 +191,7 @@ class TowersObjective(nn.Module):
         image_tower: a :class:`ColumnImageTower`.
         text_tower: a :class:`SymbolTextTower`.
         init_temperature: initial softmax temperature (learned; CLIP: 0.07).
+        loss: ``"filip"`` or ``"clip"``.
 
     Examples:
         >>> v = CharVocab.digits()
@@ -169,9 +202,11 @@ class TowersObjective(nn.Module):
     """
 
     def __init__(self, image_tower: ColumnImageTower, text_tower: SymbolTextTower,
-                 init_temperature: float = 0.07) -> None:
+                 init_temperature: float = 0.07, loss: str = "filip") -> None:
         super().__init__()
         check(image_tower.dim == text_tower.dim, "towers.dim", image_tower.dim, f"!= text dim {text_tower.dim}")
+        check(loss in LOSSES, "towers.loss", loss, f"must be one of {LOSSES}")
+        self.loss = loss
         self.image_tower, self.text_tower = image_tower, text_tower
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
@@ -183,12 +218,15 @@ class TowersObjective(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, logs)``: InfoNCE both ways; logs ``loss``, ``i2t_acc``, ``temperature``."""
-        img = F.normalize(self.image_tower.embed(batch["images"]), dim=-1)
+        img_tok = self.image_tower(batch["images"])
         tok, keep = self.text_tower.tokens(self.texts(batch))
-        txt = F.normalize(masked_mean(tok, keep), dim=-1)
+        if self.loss == "filip":
+            scores = filip_scores(img_tok, tok, keep)
+        else:
+            scores = F.normalize(img_tok.mean(1), dim=-1) @ F.normalize(masked_mean(tok, keep), dim=-1).T
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
-        logits = scale * img @ txt.T
-        target = torch.arange(len(img), device=img.device)
+        logits = scale * scores
+        target = torch.arange(len(logits), device=logits.device)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         acc = (logits.argmax(1) == target).float().mean()
         return loss, {"loss": loss.detach(), "i2t_acc": acc, "temperature": 1.0 / scale.detach()}
