@@ -43,12 +43,13 @@ def _timed(fn, *args, **kw) -> tuple[dict, float]:
     return out, time.process_time() - t0
 
 
-def run(objects: str, out: Path, seeds: list[int], sizes: list[int], db: Path, extra: list[str]) -> list[dict]:
+def run(objects: str, out: Path, seeds: list[int], sizes: list[int], db: Path, extra: list[str],
+        towers: Path | None = None, inits: tuple[str, ...] = INITS) -> list[dict]:
     from fmlab.experiments import str as wf
     from fmlab.experiments.str_config import AlignConfig, FinetuneConfig, PretrainConfig, load_str_config
 
     cfg_dir = ROOT / "configs" / "str"
-    align = out / "align"
+    align = towers or out / "align"
     if not (align / "towers.json").is_file():
         cfg = load_str_config(cfg_dir / "align.yaml", AlignConfig, [f"data.source={spec(objects, 1000, 50000)}"])
         res, cpu = _timed(wf.run_align, cfg, align)
@@ -59,7 +60,7 @@ def run(objects: str, out: Path, seeds: list[int], sizes: list[int], db: Path, e
         rows = json.loads(results_path.read_text())
     done = {(r["seed"], r["init"], r["limit"]) for r in rows}
     for seed in seeds:
-        for init in ("orp", "noorp"):
+        for init in [i for i in ("orp", "noorp") if i in inits]:
             run_dir = out / f"{init}_s{seed}"
             if not (run_dir / "str_model.json").is_file():
                 cfg = load_str_config(cfg_dir / f"pretrain_{init}.yaml", PretrainConfig, [
@@ -73,7 +74,7 @@ def run(objects: str, out: Path, seeds: list[int], sizes: list[int], db: Path, e
                              "char_acc": ev["char_acc"], "cpu_s": float((run_dir / "cpu_seconds.txt").read_text())})
                 results_path.write_text(json.dumps(rows, indent=1))
         for limit in sizes:
-            for init in INITS:
+            for init in inits:
                 if (seed, init, limit) in done:
                     continue
                 run_dir = out / f"ft_{init}_n{limit}_s{seed}"
@@ -151,6 +152,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra pretrain override")
+    p.add_argument("--towers", type=Path, default=None, help="reuse this align run (default: OUT/align, made once)")
+    p.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS, help="decoder inits to run")
     p.add_argument("--figure", type=Path, default=None,
                    help="only draw test strings with the seed-0, 100-string models' transcriptions into this PNG")
     args = p.parse_args()
@@ -161,7 +164,8 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.objects, args.out, args.seeds, args.sizes, args.out / "results.db", args.extra)
+    rows = run(args.objects, args.out, args.seeds, args.sizes, args.out / "results.db", args.extra, args.towers,
+               tuple(args.inits))
     (args.out / "table.md").write_text(table(rows, args.objects))
     print(table(rows, args.objects))
 

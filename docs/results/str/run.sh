@@ -10,3 +10,6 @@ SHAPES=${SHAPES:-/work/pools/shapes.npz}
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 100
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 10 100 1000
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --figure docs/results/str/shapes_examples.png
+# ablation: ORP at ten times the paper's scale (beta ~ U(0, 1)), MNIST, 100 labelled strings
+python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist_beta1" --towers "$RUNS/mnist/align" \
+    --sizes 100 --inits orp --set orp.beta_max=1.0
