@@ -134,9 +134,7 @@ def run_align(cfg: AlignConfig, out: str | Path, resume: bool = False) -> dict:
     info = {"kind": "fmlab.str.towers", "towers": asdict(cfg.towers), "symbols": vocab.symbols, "sep": vocab.sep,
             "max_len": max_len, "height": int(sp.params["height"]), "data": cfg.data.source, "step": res.step}
     write_json(out / "towers.json", info)
-    last = res.history[-1] if res.history else {}
-    return {"step": res.step, "loss": last.get("loss"), "i2t_acc": last.get("i2t_acc"),
-            "seconds": time.perf_counter() - t0}
+    return {"step": res.step, **_last(res, ("loss", "i2t_acc")), "seconds": time.perf_counter() - t0}
 
 
 def load_towers(run: str | Path):
@@ -179,8 +177,11 @@ def _save_model(out: Path, decoder: nn.Module, image_tower: nn.Module | None, in
     write_json(out / "str_model.json", {"kind": "fmlab.str.model", **info})
 
 
-def _last(res) -> dict:
-    return {k: v for k, v in (res.history[-1] if res.history else {}).items() if k in ("loss", "token_acc")}
+def _last(res, keys: tuple[str, ...] = ("loss", "token_acc")) -> dict:
+    """The last logged values of ``keys`` (top level or in ``logs``)."""
+    last = res.history[-1] if res.history else {}
+    flat = {**last.get("logs", {}), **{k: v for k, v in last.items() if k != "logs"}}
+    return {k: flat[k] for k in keys if k in flat}
 
 
 def run_pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
