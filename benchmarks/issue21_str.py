@@ -128,18 +128,17 @@ def figure(runs: dict[str, Path], data: str, out_png: Path, n: int = 6) -> None:
     sp, vocab, _ = wf.open_strings(data, split="test")
     rendered = sp.render(list(range(n)))
     preds = {name: wf.run_str_eval(run, data, limit=n)["examples"] for name, run in runs.items()}
-    fig, axes = plt.subplots(n, 1, figsize=(7, 1.25 * n))
+    def spaced(text: str) -> str:  # symbols separated, so multi-letter class names stay readable
+        return " ".join(vocab.symbols[k] for k in vocab.split(text)) if text else "(empty)"
+
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.9 * n))
     for i, ax in enumerate(axes):
         ax.imshow(rendered["images"][i], cmap="gray")
         ax.set_xticks([]), ax.set_yticks([])
         true = rendered["texts"][i]
-        label = "   ".join(f"{name}: {preds[name][i][1] or '∅'}" for name in runs)
-        ax.set_title(f"true: {true}   |   {label}", fontsize=8, loc="left",
-                     color="black")
-        for k, name in enumerate(runs):
-            ok = preds[name][i][1] == true
-            ax.text(1.01, 0.8 - 0.35 * k, f"{name} {'✓' if ok else '✗'}", transform=ax.transAxes, fontsize=7,
-                    color="green" if ok else "red")
+        lines = [f"true: {spaced(true)}"] + [
+            f"{name}: {spaced(preds[name][i][1])}  {'(exact)' if preds[name][i][1] == true else ''}" for name in runs]
+        ax.set_title("\n".join(lines), fontsize=7.5, loc="left", family="monospace")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
