@@ -44,14 +44,15 @@ def _timed(fn, *args, **kw) -> tuple[dict, float]:
 
 
 def run(objects: str, out: Path, seeds: list[int], sizes: list[int], db: Path, extra: list[str],
-        towers: Path | None = None, inits: tuple[str, ...] = INITS) -> list[dict]:
+        towers: Path | None = None, inits: tuple[str, ...] = INITS, align_extra: tuple[str, ...] = ()) -> list[dict]:
     from fmlab.experiments import str as wf
     from fmlab.experiments.str_config import AlignConfig, FinetuneConfig, PretrainConfig, load_str_config
 
     cfg_dir = ROOT / "configs" / "str"
     align = towers or out / "align"
     if not (align / "towers.json").is_file():
-        cfg = load_str_config(cfg_dir / "align.yaml", AlignConfig, [f"data.source={spec(objects, 1000, 50000)}"])
+        cfg = load_str_config(cfg_dir / "align.yaml", AlignConfig,
+                              [f"data.source={spec(objects, 1000, 50000)}", *align_extra])
         res, cpu = _timed(wf.run_align, cfg, align)
         print(f"align: {res} cpu {cpu:.0f}s", flush=True)
     rows = []
@@ -151,6 +152,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra pretrain override")
+    p.add_argument("--align-set", dest="align_extra", action="append", default=[], help="extra align override")
     p.add_argument("--towers", type=Path, default=None, help="reuse this align run (default: OUT/align, made once)")
     p.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS, help="decoder inits to run")
     p.add_argument("--figure", type=Path, default=None,
@@ -164,7 +166,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run(args.objects, args.out, args.seeds, args.sizes, args.out / "results.db", args.extra, args.towers,
-               tuple(args.inits))
+               tuple(args.inits), tuple(args.align_extra))
     (args.out / "table.md").write_text(table(rows, args.objects))
     print(table(rows, args.objects))
 

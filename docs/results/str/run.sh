@@ -13,3 +13,5 @@ python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --
 # ablation: ORP at ten times the paper's scale (beta ~ U(0, 1)), MNIST, 100 labelled strings
 python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist_beta1" --towers "$RUNS/mnist/align" \
     --sizes 100 --inits orp --set orp.beta_max=1.0
+# ablation: towers aligned by pooled embeddings only (the CLIP score), MNIST
+python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist_clipalign" --align-set towers.loss=clip
