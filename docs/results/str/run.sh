@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce docs/results/str: every seed, one after another, single-threaded (about 1 CPU-hour in all).
+# Reproduce docs/results/str: every seed, one after another, single-threaded (about 35 CPU minutes in all).
 # RUNS defaults to runs/str; the shapes pool is written by examples/make_shapes_pool.py.
 set -euo pipefail
 RUNS=${RUNS:-runs/str}
