@@ -45,7 +45,7 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
     return positive_int("size", int(h)), positive_int("size", int(w))
 
 
-def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generator: torch.Generator,
+def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generator: torch.Generator | None = None,
                  scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0),
                  whole_image: bool = True) -> torch.Tensor:
     """Random training boxes: box 0 the whole image (if asked), the others of random scale/aspect/position.
@@ -57,7 +57,8 @@ def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generato
         batch: number of images B.
         size: image size S or (H, W) in pixels.
         num_boxes: boxes per image R (>= 1), the whole-image box included.
-        generator: the torch.Generator all draws come from (same state, same boxes).
+        generator: the torch.Generator all draws come from (same state, same boxes); None draws from the
+            global torch RNG (which the engine re-seeds every step, so training stays resume-exact).
         scales: relative sides to draw from, each in (0, 1].
         aspects: width/height ratios to draw from (> 0).
         whole_image: make box 0 the whole image.
@@ -231,9 +232,14 @@ class RegionTextObjective(nn.Module):
     """Region-text (DITO) or image-level (CLIP baseline) contrastive pre-training for the engine.
 
     ``loss, logs = objective({"images": ..., "tokens": ...})``. Boxes are redrawn every call from the
-    objective's own generator (seeded once), so a run is reproducible from its seed; the generator
-    state is not part of a checkpoint. Both variants train the same encoder and head, so box retrieval
-    reads regions of either model the same way (RoI-Align of the candidate boxes); only pre-training differs.
+    *global* torch RNG, which the engine re-seeds at every step, so a resumed run draws the same boxes
+    as an uninterrupted one. Both variants train the same encoder and head, so box retrieval reads
+    regions of either model the same way (RoI-Align of the candidate boxes); only pre-training differs.
+
+    Optional box supervision (``box_weight > 0``, the detector stage of DITO folded into one run): the
+    batch's ``boxes`` (B,K,4) with ``box_labels`` (B,K) (a row of ``class_tokens``, -1 = no label) are
+    RoI-pooled and classified against the text embeddings of ``class_tokens`` (cross-entropy at ``tau``);
+    only the classes in ``class_tokens`` (the base classes) can be detection labels.
 
     Args:
         encoder: the :class:`RegionEncoder`.
@@ -243,7 +249,10 @@ class RegionTextObjective(nn.Module):
         aggregate: how region–text cosines become the image score (:data:`AGGREGATES`).
         beta: softmax temperature over regions.
         tau: InfoNCE temperature.
-        seed: seed of the box generator.
+        scales: relative box sides to draw from.
+        aspects: box aspect ratios to draw from.
+        class_tokens: (C, L) token ids of the box-label classes' prompts (None: no box supervision).
+        box_weight: weight of the box-classification loss.
 
     Examples:
         >>> from fmlab.models import create_backbone
@@ -255,42 +264,64 @@ class RegionTextObjective(nn.Module):
     """
 
     def __init__(self, encoder: RegionEncoder, text_encoder: nn.Module, region: bool = True, num_boxes: int = 16,
-                 aggregate: str = "softmax", beta: float = 0.1, tau: float = 0.07, seed: int = 0,
-                 scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0)) -> None:
+                 aggregate: str = "softmax", beta: float = 0.1, tau: float = 0.07,
+                 scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0),
+                 class_tokens: torch.Tensor | None = None, box_weight: float = 0.0) -> None:
         super().__init__()
         check(aggregate in AGGREGATES, "aggregate", aggregate, f"must be one of {AGGREGATES}")
         self.encoder, self.text_encoder, self.region, self.aggregate = encoder, text_encoder, bool(region), aggregate
         self.num_boxes = positive_int("num_boxes", num_boxes)
         self.beta = finite_float("beta", beta, low=0.0, low_open=True)
         self.tau = finite_float("tau", tau, low=0.0, low_open=True)
+        self.box_weight = finite_float("box_weight", box_weight, low=0.0)
+        check(self.box_weight == 0 or class_tokens is not None, "box_weight", box_weight,
+              "box supervision needs class_tokens (the base classes' prompts)")
         self.scales, self.aspects = tuple(scales), tuple(aspects)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.register_buffer("class_tokens", None if class_tokens is None else torch.as_tensor(class_tokens).long(),
+                             persistent=False)
 
     def image_regions(self, images: torch.Tensor) -> torch.Tensor:
         """(B, R, D) region embeddings of sampled boxes, or (B, 1, D) the global embedding for the baseline."""
         if not self.region:
             return self.encoder.global_embed(images)[:, None]
-        boxes = sample_boxes(images.shape[0], self.encoder.image_size(images), self.num_boxes, self.generator,
+        boxes = sample_boxes(images.shape[0], self.encoder.image_size(images), self.num_boxes, None,
                              self.scales, self.aspects).to(images.device)
         return self.encoder(images, boxes)
 
+    def box_loss(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of labelled boxes' region embeddings against the class prompts (0 if none labelled)."""
+        keep = labels >= 0
+        if not keep.any():
+            return images.new_zeros((), dtype=torch.float32)
+        safe = torch.where(keep[..., None], boxes.float(), boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).float())
+        regions = F.normalize(self.encoder(images, safe)[keep], dim=-1)
+        classes = F.normalize(self.text_encoder(self.class_tokens), dim=-1)
+        return F.cross_entropy(regions @ classes.t() / self.tau, labels[keep].long())
+
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Loss and logs (``loss_nce``, ``acc_i2t`` = top-1 image→caption accuracy in the batch).
+        """Loss and logs (``loss_nce``, ``acc_i2t`` = top-1 image→caption accuracy in the batch; ``loss_box``).
 
         Args:
-            batch: ``images`` (B,H,W[,C]) uint8 or float NCHW, ``tokens`` (B, L) int64 captions.
+            batch: ``images`` (B,H,W[,C]) uint8 or float NCHW, ``tokens`` (B, L) int64 captions; with box
+                supervision also ``boxes`` (B,K,4) and ``box_labels`` (B,K).
 
         Returns:
             (scalar loss, dict of 0-d tensors).
         """
-        for key in ("images", "tokens"):
+        need = ("images", "tokens") + (("boxes", "box_labels") if self.box_weight > 0 else ())
+        for key in need:
             if key not in batch:
-                raise DataError(f"batch: no {key!r} (has {sorted(batch)}); region-text needs images and tokens")
+                raise DataError(f"batch: no {key!r} (has {sorted(batch)}); region-text needs {', '.join(need)}")
         scores = region_text_scores(self.image_regions(batch["images"]), self.text_encoder(batch["tokens"]),
                                     self.aggregate, self.beta)
         loss = info_nce(scores, self.tau)
         acc = (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
-        return loss, {"loss_nce": loss.detach(), "acc_i2t": acc}
+        logs = {"loss_nce": loss.detach(), "acc_i2t": acc}
+        if self.box_weight > 0:
+            box = self.box_loss(batch["images"], batch["boxes"], batch["box_labels"])
+            loss = loss + self.box_weight * box
+            logs["loss_box"] = box.detach()
+        return loss, logs
 
 
 class CaptionEncoder(nn.Module):
