@@ -104,6 +104,7 @@ def test_novel_classes_never_reach_the_objective_as_detection_labels(shapes_pool
     assert np.isin(labels, novel).any()  # the canvases do show novel objects ...
     got = batch["box_labels"].numpy()
     assert (got[np.isin(labels, novel)] == -1).all()  # ... but never with a box label
+    assert (batch["boxes"].numpy()[np.isin(labels, novel)] == -1).all()  # nor with their box
     kept = got >= 0
     assert np.array_equal(np.asarray(base)[got[kept]], labels[kept])  # base labels map back exactly
     assert set(np.unique(got[kept]).tolist()) <= set(range(len(base)))

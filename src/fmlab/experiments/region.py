@@ -58,6 +58,7 @@ class RegionObjectiveConfig:
     tau: float = 0.07
     scales: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     aspects: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    whole_image: bool = True  # the first sampled box is the whole image
     box_weight: float = 0.0  # > 0: box-classification loss on base-class boxes (novel: never labels)
 
 
@@ -138,7 +139,8 @@ class RegionBatcher:
     """Canvas render → pre-training batch: images, caption tokens, and base-class box labels only.
 
     ``box_labels`` holds the row of each object's class among ``base`` (-1 for novel objects and padding),
-    so a novel class can never reach the objective as a detection label.
+    and novel objects' boxes are blanked to -1 like padding, so a novel class can never reach the
+    objective as a detection label (nor its boxes as anything).
 
     Args:
         vocab: the caption vocabulary.
@@ -168,7 +170,8 @@ class RegionBatcher:
         lut = np.full(int(max(labels.max(initial=0), max(self.base, default=0))) + 2, -1, np.int64)
         lut[self.base] = np.arange(len(self.base))
         box_labels = np.where(labels >= 0, lut[np.clip(labels, 0, None)], -1)
-        batch["boxes"] = torch.as_tensor(np.asarray(rendered["boxes"], np.float32))
+        boxes = np.where((box_labels >= 0)[..., None], np.asarray(rendered["boxes"], np.float32), -1.0)
+        batch["boxes"] = torch.as_tensor(boxes.astype(np.float32))  # novel objects' boxes are not given
         batch["box_labels"] = torch.as_tensor(box_labels)
         return batch
 
@@ -193,7 +196,7 @@ def build_objective(cfg: RegionConfig, vocab: dict[str, int], class_names: list[
     text = CaptionEncoder(max(vocab.values()) + 1, m.width, m.text_dim)
     tokens = class_prompt_tokens([class_names[c] for c in base], vocab, "a {name}")[:, 0] if o.box_weight else None
     return RegionTextObjective(encoder, text, o.region, o.num_boxes, o.aggregate, o.beta, o.tau, o.scales,
-                               o.aspects, tokens, o.box_weight)
+                               o.aspects, tokens, o.box_weight, o.whole_image)
 
 
 @dataclass

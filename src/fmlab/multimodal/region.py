@@ -25,7 +25,6 @@ means novel for the detection labels (as in issue 21), not unseen in text.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import torch
@@ -35,9 +34,12 @@ from torchvision.ops import roi_align
 
 from fmlab.errors import DataError
 from fmlab.multimodal.dense import DenseImageEncoder
+from fmlab.multimodal.region_text import CaptionEncoder, canvas_region_batch, caption_tokens
 from fmlab.utils.validation import check, finite_float, non_negative_int, positive_int
 
 AGGREGATES = ("max", "softmax", "mean")
+__all__ = ["AGGREGATES", "CaptionEncoder", "RegionEncoder", "RegionTextObjective", "canvas_region_batch",
+           "caption_tokens", "info_nce", "region_features", "region_text_scores", "sample_boxes"]
 
 
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:
@@ -238,8 +240,9 @@ class RegionTextObjective(nn.Module):
 
     Optional box supervision (``box_weight > 0``, the detector stage of DITO folded into one run): the
     batch's ``boxes`` (B,K,4) with ``box_labels`` (B,K) (a row of ``class_tokens``, -1 = no label) are
-    RoI-pooled and classified against the text embeddings of ``class_tokens`` (cross-entropy at ``tau``);
-    only the classes in ``class_tokens`` (the base classes) can be detection labels.
+    RoI-pooled with ``num_boxes`` random boxes and classified against a learnable background embedding and
+    the text embeddings of ``class_tokens`` (cross-entropy at ``tau``, :meth:`box_loss`); only the classes in
+    ``class_tokens`` (the base classes) can be detection labels.
 
     Args:
         encoder: the :class:`RegionEncoder`.
@@ -253,6 +256,7 @@ class RegionTextObjective(nn.Module):
         aspects: box aspect ratios to draw from.
         class_tokens: (C, L) token ids of the box-label classes' prompts (None: no box supervision).
         box_weight: weight of the box-classification loss.
+        whole_image: make the first sampled box the whole image.
 
     Examples:
         >>> from fmlab.models import create_backbone
@@ -266,7 +270,7 @@ class RegionTextObjective(nn.Module):
     def __init__(self, encoder: RegionEncoder, text_encoder: nn.Module, region: bool = True, num_boxes: int = 16,
                  aggregate: str = "softmax", beta: float = 0.1, tau: float = 0.07,
                  scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0),
-                 class_tokens: torch.Tensor | None = None, box_weight: float = 0.0) -> None:
+                 class_tokens: torch.Tensor | None = None, box_weight: float = 0.0, whole_image: bool = True) -> None:
         super().__init__()
         check(aggregate in AGGREGATES, "aggregate", aggregate, f"must be one of {AGGREGATES}")
         self.encoder, self.text_encoder, self.region, self.aggregate = encoder, text_encoder, bool(region), aggregate
@@ -276,27 +280,44 @@ class RegionTextObjective(nn.Module):
         self.box_weight = finite_float("box_weight", box_weight, low=0.0)
         check(self.box_weight == 0 or class_tokens is not None, "box_weight", box_weight,
               "box supervision needs class_tokens (the base classes' prompts)")
-        self.scales, self.aspects = tuple(scales), tuple(aspects)
+        self.scales, self.aspects, self.whole_image = tuple(scales), tuple(aspects), bool(whole_image)
         self.register_buffer("class_tokens", None if class_tokens is None else torch.as_tensor(class_tokens).long(),
                              persistent=False)
+        self.background = nn.Parameter(torch.randn(encoder.width) * 0.02) if self.box_weight > 0 else None
 
     def image_regions(self, images: torch.Tensor) -> torch.Tensor:
         """(B, R, D) region embeddings of sampled boxes, or (B, 1, D) the global embedding for the baseline."""
         if not self.region:
             return self.encoder.global_embed(images)[:, None]
         boxes = sample_boxes(images.shape[0], self.encoder.image_size(images), self.num_boxes, None,
-                             self.scales, self.aspects).to(images.device)
+                             self.scales, self.aspects, self.whole_image).to(images.device)
         return self.encoder(images, boxes)
 
     def box_loss(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of labelled boxes' region embeddings against the class prompts (0 if none labelled)."""
-        keep = labels >= 0
-        if not keep.any():
-            return images.new_zeros((), dtype=torch.float32)
-        safe = torch.where(keep[..., None], boxes.float(), boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).float())
-        regions = F.normalize(self.encoder(images, safe)[keep], dim=-1)
-        classes = F.normalize(self.text_encoder(self.class_tokens), dim=-1)
-        return F.cross_entropy(regions @ classes.t() / self.tau, labels[keep].long())
+        """Box classification over [background, label classes] (ViLD-style learnable background embedding).
+
+        The labelled boxes plus ``num_boxes`` random boxes per image (global RNG); a random box takes the class
+        of a labelled box it overlaps with IoU >= 0.5, else it is background. Boxes without a label (novel
+        objects, padding) are neither positives nor used to call anything background: a novel object's box
+        can be drawn as background, as in real open-vocabulary detection.
+        """
+        from torchvision.ops import box_iou
+
+        size = self.encoder.image_size(images)
+        rand = sample_boxes(images.shape[0], size, self.num_boxes, None, self.scales, self.aspects, False)
+        rand = rand.to(boxes.device)
+        rand_labels = torch.full(rand.shape[:2], -1, dtype=torch.long, device=boxes.device)
+        for b in range(len(boxes)):
+            keep = labels[b] >= 0
+            if keep.any():
+                best, arg = box_iou(rand[b], boxes[b][keep].float()).max(dim=1)
+                rand_labels[b] = torch.where(best >= 0.5, labels[b][keep][arg].long(), rand_labels[b])
+        all_boxes = torch.cat([torch.where((labels >= 0)[..., None], boxes.float(), rand[:, :1]), rand], dim=1)
+        targets = torch.cat([torch.where(labels >= 0, labels.long(), -2), rand_labels], dim=1) + 1
+        keep = targets >= 0  # 0 background, c + 1 class c, -1 ignored
+        regions = F.normalize(self.encoder(images, all_boxes)[keep], dim=-1)
+        classes = F.normalize(torch.cat([self.background[None], self.text_encoder(self.class_tokens)]), dim=-1)
+        return F.cross_entropy(regions @ classes.t() / self.tau, targets[keep])
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """Loss and logs (``loss_nce``, ``acc_i2t`` = top-1 image→caption accuracy in the batch; ``loss_box``).
@@ -322,83 +343,3 @@ class RegionTextObjective(nn.Module):
             loss = loss + self.box_weight * box
             logs["loss_box"] = box.detach()
         return loss, logs
-
-
-class CaptionEncoder(nn.Module):
-    """A tiny bag-of-words text tower: mean of word embeddings (padding 0 ignored), then a linear map.
-
-    Enough for canvas captions (a closed vocabulary); a real text tower can replace it.
-
-    Args:
-        vocab_size: number of token ids (0 = padding, 1 = unknown).
-        width: output width D.
-        dim: embedding size.
-
-    Examples:
-        >>> CaptionEncoder(5, 4)(torch.tensor([[2, 3, 0]])).shape
-        torch.Size([1, 4])
-    """
-
-    def __init__(self, vocab_size: int, width: int, dim: int = 32) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(positive_int("vocab_size", vocab_size), positive_int("dim", dim), padding_idx=0)
-        self.proj = nn.Linear(dim, positive_int("width", width))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, D) caption embeddings of (B, L) token ids."""
-        keep = (tokens != 0).unsqueeze(-1).float()
-        mean = (self.embed(tokens) * keep).sum(1) / keep.sum(1).clamp_min(1.0)
-        return self.proj(mean)
-
-
-def caption_tokens(captions: Sequence[str], vocab: dict[str, int] | None = None,
-                   length: int | None = None) -> tuple[torch.Tensor, dict[str, int]]:
-    """Word-level token ids of captions (lower-cased words and digits; 0 = padding, 1 = unknown).
-
-    Args:
-        captions: the texts.
-        vocab: word → id; None builds one from ``captions`` (ids from 2 in order of first use).
-        length: tokens per caption (longer ones are cut); None = the longest caption.
-
-    Returns:
-        (int64 (B, L) ids, the vocabulary).
-
-    Examples:
-        >>> ids, vocab = caption_tokens(["a red 3", "a 7"])
-        >>> ids.tolist(), caption_tokens(["a blue 3"], vocab)[0].tolist()
-        ([[2, 3, 4], [2, 5, 0]], [[2, 1, 4]])
-    """
-    words = [re.findall(r"[a-z0-9]+", c.lower()) for c in captions]
-    if vocab is None:
-        vocab = {}
-        for w in (w for ws in words for w in ws):
-            vocab.setdefault(w, len(vocab) + 2)
-    length = max((len(ws) for ws in words), default=1) if length is None else positive_int("length", length)
-    ids = torch.zeros(len(words), max(length, 1), dtype=torch.int64)
-    for i, ws in enumerate(words):
-        for j, w in enumerate(ws[:length]):
-            ids[i, j] = vocab.get(w, 1)
-    return ids, vocab
-
-
-def canvas_region_batch(rendered: dict, vocab: dict[str, int] | None = None,
-                        length: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """The pre-training batch of a ``canvas`` render: images and caption tokens (no boxes, no labels).
-
-    Args:
-        rendered: the dict of :func:`fmlab.data.synthetic.canvas.render_canvas`.
-        vocab: a word vocabulary to reuse (None builds one).
-        length: tokens per caption.
-
-    Returns:
-        (``{"images": uint8 (B,S,S,3), "tokens": int64 (B,L)}``, the vocabulary).
-
-    Examples:
-        >>> import numpy as np
-        >>> b, v = canvas_region_batch({"images": np.zeros((1, 4, 4, 3), np.uint8), "captions": ["a 3"]})
-        >>> b["tokens"].tolist()
-        [[2, 3]]
-    """
-    tokens, vocab = caption_tokens(rendered["captions"], vocab, length)
-    return {"images": torch.as_tensor(rendered["images"]), "tokens": tokens}, vocab
-
