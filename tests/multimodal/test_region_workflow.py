@@ -87,6 +87,9 @@ def test_resume_is_bit_identical(tmp_path, shapes_pool):
     assert main(["region", "pretrain", "--out", str(split), "--resume", "--set", "trainer.max_steps=4"]) == 0
     a, b = load_file(str(straight / "region_model.safetensors")), load_file(str(split / "region_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in (straight, split)]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4]  # continued from step 2, not restarted
+    assert [r["logs"] for r in logs[0]] == [r["logs"] for r in logs[1]]
 
 
 def test_novel_classes_never_reach_the_objective_as_detection_labels(shapes_pool):
