@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     e.add_argument("--data", default=None, help="canvas spec over the same pool (default: the run's data.source)")
     e.add_argument("--split", default="test", choices=("test", "val"),
                    help="test canvases, or val (the run's last data.val train canvases; tune there)")
-    e.add_argument("--picture", default=None, metavar="PNG", help="draw the top boxes for a novel-class query")
+    e.add_argument("--picture", default=None, metavar="PNG", help="draw the top boxes for each novel-class query")
     add_db(e)
     e.set_defaults(func=run_eval)
 

@@ -303,7 +303,7 @@ def run_region_eval(model: str | Path, data: str | None = None, split: str = "te
         data: a canvas spec over the same pool classes (default: the run's ``data.source``).
         split: ``test`` or ``val``.
         db: results store to record ``ap_base``, ``ap_novel``, ``ap_all`` in (None: none).
-        picture: a PNG of the top-ranked boxes for the first novel class (None: none).
+        picture: a PNG of the top-ranked boxes for each novel class (None: none).
 
     Returns:
         ``ap_base``, ``ap_novel``, ``ap_all``, ``chance_base``, ``chance_novel`` (AP of a random ranking
@@ -332,8 +332,8 @@ def run_region_eval(model: str | Path, data: str | None = None, split: str = "te
     if picture is not None and meta["novel"]:
         from fmlab.multimodal.region_picture import draw_top_boxes
 
-        c = meta["novel"][0]
-        draw_top_boxes(obj.encoder, images, boxes, labels, queries[c], c, names[c], picture)
+        nov = meta["novel"]
+        draw_top_boxes(obj.encoder, images, boxes, labels, queries[nov], nov, [names[c] for c in nov], picture)
     _record(db, spec, split, split_hash, cfg, out, model, time.perf_counter() - t0)
     return out
 

@@ -40,19 +40,20 @@ def top_boxes(encoder: torch.nn.Module, images: torch.Tensor, boxes: torch.Tenso
 
 
 def draw_top_boxes(encoder: torch.nn.Module, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
-                   query: torch.Tensor, cls: int, name: str, path: str | os.PathLike, k: int = 16) -> str:
-    """Save a grid of the ``k`` top-ranked boxes for one class query (green: shows the class, red: not).
+                   queries: torch.Tensor, classes: list[int], names: list[str], path: str | os.PathLike,
+                   k: int = 8) -> str:
+    """Save one row per class query: its ``k`` top-ranked boxes (green: shows the class, red: does not).
 
     Args:
         encoder: the region encoder.
         images: (B,H,W,3) uint8 canvases.
         boxes: (B, M, 4) candidate boxes; labels (B, M) their classes (-1 background, -2 ignored).
         labels: see ``boxes``.
-        query: (D,) the class query.
-        cls: the queried class (for the colours); name its name (the title).
-        name: see ``cls``.
+        queries: (Q, D) class queries, row q for ``classes[q]`` named ``names[q]``.
+        classes: see ``queries``.
+        names: see ``queries``.
         path: the PNG to write.
-        k: boxes shown.
+        k: boxes per row.
 
     Returns:
         ``path`` as a string.
@@ -63,24 +64,26 @@ def draw_top_boxes(encoder: torch.nn.Module, images: torch.Tensor, boxes: torch.
     import matplotlib.patches as mpatches
     import matplotlib.pyplot as plt
 
-    img_i, box_i, score = top_boxes(encoder, images, boxes, query, k, labels >= -1)
-    cols = 8
-    rows = (len(img_i) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(classes), k, figsize=(k * 1.5, len(classes) * 1.75 + 0.3), squeeze=False)
+    for row, (query, cls, name) in enumerate(zip(queries, classes, names)):
+        img_i, box_i, score = top_boxes(encoder, images, boxes, query, k, labels >= -1)
+        hits = 0
+        for j, (i, b, s) in enumerate(zip(img_i.tolist(), box_i.tolist(), score.tolist())):
+            ax = axes[row, j]
+            ax.imshow(images[i].numpy(), extent=(0, images.shape[2], images.shape[1], 0))  # pixel edges
+            x0, y0, x1, y1 = boxes[i, b].tolist()
+            ok = int(labels[i, b]) == cls
+            hits += ok
+            ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2,
+                                            edgecolor="lime" if ok else "red"))
+            ax.set_title(f"#{j + 1} {s:.2f}", fontsize=7)
+        axes[row, 0].set_ylabel(f"'{name}': {hits}/{len(img_i)}", fontsize=8)
     for ax in axes.ravel():
-        ax.axis("off")
-    hits = 0
-    for j, (i, b, s) in enumerate(zip(img_i.tolist(), box_i.tolist(), score.tolist())):
-        ax = axes.ravel()[j]
-        ax.imshow(images[i].numpy(), extent=(0, images.shape[2], images.shape[1], 0))  # pixel edges
-        x0, y0, x1, y1 = boxes[i, b].tolist()
-        ok = int(labels[i, b]) == cls
-        hits += ok
-        ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2,
-                                        edgecolor="lime" if ok else "red"))
-        ax.set_title(f"#{j + 1} {s:.2f}", fontsize=7)
-    fig.suptitle(f"top {len(img_i)} boxes for the novel query '{name}': {hits} show it (green)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("top-ranked candidate boxes per novel-class text query (green: IoU >= 0.5 with an object "
+                 "of the class)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return str(path)
