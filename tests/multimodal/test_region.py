@@ -211,17 +211,16 @@ def test_trainer_fit_lowers_the_loss(region):
 
     batch, vocab = canvas_region_batch(_canvas(8))
     obj = RegionTextObjective(_encoder(), CaptionEncoder(len(vocab) + 2, WIDTH), region=region, num_boxes=4,
-                              tau=0.1, seed=0)
+                              tau=0.1)
     src = TensorSource(batch["images"], tokens=batch["tokens"])
 
     def loss() -> float:
         obj.eval()
-        obj.generator.manual_seed(123)  # same boxes before and after
+        torch.manual_seed(123)  # same boxes before and after (the global RNG)
         with torch.no_grad():
             return obj(batch)[0].item()
 
     before = loss()
-    obj.generator.manual_seed(0)
     Trainer(obj, src, TrainerConfig(max_steps=20, batch_size=8, log_every=10, progress=False,
                                     tensorboard=False, device="cpu"),
             OptimConfig(lr=3e-3), ScheduleConfig(name="constant")).fit()

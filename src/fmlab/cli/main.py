@@ -28,6 +28,7 @@ COMMANDS = {
     "curate": "fmlab.cli.curate",
     "finetune": "fmlab.cli.finetune",
     "str": "fmlab.cli.str",
+    "region": "fmlab.cli.region",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports

@@ -25,7 +25,6 @@ means novel for the detection labels (as in issue 21), not unseen in text.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import torch
@@ -35,9 +34,12 @@ from torchvision.ops import roi_align
 
 from fmlab.errors import DataError
 from fmlab.multimodal.dense import DenseImageEncoder
+from fmlab.multimodal.region_text import CaptionEncoder, canvas_region_batch, caption_tokens
 from fmlab.utils.validation import check, finite_float, non_negative_int, positive_int
 
 AGGREGATES = ("max", "softmax", "mean")
+__all__ = ["AGGREGATES", "CaptionEncoder", "RegionEncoder", "RegionTextObjective", "canvas_region_batch",
+           "caption_tokens", "info_nce", "region_features", "region_text_scores", "sample_boxes"]
 
 
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:
@@ -45,7 +47,7 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
     return positive_int("size", int(h)), positive_int("size", int(w))
 
 
-def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generator: torch.Generator,
+def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generator: torch.Generator | None = None,
                  scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0),
                  whole_image: bool = True) -> torch.Tensor:
     """Random training boxes: box 0 the whole image (if asked), the others of random scale/aspect/position.
@@ -57,7 +59,8 @@ def sample_boxes(batch: int, size: int | Sequence[int], num_boxes: int, generato
         batch: number of images B.
         size: image size S or (H, W) in pixels.
         num_boxes: boxes per image R (>= 1), the whole-image box included.
-        generator: the torch.Generator all draws come from (same state, same boxes).
+        generator: the torch.Generator all draws come from (same state, same boxes); None draws from the
+            global torch RNG (which the engine re-seeds every step, so training stays resume-exact).
         scales: relative sides to draw from, each in (0, 1].
         aspects: width/height ratios to draw from (> 0).
         whole_image: make box 0 the whole image.
@@ -231,9 +234,15 @@ class RegionTextObjective(nn.Module):
     """Region-text (DITO) or image-level (CLIP baseline) contrastive pre-training for the engine.
 
     ``loss, logs = objective({"images": ..., "tokens": ...})``. Boxes are redrawn every call from the
-    objective's own generator (seeded once), so a run is reproducible from its seed; the generator
-    state is not part of a checkpoint. Both variants train the same encoder and head, so box retrieval
-    reads regions of either model the same way (RoI-Align of the candidate boxes); only pre-training differs.
+    *global* torch RNG, which the engine re-seeds at every step, so a resumed run draws the same boxes
+    as an uninterrupted one. Both variants train the same encoder and head, so box retrieval reads
+    regions of either model the same way (RoI-Align of the candidate boxes); only pre-training differs.
+
+    Optional box supervision (``box_weight > 0``, the detector stage of DITO folded into one run): the
+    batch's ``boxes`` (B,K,4) with ``box_labels`` (B,K) (a row of ``class_tokens``, -1 = no label) are
+    RoI-pooled with ``num_boxes`` random boxes and classified against a learnable background embedding and
+    the text embeddings of ``class_tokens`` (cross-entropy at ``tau``, :meth:`box_loss`); only the classes in
+    ``class_tokens`` (the base classes) can be detection labels.
 
     Args:
         encoder: the :class:`RegionEncoder`.
@@ -243,7 +252,11 @@ class RegionTextObjective(nn.Module):
         aggregate: how region–text cosines become the image score (:data:`AGGREGATES`).
         beta: softmax temperature over regions.
         tau: InfoNCE temperature.
-        seed: seed of the box generator.
+        scales: relative box sides to draw from.
+        aspects: box aspect ratios to draw from.
+        class_tokens: (C, L) token ids of the box-label classes' prompts (None: no box supervision).
+        box_weight: weight of the box-classification loss.
+        whole_image: make the first sampled box the whole image.
 
     Examples:
         >>> from fmlab.models import create_backbone
@@ -255,119 +268,78 @@ class RegionTextObjective(nn.Module):
     """
 
     def __init__(self, encoder: RegionEncoder, text_encoder: nn.Module, region: bool = True, num_boxes: int = 16,
-                 aggregate: str = "softmax", beta: float = 0.1, tau: float = 0.07, seed: int = 0,
-                 scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0)) -> None:
+                 aggregate: str = "softmax", beta: float = 0.1, tau: float = 0.07,
+                 scales: Sequence[float] = (0.25, 0.5, 0.75), aspects: Sequence[float] = (0.5, 1.0, 2.0),
+                 class_tokens: torch.Tensor | None = None, box_weight: float = 0.0, whole_image: bool = True) -> None:
         super().__init__()
         check(aggregate in AGGREGATES, "aggregate", aggregate, f"must be one of {AGGREGATES}")
         self.encoder, self.text_encoder, self.region, self.aggregate = encoder, text_encoder, bool(region), aggregate
         self.num_boxes = positive_int("num_boxes", num_boxes)
         self.beta = finite_float("beta", beta, low=0.0, low_open=True)
         self.tau = finite_float("tau", tau, low=0.0, low_open=True)
-        self.scales, self.aspects = tuple(scales), tuple(aspects)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.box_weight = finite_float("box_weight", box_weight, low=0.0)
+        check(self.box_weight == 0 or class_tokens is not None, "box_weight", box_weight,
+              "box supervision needs class_tokens (the base classes' prompts)")
+        self.scales, self.aspects, self.whole_image = tuple(scales), tuple(aspects), bool(whole_image)
+        self.register_buffer("class_tokens", None if class_tokens is None else torch.as_tensor(class_tokens).long(),
+                             persistent=False)
+        self.background = nn.Parameter(torch.randn(encoder.width) * 0.02) if self.box_weight > 0 else None
 
     def image_regions(self, images: torch.Tensor) -> torch.Tensor:
         """(B, R, D) region embeddings of sampled boxes, or (B, 1, D) the global embedding for the baseline."""
         if not self.region:
             return self.encoder.global_embed(images)[:, None]
-        boxes = sample_boxes(images.shape[0], self.encoder.image_size(images), self.num_boxes, self.generator,
-                             self.scales, self.aspects).to(images.device)
+        boxes = sample_boxes(images.shape[0], self.encoder.image_size(images), self.num_boxes, None,
+                             self.scales, self.aspects, self.whole_image).to(images.device)
         return self.encoder(images, boxes)
 
+    def box_loss(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Box classification over [background, label classes] (ViLD-style learnable background embedding).
+
+        The labelled boxes plus ``num_boxes`` random boxes per image (global RNG); a random box takes the class
+        of a labelled box it overlaps with IoU >= 0.5, else it is background. Boxes without a label (novel
+        objects, padding) are neither positives nor used to call anything background: a novel object's box
+        can be drawn as background, as in real open-vocabulary detection.
+        """
+        from torchvision.ops import box_iou
+
+        size = self.encoder.image_size(images)
+        rand = sample_boxes(images.shape[0], size, self.num_boxes, None, self.scales, self.aspects, False)
+        rand = rand.to(boxes.device)
+        rand_labels = torch.full(rand.shape[:2], -1, dtype=torch.long, device=boxes.device)
+        for b in range(len(boxes)):
+            keep = labels[b] >= 0
+            if keep.any():
+                best, arg = box_iou(rand[b], boxes[b][keep].float()).max(dim=1)
+                rand_labels[b] = torch.where(best >= 0.5, labels[b][keep][arg].long(), rand_labels[b])
+        all_boxes = torch.cat([torch.where((labels >= 0)[..., None], boxes.float(), rand[:, :1]), rand], dim=1)
+        targets = torch.cat([torch.where(labels >= 0, labels.long(), -2), rand_labels], dim=1) + 1
+        keep = targets >= 0  # 0 background, c + 1 class c, -1 ignored
+        regions = F.normalize(self.encoder(images, all_boxes)[keep], dim=-1)
+        classes = F.normalize(torch.cat([self.background[None], self.text_encoder(self.class_tokens)]), dim=-1)
+        return F.cross_entropy(regions @ classes.t() / self.tau, targets[keep])
+
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Loss and logs (``loss_nce``, ``acc_i2t`` = top-1 image→caption accuracy in the batch).
+        """Loss and logs (``loss_nce``, ``acc_i2t`` = top-1 image→caption accuracy in the batch; ``loss_box``).
 
         Args:
-            batch: ``images`` (B,H,W[,C]) uint8 or float NCHW, ``tokens`` (B, L) int64 captions.
+            batch: ``images`` (B,H,W[,C]) uint8 or float NCHW, ``tokens`` (B, L) int64 captions; with box
+                supervision also ``boxes`` (B,K,4) and ``box_labels`` (B,K).
 
         Returns:
             (scalar loss, dict of 0-d tensors).
         """
-        for key in ("images", "tokens"):
+        need = ("images", "tokens") + (("boxes", "box_labels") if self.box_weight > 0 else ())
+        for key in need:
             if key not in batch:
-                raise DataError(f"batch: no {key!r} (has {sorted(batch)}); region-text needs images and tokens")
+                raise DataError(f"batch: no {key!r} (has {sorted(batch)}); region-text needs {', '.join(need)}")
         scores = region_text_scores(self.image_regions(batch["images"]), self.text_encoder(batch["tokens"]),
                                     self.aggregate, self.beta)
         loss = info_nce(scores, self.tau)
         acc = (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
-        return loss, {"loss_nce": loss.detach(), "acc_i2t": acc}
-
-
-class CaptionEncoder(nn.Module):
-    """A tiny bag-of-words text tower: mean of word embeddings (padding 0 ignored), then a linear map.
-
-    Enough for canvas captions (a closed vocabulary); a real text tower can replace it.
-
-    Args:
-        vocab_size: number of token ids (0 = padding, 1 = unknown).
-        width: output width D.
-        dim: embedding size.
-
-    Examples:
-        >>> CaptionEncoder(5, 4)(torch.tensor([[2, 3, 0]])).shape
-        torch.Size([1, 4])
-    """
-
-    def __init__(self, vocab_size: int, width: int, dim: int = 32) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(positive_int("vocab_size", vocab_size), positive_int("dim", dim), padding_idx=0)
-        self.proj = nn.Linear(dim, positive_int("width", width))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, D) caption embeddings of (B, L) token ids."""
-        keep = (tokens != 0).unsqueeze(-1).float()
-        mean = (self.embed(tokens) * keep).sum(1) / keep.sum(1).clamp_min(1.0)
-        return self.proj(mean)
-
-
-def caption_tokens(captions: Sequence[str], vocab: dict[str, int] | None = None,
-                   length: int | None = None) -> tuple[torch.Tensor, dict[str, int]]:
-    """Word-level token ids of captions (lower-cased words and digits; 0 = padding, 1 = unknown).
-
-    Args:
-        captions: the texts.
-        vocab: word → id; None builds one from ``captions`` (ids from 2 in order of first use).
-        length: tokens per caption (longer ones are cut); None = the longest caption.
-
-    Returns:
-        (int64 (B, L) ids, the vocabulary).
-
-    Examples:
-        >>> ids, vocab = caption_tokens(["a red 3", "a 7"])
-        >>> ids.tolist(), caption_tokens(["a blue 3"], vocab)[0].tolist()
-        ([[2, 3, 4], [2, 5, 0]], [[2, 1, 4]])
-    """
-    words = [re.findall(r"[a-z0-9]+", c.lower()) for c in captions]
-    if vocab is None:
-        vocab = {}
-        for w in (w for ws in words for w in ws):
-            vocab.setdefault(w, len(vocab) + 2)
-    length = max((len(ws) for ws in words), default=1) if length is None else positive_int("length", length)
-    ids = torch.zeros(len(words), max(length, 1), dtype=torch.int64)
-    for i, ws in enumerate(words):
-        for j, w in enumerate(ws[:length]):
-            ids[i, j] = vocab.get(w, 1)
-    return ids, vocab
-
-
-def canvas_region_batch(rendered: dict, vocab: dict[str, int] | None = None,
-                        length: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """The pre-training batch of a ``canvas`` render: images and caption tokens (no boxes, no labels).
-
-    Args:
-        rendered: the dict of :func:`fmlab.data.synthetic.canvas.render_canvas`.
-        vocab: a word vocabulary to reuse (None builds one).
-        length: tokens per caption.
-
-    Returns:
-        (``{"images": uint8 (B,S,S,3), "tokens": int64 (B,L)}``, the vocabulary).
-
-    Examples:
-        >>> import numpy as np
-        >>> b, v = canvas_region_batch({"images": np.zeros((1, 4, 4, 3), np.uint8), "captions": ["a 3"]})
-        >>> b["tokens"].tolist()
-        [[2, 3]]
-    """
-    tokens, vocab = caption_tokens(rendered["captions"], vocab, length)
-    return {"images": torch.as_tensor(rendered["images"]), "tokens": tokens}, vocab
-
+        logs = {"loss_nce": loss.detach(), "acc_i2t": acc}
+        if self.box_weight > 0:
+            box = self.box_loss(batch["images"], batch["boxes"], batch["box_labels"])
+            loss = loss + self.box_weight * box
+            logs["loss_box"] = box.detach()
+        return loss, logs

@@ -130,3 +130,65 @@ def split_classes(num_classes: int, num_novel: int, seed: int = 0) -> tuple[list
     check(num_novel < num_classes, "num_novel", num_novel, f"must be < num_classes {num_classes}")
     perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()
     return sorted(perm[num_novel:]), sorted(perm[:num_novel])
+
+
+RELATION_WORDS = ("left of", "right of", "above", "below", "and")
+
+
+def canvas_vocab(class_names: Sequence[str]) -> dict[str, int]:
+    """The closed word vocabulary of ``canvas`` captions over a pool's classes (templates, sizes, colours,
+    relations, class names), so every run over the same pool tokenises alike, whatever it rendered.
+
+    Args:
+        class_names: the pool's class names (any words; multi-word names give several tokens).
+
+    Returns:
+        word → id (ids from 2; 0 padding, 1 unknown), in a fixed order.
+
+    Examples:
+        >>> v = canvas_vocab(["3", "7"]); v["a"], "7" in v, "left" in v
+        (2, True, True)
+    """
+    from fmlab.data.synthetic.canvas import COLOURS, SIZES, TEMPLATES
+    from fmlab.multimodal.region import caption_tokens
+
+    words = [t.format("a") for t in TEMPLATES] + list(SIZES) + COLOURS + list(RELATION_WORDS) + list(class_names)
+    return caption_tokens(words)[1]
+
+
+def class_prompt_tokens(class_names: Sequence[str], vocab: dict[str, int],
+                        prompt: str = "a {size} {colour} {name}") -> torch.Tensor:
+    """Token ids of the class prompts, every size and colour filled in (an ensemble per class).
+
+    Args:
+        class_names: the classes' names (one query per class).
+        vocab: the word vocabulary (:func:`canvas_vocab`).
+        prompt: template with ``{name}`` and optionally ``{size}``/``{colour}`` (filled with every value).
+
+    Returns:
+        int64 (C, E, L): E prompts per class.
+
+    Examples:
+        >>> class_prompt_tokens(["3"], canvas_vocab(["3"]), "a {name}").shape
+        torch.Size([1, 1, 2])
+    """
+    from fmlab.data.synthetic.canvas import COLOURS, SIZES
+    from fmlab.multimodal.region import caption_tokens
+
+    check("{name}" in prompt, "prompt", prompt, "must contain {name}")
+    sizes = SIZES if "{size}" in prompt else ("",)
+    colours = COLOURS if "{colour}" in prompt else ("",)
+    texts = [prompt.format(size=s, colour=c, name=n) for n in class_names for s in sizes for c in colours]
+    ids, _ = caption_tokens(texts, vocab)
+    return ids.reshape(len(class_names), len(sizes) * len(colours), -1)
+
+
+@torch.no_grad()
+def class_queries(text_encoder: torch.nn.Module, prompt_tokens: torch.Tensor) -> torch.Tensor:
+    """(C, D) class queries: the mean of each class's normalised prompt embeddings (C, E, L tokens)."""
+    was = text_encoder.training
+    text_encoder.eval()
+    c, e, n = prompt_tokens.shape
+    emb = F.normalize(text_encoder(prompt_tokens.reshape(c * e, n)), dim=-1).reshape(c, e, -1).mean(1)
+    text_encoder.train(was)
+    return emb
