@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
+from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, expand_path, load_config
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.validation import check, finite_float, non_negative_int, positive_int
 
@@ -30,13 +30,14 @@ WEIGHTS, META = "dense_model.safetensors", "dense_model.json"
 
 @dataclass
 class DenseModelConfig:
-    backbone: str = "resnet_cifar"  # a ResNet-style registry name (the map before pooling is read)
+    backbone: str = "resnet20_cifar"  # a ResNet-style registry name (the map before pooling is read)
     depth: int = 8  # resnet_cifar only
     width: int = 16  # resnet_cifar only
-    weights: str | None = None  # local pretrained weights of the backbone
-    input_size: int = 64  # images are resized to this before the backbone (0: its own size)
+    weights: str | None = None  # local pretrained weights of the backbone (${VAR} expanded)
+    input_size: int = 48  # images are resized to this before the backbone (0: its own size)
     text: str = "text:minilm"  # frozen tower under learnable context, or "tiny" (offline, tests)
     n_ctx: int = 8
+    center_text: bool = True  # subtract the class mean of the tower outputs (MiniLM is anisotropic)
     embed_dim: int = 64  # the joint width D of pixel and text embeddings
     language: bool = True  # False: the language-free baseline
     context_prompting: bool = True
@@ -80,7 +81,7 @@ class DenseTrainConfig:
     model: DenseModelConfig = field(default_factory=DenseModelConfig)
     loss: DenseLossConfig = field(default_factory=DenseLossConfig)
     data: DenseDataConfig = field(default_factory=DenseDataConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=300, batch_size=16,
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=400, batch_size=16,
                                                                          log_every=25))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, weight_decay=1e-4))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -115,11 +116,12 @@ def build_model(cfg: DenseModelConfig, class_names: list[str]):
     from fmlab.multimodal.dense_text import class_prompts
 
     kw = {"depth": cfg.depth, "width": cfg.width} if cfg.backbone == "resnet_cifar" else {}
-    bb = create_backbone(cfg.backbone, cfg.weights, seed=cfg.seed, **kw)
+    bb = create_backbone(cfg.backbone, expand_path(cfg.weights, "model.weights"), seed=cfg.seed, **kw)
     if cfg.input_size:
         bb.preprocess = dataclasses.replace(bb.preprocess, input_size=(cfg.input_size, cfg.input_size))
     bb.train()
-    prompts = class_prompts(cfg.text, class_names, cfg.embed_dim, cfg.n_ctx, cfg.seed) if cfg.language else None
+    prompts = (class_prompts(cfg.text, class_names, cfg.embed_dim, cfg.n_ctx, cfg.seed, cfg.center_text)
+               if cfg.language else None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return DenseCLIP(bb, prompts, len(class_names), cfg.embed_dim, language=cfg.language,

@@ -57,7 +57,9 @@ def score_map_picture(path: str | Path, images, truth, pred, scores, class_names
     n = images.shape[0]
     cols = 3 + (0 if scores is None else k)
     colours = class_colours(k)
-    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.35 * n + 0.9), squeeze=False)
+    legend_rows = -(-k // min(k, max(4, cols)))
+    fig, axes = plt.subplots(n, cols, figsize=(max(1.3 * cols, 4.0), 1.35 * n + 0.6 + 0.25 * legend_rows),
+                             squeeze=False)
     for i in range(n):
         panels = [(images[i], None, "image"), (colours[truth[i]], None, "truth"), (colours[pred[i]], None, "prediction")]
         if scores is not None:
@@ -74,10 +76,11 @@ def score_map_picture(path: str | Path, images, truth, pred, scores, class_names
             if i == 0:
                 ax.set_title(name, fontsize=7)
     handles = [Patch(color=colours[j + 1], label=str(class_names[j])) for j in range(k)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(k, 10), fontsize=7, frameon=False)
+    ncol = min(k, max(4, cols))  # a narrow (baseline) figure wraps its legend
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.25 * legend_rows / fig.get_figheight() + 0.01, 1, 1))
     path = Path(path)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=90)

@@ -5,7 +5,13 @@ tower's token-embedding space) over a *frozen* :class:`~fmlab.multimodal.towers.
 (``text:minilm`` offline), followed by a trainable linear projection to the joint width. The
 tower is held outside the module tree, so checkpoints and ``model.safetensors`` carry only the
 context and the projection (the tower is rebuilt from its name), and the optimiser never sees
-its weights. :func:`class_prompts` builds either that or the tiny :class:`ClassPrompts` +
+its weights.
+
+Sentence-embedding towers are anisotropic: MiniLM's embeddings of "[ctx] 0." … "[ctx] 9." share
+~95% of their direction (mean pairwise cosine 0.96), so every class's score map starts as the same
+foreground map. ``center=True`` (the default) subtracts the class mean of the tower outputs before
+the projection, keeping what tells the classes apart (centred cosines -0.11 ≈ -1/(K-1)); CLIP's
+text space, built for this contrast, needs no such step. :func:`class_prompts` builds either that or the tiny :class:`ClassPrompts` +
 :class:`MeanTokenEncoder` pair used by tests.
 """
 
@@ -31,6 +37,7 @@ class TowerPrompts(nn.Module):
         width: output width D (a trainable ``Linear(tower.feature_dim, D)``).
         n_ctx: context length M.
         seed: seed of the context (N(0, 0.02²)) and projection initialisation.
+        center: subtract the mean over classes of the tower outputs (see the module docstring).
 
     Examples:
         >>> class Toy(nn.Module):  # a stand-in tower: token ids are the characters' codes
@@ -48,8 +55,9 @@ class TowerPrompts(nn.Module):
     """
 
     def __init__(self, tower: nn.Module, class_names: Sequence[str], width: int, n_ctx: int = 8,
-                 seed: int = 0) -> None:
+                 seed: int = 0, center: bool = True) -> None:
         super().__init__()
+        self.center = bool(center)
         names = [str(n).replace("_", " ") for n in class_names]
         if not names:
             raise ConfigError("class_names: empty; DenseCLIP needs one name per class")
@@ -82,11 +90,12 @@ class TowerPrompts(nn.Module):
         if next(tower.parameters()).device != self.ctx.device:
             tower.to(self.ctx.device)
         seq = torch.cat([emb[:, :1], self.ctx.unsqueeze(0).expand(k, -1, -1), emb[:, 1:]], dim=1)
-        return self.proj(tower.forward_embeds(seq, self.end.to(self.ctx.device) + self.ctx.shape[0]))
+        e = tower.forward_embeds(seq, self.end.to(self.ctx.device) + self.ctx.shape[0])
+        return self.proj(e - e.mean(dim=0, keepdim=True) if self.center else e)
 
 
 def class_prompts(text: str, class_names: Sequence[str], width: int, n_ctx: int = 8,
-                  seed: int = 0) -> nn.Module:
+                  seed: int = 0, center: bool = True) -> nn.Module:
     """The class-prompt module of a DenseCLIP config's ``model.text``.
 
     Args:
@@ -97,6 +106,7 @@ def class_prompts(text: str, class_names: Sequence[str], width: int, n_ctx: int 
         width: the joint width D.
         n_ctx: context length.
         seed: initialisation seed.
+        center: :class:`TowerPrompts`' ``center`` (a real tower only).
 
     Returns:
         A module whose call returns (K, width).
@@ -113,4 +123,4 @@ def class_prompts(text: str, class_names: Sequence[str], width: int, n_ctx: int 
             return ClassPrompts(tokens, MeanTokenEncoder(32, width), n_ctx=n_ctx, seed=seed)
     from fmlab.multimodal.towers import text_tower
 
-    return TowerPrompts(text_tower(text), class_names, width, n_ctx, seed)
+    return TowerPrompts(text_tower(text), class_names, width, n_ctx, seed, center)
