@@ -5,9 +5,9 @@ Every run is the CLI itself (``fmlab dense train`` then ``fmlab dense eval``), o
 single-threaded; CPU seconds per run come from ``getrusage(RUSAGE_CHILDREN)``. A finished run
 (its ``eval.json``) is not run again, so a killed job continues where it stopped.
 
-    python benchmarks/issue21_dense.py --out runs/issue21_dense --doc docs/results/dense
+    python benchmarks/issue21_dense.py --out /tmp/issue21_dense --doc docs/results/dense
 
-writes ``OUT/results.json`` and ``DOC/table.md`` (mean ± std over seeds) and, for seed 0, the
+writes ``OUT/results.json`` (and a copy in DOC) and ``DOC/table.md`` (mean ± std over seeds) and, for seed 0, the
 score-map pictures ``DOC/<pool>_<variant>.png``.
 """
 
@@ -110,6 +110,7 @@ def main() -> None:
             for variant in VARIANTS:
                 results.append(one_run(out, doc, pool, variant, seed, extra))
                 (out / "results.json").write_text(json.dumps(results, indent=1))
+                (doc / "results.json").write_text(json.dumps(results, indent=1))
                 (doc / "table.md").write_text(table(results))
                 print(f"{pool} {variant} seed{seed}: mIoU {results[-1].get('miou', float('nan')):.3f} "
                       f"objects {results[-1].get('miou_objects', float('nan')):.3f} "
