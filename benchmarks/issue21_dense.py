@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--doc", default="docs/results/dense")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--pools", default=",".join(POOLS))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra --set for every run")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -105,9 +106,9 @@ def main() -> None:
     doc.mkdir(parents=True, exist_ok=True)
     extra = [x for s in a.extra for x in ("--set", s)]
     results = []
-    for pool in a.pools.split(","):
-        for seed in range(a.seeds):  # seed-major: every variant has a result early
-            for variant in VARIANTS:
+    for seed in range(a.seeds):  # seed-major: every pool and variant has a result early
+        for pool in a.pools.split(","):
+            for variant in a.variants.split(","):
                 results.append(one_run(out, doc, pool, variant, seed, extra))
                 (out / "results.json").write_text(json.dumps(results, indent=1))
                 (doc / "results.json").write_text(json.dumps(results, indent=1))

@@ -104,9 +104,12 @@ def run_dense_eval(model: str | Path, data: str | None = None, split: str = "tes
 
         n = min(n_picture, metrics["n_images"])
         scores = out["scores"][:n] if "scores" in out else None
-        kind = "DenseCLIP" if cfg.model.language else "baseline (no language)"
+        kind = "baseline (no language)"
+        if cfg.model.language:
+            kind = "DenseCLIP" + ("" if cfg.model.context_prompting else " without context prompting")
+        where = "/".join(Path(model).resolve().parts[-3:])
         score_map_picture(picture, batch["images"][:n], batch["masks"][:n], out["pred"][:n], scores, names,
-                          f"{kind}: {Path(model).name}, mIoU {metrics['miou']:.3f}")
+                          f"{kind} ({where}): mIoU {metrics['miou']:.3f}, objects {metrics['miou_objects']:.3f}")
     return metrics
 
 

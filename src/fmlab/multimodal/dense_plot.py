@@ -78,8 +78,10 @@ def score_map_picture(path: str | Path, images, truth, pred, scores, class_names
     handles = [Patch(color=colours[j + 1], label=str(class_names[j])) for j in range(k)]
     ncol = min(k, max(4, cols))  # a narrow (baseline) figure wraps its legend
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if title:  # wrapped to the figure's width (a baseline figure has only three columns)
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, width=max(30, int(fig.get_figwidth() * 13))), fontsize=9)
     fig.tight_layout(rect=(0, 0.25 * legend_rows / fig.get_figheight() + 0.01, 1, 1))
     path = Path(path)
     with atomic_write(path, "wb") as f:
