@@ -83,7 +83,13 @@ def test_cli_smoke_train_eval_on_mnist_canvases(tmp_path, mnist_source, capsys):
 def test_npz_pool_baseline_and_method(tmp_path, npz_source, capsys):
     base, meth = tmp_path / "base", tmp_path / "meth"
     assert main(["dense", "train", "--config", str(_config(tmp_path, npz_source, language=False)),
-                 "--out", str(base)]) == 0
+                 "--out", str(base), "--set", "data.limit=8", "--set", "trainer.batch_size=2",
+                 "--set", "trainer.log_every=2", "--set", "trainer.max_steps=5"]) == 0
+    from fmlab.engine.logger import read_metrics
+
+    logged = [r for r in read_metrics(base) if "logs" in r]
+    assert [r["step"] for r in logged][:2] == [2, 4]  # trainer.log_every=2
+    assert logged[-1]["epoch"] >= 1  # 5 steps x 2 canvases > data.limit=8: a second epoch
     assert main(["dense", "train", "--config", str(_config(tmp_path, npz_source, context_prompting=False)),
                  "--out", str(meth)]) == 0
     names = json.loads((meth / "dense_model.json").read_text())["class_names"]
