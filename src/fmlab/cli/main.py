@@ -29,6 +29,7 @@ COMMANDS = {
     "finetune": "fmlab.cli.finetune",
     "str": "fmlab.cli.str",
     "region": "fmlab.cli.region",
+    "dense": "fmlab.cli.dense",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
