@@ -27,6 +27,7 @@ COMMANDS = {
     "clip": "fmlab.cli.clip",
     "curate": "fmlab.cli.curate",
     "finetune": "fmlab.cli.finetune",
+    "video": "fmlab.cli.video",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports

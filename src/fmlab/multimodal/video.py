@@ -304,6 +304,9 @@ class XCLIPObjective(nn.Module):
             on every step (an ``nn.Module`` is registered, so its parameters train with the model).
         init_logit_scale: initial multiplier 1/temperature.
         max_logit_scale: upper clamp of the multiplier.
+        groups: several label kinds at once (e.g. appearance and direction): the sizes of
+            consecutive class groups of the K embeddings; ``batch["labels"]`` is then ``(B, G)``
+            and the loss the mean of the groups' cross-entropies, each over its own classes.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -314,8 +317,10 @@ class XCLIPObjective(nn.Module):
     """
 
     def __init__(self, model: XCLIP, class_embeddings: Tensor | Callable[[], Tensor],
-                 init_logit_scale: float = 1 / 0.07, max_logit_scale: float = 100.0) -> None:
+                 init_logit_scale: float = 1 / 0.07, max_logit_scale: float = 100.0,
+                 groups: list[int] | tuple[int, ...] | None = None) -> None:
         super().__init__()
+        self.groups = None if groups is None else tuple(positive_int("groups", g) for g in groups)
         finite_float("init_logit_scale", init_logit_scale, low=0.0, low_open=True, high=max_logit_scale)
         self.model = model
         self.max_logit_scale = float(max_logit_scale)
@@ -360,10 +365,24 @@ class XCLIPObjective(nn.Module):
         """
         logits = self.logits(batch["images"])
         labels = batch["labels"].long()
+        if self.groups is None:
+            return self._group_loss(logits, labels, "")
+        if labels.ndim != 2 or labels.shape[1] != len(self.groups) or sum(self.groups) != logits.shape[1]:
+            raise DataError(f"labels: expected ({logits.shape[0]}, {len(self.groups)}) for class groups "
+                            f"{self.groups} over {logits.shape[1]} classes, got shape {tuple(labels.shape)}")
+        losses, logs = [], {}
+        for g, part in enumerate(logits.split(list(self.groups), dim=1)):
+            loss, log = self._group_loss(part, labels[:, g], f"_{g}")
+            losses.append(loss)
+            logs.update(log)
+        return torch.stack(losses).mean(), logs
+
+    def _group_loss(self, logits: Tensor, labels: Tensor, suffix: str) -> tuple[Tensor, dict]:
+        """Cross-entropy and accuracy of one label kind."""
         k = logits.shape[1]
         if labels.shape != logits.shape[:1] or labels.min() < 0 or labels.max() >= k:
             raise DataError(f"labels: expected ({logits.shape[0]},) classes in [0, {k}), "
                             f"got shape {tuple(labels.shape)} values {labels.min().item()}..{labels.max().item()}")
         loss = F.cross_entropy(logits, labels)
         acc = (logits.argmax(dim=1) == labels).float().mean()
-        return loss, {"acc": acc.detach(), "logit_scale": self.logit_scale.exp().detach()}
+        return loss, {f"acc{suffix}": acc.detach(), "logit_scale": self.logit_scale.exp().detach()}
