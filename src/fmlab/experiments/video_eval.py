@@ -3,7 +3,7 @@
 For every kind the run trained (``data.targets``), ``acc_<kind>`` is the accuracy of the class-text
 logits (X-CLIP's classifier: cosine of the video embedding with the (prompted) class embeddings).
 For every kind, trained or not, ``probe_<kind>`` is a logistic-regression probe on the frozen,
-normalised video embedding v (fit on ``probe_train`` train clips, scored on the test clips): it shows
+normalised video embedding v (standardised per feature, fit on ``probe_train`` train clips, scored on the test clips): it shows
 what the video embedding holds about appearance and motion whatever it was trained for.
 ``chance_<kind>`` is one over the number of classes. For direction, ``acc_direction_axis`` also
 counts a prediction right when it has the right axis but the opposite sense (d and d+4): an
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -93,14 +94,18 @@ def zero_shot_metrics(out: dict, meta: dict) -> dict[str, float]:
 def probe_metrics(train: dict, test: dict, n_classes: dict[str, int], seed: int = 0) -> dict[str, float]:
     """``probe_<kind>`` (logistic regression on v) and ``chance_<kind>`` for every label kind."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     metrics: dict[str, float] = {}
-    x_tr, x_te = train["v"].numpy(), test["v"].numpy()
+    scaler = StandardScaler().fit(train["v"].numpy())  # v can be nearly constant: scale each feature
+    x_tr, x_te = scaler.transform(train["v"].numpy()), scaler.transform(test["v"].numpy())
     for kind in KINDS:
         y_tr = train[kind].numpy()
         if len(np.unique(y_tr)) < 2:
             continue
-        clf = LogisticRegression(C=10.0, max_iter=300, random_state=seed).fit(x_tr, y_tr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs "not converged" on near-separable features
+            clf = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x_tr, y_tr)
         metrics[f"probe_{kind}"] = float((clf.predict(x_te) == test[kind].numpy()).mean())
         metrics.setdefault(f"chance_{kind}", 1.0 / n_classes[kind])
     return metrics
