@@ -25,9 +25,9 @@ POOLS = {"mnist": "video?objects=mnist&n_train=4000&n_test=1000&seed=0",
 EXPERIMENTS = {
     "motion": (("xclip_motion", "meanpool_motion"), (), "acc_direction"),
     "appearance": (("xclip_appearance", "meanpool_appearance"), (), "acc_appearance"),
-    "motion_16shot": (("xclip_motion", "meanpool_motion"), ("data.shots=16", "trainer.max_steps=400"),
+    "motion_16shot": (("xclip_motion", "meanpool_motion"), ("data.shots=16", "trainer.max_steps=300"),
                       "acc_direction"),
-    "appearance_16shot": (("xclip_appearance", "meanpool_appearance"), ("data.shots=16", "trainer.max_steps=400"),
+    "appearance_16shot": (("xclip_appearance", "meanpool_appearance"), ("data.shots=16", "trainer.max_steps=300"),
                           "acc_appearance"),
 }
 SHOWN = ("acc_direction", "acc_direction_axis", "acc_appearance", "probe_appearance", "probe_direction",
@@ -113,8 +113,8 @@ def main() -> None:
     p.add_argument("--out", default="docs/results/video")
     p.add_argument("--runs", default="/tmp/video-runs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--plan", nargs="+", default=["motion:mnist", "appearance:mnist", "motion:shapes",
-                                                 "appearance:shapes", "motion_16shot:mnist",
+    p.add_argument("--plan", nargs="+", default=["motion:mnist", "appearance:mnist", "motion_16shot:mnist",
+                                                 "motion:shapes", "appearance:shapes",
                                                  "appearance_16shot:mnist", "motion_16shot:shapes",
                                                  "appearance_16shot:shapes"],
                    help="experiment:pool items, run in this order")
