@@ -24,7 +24,7 @@ objective's state: model, class text, temperature) and ``video_model.json`` (how
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -302,8 +302,3 @@ def run_video_train(cfg: VideoTrainConfig, out: str | Path, resume: bool = False
                                  "step": res.step, "n_train": len(train_src)})
     last = res.history[-1]["loss"] if res.history and "loss" in res.history[-1] else None
     return VideoTrainResult(out, res.step, last, len(train_src), time.perf_counter() - t0)
-
-
-def config_summary(cfg: VideoTrainConfig) -> dict:
-    """The config as a plain dict (for records)."""
-    return asdict(cfg)
