@@ -29,6 +29,10 @@ EXPERIMENTS = {
                       "acc_direction"),
     "appearance_16shot": (("xclip_appearance", "meanpool_appearance"), ("data.shots=16", "trainer.max_steps=300"),
                           "acc_appearance"),
+    # ablation: X-CLIP without video-specific prompting (messages + MIT only)
+    "motion_noprompts": (("xclip_motion",), ("model.prompts=false",), "acc_direction"),
+    "motion_16shot_noprompts": (("xclip_motion",), ("data.shots=16", "trainer.max_steps=300", "model.prompts=false"),
+                                "acc_direction"),
 }
 SHOWN = ("acc_direction", "acc_direction_axis", "acc_appearance", "probe_appearance", "probe_direction",
          "probe_speed")
@@ -66,7 +70,8 @@ def summarise(results: list[dict]) -> str:
             vals = [r["metrics"][k] for r in rs if k in r["metrics"]]
             cells.append(f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "–")
         cpu = np.mean([r["train_cpu_s"] for r in rs])
-        lines.append(f"| {exp} | {pool} | {config.split('_')[0]} | {len(rs)} | " + " | ".join(cells)
+        method = config.split("_")[0] + (" (no prompts)" if "model.prompts=false" in rs[0]["sets"] else "")
+        lines.append(f"| {exp} | {pool} | {method} | {len(rs)} | " + " | ".join(cells)
                      + f" | {cpu:.0f} |")
     return "\n".join(lines) + "\n"
 
