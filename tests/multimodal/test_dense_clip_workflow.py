@@ -36,7 +36,8 @@ def clip_run(tmp_path_factory):
     np.savez(pool, x_train=x[:half], y_train=y[:half], x_test=x[half:], y_test=y[half:],
              class_names=np.array(mod.CLASS_NAMES[:4]))
     source = f"canvas?objects=npz:{pool}&size=32&max_objects=2&n_train=16&n_test=6&seed=0"
-    cfg = {"model": {"image": "resnet20_cifar", "text": "text:minilm", "embed_dim": 16, "lock_text": True},
+    cfg = {"model": {"image": "resnet20_cifar", "text": "text:minilm", "embed_dim": 16, "lock_text": True,
+                     "image_input_size": 40},
            "data": {"source": source.replace("seed=0", "seed=1")},
            "trainer": {"max_steps": 2, "batch_size": 4, "log_every": 1, "progress": False, "tensorboard": False},
            "schedule": {"name": "constant", "warmup_steps": 0}}
@@ -77,6 +78,8 @@ def test_initial_pixel_embeddings_are_the_clip_image_projection(clip_run):
         # context "a picture of a" + class name: the CLIP text embedding of that very prompt
         want = clip.encode_text([f"a picture of a {n.replace('_', ' ')}." for n in names])
         torch.testing.assert_close(model.prompts(), want, atol=1e-4, rtol=1e-4)
+    assert tuple(model.encoder.backbone.preprocess.input_size) == (40, 40)  # the CLIP run's image_input_size
+    assert feats.z.shape[-2:] == (10, 10)
     assert model.encoder.proj.weight.shape == (16, 64, 1, 1)  # D from the CLIP run, C = ResNet-20's 64
     assert not any(p.requires_grad for p in model.prompts.proj.parameters())  # the CLIP text side is frozen
     assert model.prompts.ctx.requires_grad and model.prompts.ctx.shape[0] == 4  # "a picture of a": 4 tokens
