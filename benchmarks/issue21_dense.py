@@ -9,6 +9,14 @@ single-threaded; CPU seconds per run come from ``getrusage(RUSAGE_CHILDREN)``. A
 
 writes ``OUT/results.json`` (and a copy in DOC) and ``DOC/table.md`` (mean ± std over seeds) and, for seed 0, the
 score-map pictures ``DOC/<pool>_<variant>.png``.
+
+From an aligned image-text model (``model.clip``): the ``*_clip`` variants first train the CLIP stage once
+(``fmlab clip train --config configs/clip/canvas_mnist.yaml``, TRAIN split, canvas seed 1) into ``OUT/clip``,
+check it on held-out canvases (retrieval on a train split of canvas seed 2, never the test split), then
+run every dense variant with ``--set model.clip=OUT/clip``:
+
+    python benchmarks/issue21_dense.py --out /tmp/issue21_dense_clip --doc docs/results/dense/clip \
+        --pools mnist --variants baseline_clip,denseclip_clip_noctx,denseclip_clip
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ POOLS = {
     "mnist": None,  # the configs' own source
     "shapes": "canvas?objects=npz:/work/pools/shapes.npz&size=64&max_objects=3&n_train=4000&n_test=500&seed=0",
 }
-VARIANTS = ("baseline", "denseclip_noctx", "denseclip")
+VARIANTS = ("baseline", "denseclip_noctx", "denseclip", "baseline_clip", "denseclip_clip_noctx", "denseclip_clip")
+CLIP_CONFIG = "configs/clip/canvas_mnist.yaml"
+CLIP_HELDOUT = "canvas?objects=mnist&size=64&max_objects=3&n_train=500&n_test=10&seed=2"  # its TRAIN split
 METRICS = ("miou", "miou_objects", "pixel_acc", "scoremap_miou_objects")
 
 
@@ -46,6 +56,26 @@ def _run(cmd: list[str], log: Path) -> float:
     return _cpu() - t0
 
 
+def clip_stage(out: Path, doc: Path) -> Path:
+    """Train the aligned image-text model once (``OUT/clip``) and check it by held-out retrieval."""
+    run = out / "clip"
+    done = run / "retrieval.json"
+    if done.is_file():
+        return run
+    run.parent.mkdir(parents=True, exist_ok=True)
+    log = out / "clip.log"
+    train = ["fmlab", "clip", "train", "--config", CLIP_CONFIG, "--out", str(run), "--set", "trainer.progress=false"]
+    cpu = _run(train, log)
+    ret = ["fmlab", "clip", "retrieval", "--model", str(run), "--data", CLIP_HELDOUT, "--split", "train", "--no-db"]
+    _run(ret, log)
+    metrics = {p[0]: float(p[1]) for p in (ln.split() for ln in log.read_text().splitlines())
+               if len(p) == 2 and "_R@" in p[0]}
+    res = {"cpu_train_s": cpu, "train_command": shlex.join(train), "retrieval_command": shlex.join(ret), **metrics}
+    done.write_text(json.dumps(res, indent=1))
+    (doc / "clip_stage.json").write_text(json.dumps(res, indent=1))
+    return run
+
+
 def one_run(out: Path, doc: Path, pool: str, variant: str, seed: int, extra: list[str]) -> dict:
     run = out / pool / variant / f"seed{seed}"
     done = run / "eval.json"
@@ -54,6 +84,8 @@ def one_run(out: Path, doc: Path, pool: str, variant: str, seed: int, extra: lis
     sets = ["--set", f"model.seed={seed}", "--set", f"trainer.seed={seed}", "--set", "trainer.progress=false"]
     if POOLS[pool]:
         sets += ["--set", f"data.source={POOLS[pool]}"]
+    if variant.endswith("_clip") or variant.endswith("_clip_noctx"):
+        sets += ["--set", f"model.clip={clip_stage(out, doc)}"]
     sets += extra
     train = ["fmlab", "dense", "train", "--config", f"configs/dense/canvas_{variant}.yaml", "--out", str(run), *sets]
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +137,8 @@ def main() -> None:
     out, doc = Path(a.out), Path(a.doc)
     doc.mkdir(parents=True, exist_ok=True)
     extra = [x for s in a.extra for x in ("--set", s)]
+    if any("_clip" in v for v in a.variants.split(",")) and a.pools != "mnist":
+        ap.error("the *_clip variants use the MNIST-caption CLIP stage: pass --pools mnist")
     results = []
     for seed in range(a.seeds):  # seed-major: every pool and variant has a result early
         for pool in a.pools.split(","):

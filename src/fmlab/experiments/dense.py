@@ -38,7 +38,9 @@ class DenseModelConfig:
     text: str = "text:minilm"  # frozen tower under learnable context, or "tiny" (offline, tests)
     n_ctx: int = 8
     center_text: bool = True  # subtract the class mean of the tower outputs (MiniLM is anisotropic)
-    embed_dim: int = 64  # the joint width D of pixel and text embeddings
+    embed_dim: int | None = None  # the joint width D of pixel and text embeddings (None: 64, or model.clip's)
+    clip: str | None = None  # a `fmlab clip train` run: its image tower, per-pixel projection and text
+    ctx_init: str = ""  # model.clip only: a phrase that starts the context (e.g. "a picture of a")
     language: bool = True  # False: the language-free baseline
     context_prompting: bool = True
     decoder_layers: int = 1
@@ -48,8 +50,15 @@ class DenseModelConfig:
     seed: int = 0  # initialisation of every module
 
     def validate(self, prefix: str = "model") -> None:
-        for key in ("depth", "width", "n_ctx", "embed_dim", "decoder_layers", "heads", "hidden"):
+        for key in ("depth", "width", "n_ctx", "decoder_layers", "heads", "hidden"):
             positive_int(f"{prefix}.{key}", getattr(self, key))
+        if self.embed_dim is not None:
+            positive_int(f"{prefix}.embed_dim", self.embed_dim)
+        if self.clip and self.weights:
+            raise ConfigError(f"{prefix}.weights: {self.weights!r} conflicts with {prefix}.clip (the image tower "
+                              "comes from the CLIP run); drop one")
+        if self.ctx_init and not self.clip:
+            raise ConfigError(f"{prefix}.ctx_init: only with {prefix}.clip")
         non_negative_int(f"{prefix}.input_size", self.input_size)
         check(self.pooling in ("attention", "mean"), f"{prefix}.pooling", self.pooling, "must be attention or mean")
 
@@ -110,23 +119,51 @@ def class_names_of(source, cfg: DenseDataConfig) -> list[str]:
 
 
 def build_model(cfg: DenseModelConfig, class_names: list[str]):
-    """The :class:`~fmlab.multimodal.dense.DenseCLIP` of a config, initialised from ``cfg.seed``."""
+    """The :class:`~fmlab.multimodal.dense.DenseCLIP` of a config, initialised from ``cfg.seed``
+    (or from the CLIP run of ``model.clip``: see :mod:`fmlab.multimodal.dense_clip`)."""
     from fmlab.models import create_backbone
     from fmlab.multimodal.dense import DenseCLIP
     from fmlab.multimodal.dense_text import class_prompts
 
+    if cfg.clip:
+        return _build_from_clip(cfg, class_names)
     kw = {"depth": cfg.depth, "width": cfg.width} if cfg.backbone == "resnet_cifar" else {}
     bb = create_backbone(cfg.backbone, expand_path(cfg.weights, "model.weights"), seed=cfg.seed, **kw)
     if cfg.input_size:
         bb.preprocess = dataclasses.replace(bb.preprocess, input_size=(cfg.input_size, cfg.input_size))
     bb.train()
-    prompts = (class_prompts(cfg.text, class_names, cfg.embed_dim, cfg.n_ctx, cfg.seed, cfg.center_text)
+    width = cfg.embed_dim or 64
+    prompts = (class_prompts(cfg.text, class_names, width, cfg.n_ctx, cfg.seed, cfg.center_text)
                if cfg.language else None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return DenseCLIP(bb, prompts, len(class_names), cfg.embed_dim, language=cfg.language,
+        return DenseCLIP(bb, prompts, len(class_names), width, language=cfg.language,
                          context_prompting=cfg.context_prompting, decoder_layers=cfg.decoder_layers,
                          heads=cfg.heads, hidden=cfg.hidden, pooling=cfg.pooling)
+
+
+def _build_from_clip(cfg: DenseModelConfig, class_names: list[str]):
+    """DenseCLIP (or the language-free baseline) on the image tower of ``model.clip``; with language the
+    pixel projection is the CLIP image projection and the class text its frozen text side."""
+    from fmlab.multimodal.dense import DenseCLIP
+    from fmlab.multimodal.dense_clip import clip_class_prompts, clip_image_tower, init_pixel_projection, load_clip
+
+    clip = load_clip(expand_path(cfg.clip, "model.clip"))
+    width = int(clip.feature_dim)
+    if cfg.embed_dim is not None and cfg.embed_dim != width:
+        raise ConfigError(f"model.embed_dim: {cfg.embed_dim} conflicts with model.clip's joint width {width}; "
+                          "drop model.embed_dim")
+    bb = clip_image_tower(clip, cfg.input_size)
+    prompts = (clip_class_prompts(clip, class_names, cfg.n_ctx, cfg.seed, cfg.center_text, cfg.ctx_init)
+               if cfg.language else None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = DenseCLIP(bb, prompts, len(class_names), width, language=cfg.language,
+                          context_prompting=cfg.context_prompting, decoder_layers=cfg.decoder_layers,
+                          heads=cfg.heads, hidden=cfg.hidden, pooling=cfg.pooling)
+    if cfg.language:
+        init_pixel_projection(model.encoder, clip)
+    return model
 
 
 def build_objective(cfg: DenseTrainConfig, class_names: list[str]):

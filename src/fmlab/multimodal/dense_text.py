@@ -38,6 +38,10 @@ class TowerPrompts(nn.Module):
         n_ctx: context length M.
         seed: seed of the context (N(0, 0.02²)) and projection initialisation.
         center: subtract the mean over classes of the tower outputs (see the module docstring).
+        proj: a given projection to the joint width (e.g. an aligned CLIP's ``text_proj``), used as
+            it is and frozen with the tower; None: a fresh trainable ``Linear(feature_dim, width)``.
+        ctx_init: a phrase whose token embeddings start the context (e.g. ``"a picture of a"``,
+            CoOp's init; ``n_ctx`` is then its token count); "" draws N(0, 0.02²).
 
     Examples:
         >>> class Toy(nn.Module):  # a stand-in tower: token ids are the characters' codes
@@ -55,7 +59,8 @@ class TowerPrompts(nn.Module):
     """
 
     def __init__(self, tower: nn.Module, class_names: Sequence[str], width: int, n_ctx: int = 8,
-                 seed: int = 0, center: bool = True) -> None:
+                 seed: int = 0, center: bool = True, proj: nn.Module | None = None,
+                 ctx_init: str = "") -> None:
         super().__init__()
         self.center = bool(center)
         names = [str(n).replace("_", " ") for n in class_names]
@@ -70,7 +75,16 @@ class TowerPrompts(nn.Module):
         self.register_buffer("end", end.clone(), persistent=False)
         g = torch.Generator().manual_seed(int(seed))
         dim = emb.shape[-1]
-        self.ctx = nn.Parameter(torch.randn(positive_int("n_ctx", n_ctx), dim, generator=g) * 0.02)
+        if ctx_init:
+            cids, cend = tower.prompt_plan([ctx_init])
+            with torch.no_grad():
+                ctx = tower.token_embedding(cids[0, 1:int(cend[0])]).float().clone()
+        else:
+            ctx = torch.randn(positive_int("n_ctx", n_ctx), dim, generator=g) * 0.02
+        self.ctx = nn.Parameter(ctx)
+        if proj is not None:
+            self.proj = proj.requires_grad_(False)
+            return
         self.proj = nn.Linear(int(tower.feature_dim), positive_int("width", width))
         with torch.no_grad():
             bound = 1.0 / float(tower.feature_dim) ** 0.5

@@ -27,6 +27,7 @@ class ImageTextSpec:
 
     image: str = "resnet20_cifar"
     image_weights: str | None = None
+    image_input_size: int = 0  # resize images to this before the image tower (0: the tower's own size)
     text: str = "text:minilm"
     embed_dim: int | None = 256  # None: identity projections (towers must agree)
     init_logit_scale: float = 1 / 0.07  # the multiplier
@@ -45,7 +46,7 @@ class ImageTextSpec:
         if not 0 < self.init_logit_scale <= self.max_logit_scale:
             raise ConfigError(f"{prefix}.init_logit_scale: {self.init_logit_scale!r} must be in "
                               f"(0, max_logit_scale={self.max_logit_scale}]")
-        for key in ("image_unlocked_groups", "text_unlocked_groups"):
+        for key in ("image_unlocked_groups", "text_unlocked_groups", "image_input_size"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{prefix}.{key}: {getattr(self, key)!r} must be >= 0")
 
@@ -142,6 +143,11 @@ class ImageTextModel(nn.Module):
         image = create_backbone(spec.image, weights=weights)
         if not hasattr(image, "trunk"):
             raise ModelError(f"{spec.image} is not an image backbone")
+        if spec.image_input_size:
+            import dataclasses
+
+            size = (int(spec.image_input_size),) * 2
+            image.preprocess = dataclasses.replace(image.preprocess, input_size=size)
         text = text_tower(spec.text, max_length=spec.text_max_length)
         embed_dim = None if both_open_clip and spec.embed_dim is None else spec.embed_dim
         model = cls(image, text, embed_dim, spec.init_logit_scale, spec.max_logit_scale,
