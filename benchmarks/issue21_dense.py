@@ -31,10 +31,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _pools import shapes_pool
 
 POOLS = {
     "mnist": None,  # the configs' own source
-    "shapes": "canvas?objects=npz:/work/pools/shapes.npz&size=64&max_objects=3&n_train=4000&n_test=500&seed=0",
+    "shapes": "canvas?objects=npz:{shapes}&size=64&max_objects=3&n_train=4000&n_test=500&seed=0",
 }
 VARIANTS = ("baseline", "denseclip_noctx", "denseclip", "baseline_clip", "denseclip_clip_noctx", "denseclip_clip")
 CLIP_CONFIG = "configs/clip/canvas_mnist.yaml"
@@ -83,7 +84,7 @@ def one_run(out: Path, doc: Path, pool: str, variant: str, seed: int, extra: lis
         return json.loads(done.read_text())
     sets = ["--set", f"model.seed={seed}", "--set", f"trainer.seed={seed}", "--set", "trainer.progress=false"]
     if POOLS[pool]:
-        sets += ["--set", f"data.source={POOLS[pool]}"]
+        sets += ["--set", "data.source=" + POOLS[pool].format(shapes=shapes_pool())]
     if variant.endswith("_clip") or variant.endswith("_clip_noctx"):
         sets += ["--set", f"model.clip={clip_stage(out, doc)}"]
     sets += extra

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _pools import shapes_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-POOLS = {"mnist": "mnist", "shapes": "npz:/work/pools/shapes.npz"}
+POOLS = {"mnist": "mnist", "shapes": "npz:{shapes}"}
 VARIANTS = {"region-text": "canvas_region.yaml", "image-level": "canvas_image.yaml"}
 METRICS = ("ap_novel", "ap_base", "ap_all", "chance_novel", "chance_base")
 
@@ -34,7 +35,7 @@ def run_one(variant: str, pool: str, seed: int, runs: Path, db: Path, sets: list
 
     cfg = load_region_config(ROOT / "configs" / "region" / VARIANTS[variant], [
         f"trainer.seed={seed}", f"model.seed={seed}", "trainer.progress=false", *sets])
-    cfg.data.source = cfg.data.source.replace("objects=mnist", f"objects={POOLS[pool]}")
+    cfg.data.source = cfg.data.source.replace("objects=mnist", "objects=" + POOLS[pool].format(shapes=shapes_pool()))
     run = runs / f"{pool}-{variant}-s{seed}"
     c0, w0 = time.process_time(), time.perf_counter()
     run_region_pretrain(cfg, run)

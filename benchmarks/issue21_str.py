@@ -16,7 +16,7 @@ the towers are aligned once per pool (seed 1000 strings, never a labelled one). 
 Usage::
 
     python benchmarks/issue21_str.py --objects mnist --out runs/str_mnist
-    python benchmarks/issue21_str.py --objects npz:/work/pools/shapes.npz --out runs/str_shapes
+    python benchmarks/issue21_str.py --objects npz:runs/pools/shapes.npz  # examples/make_shapes_pool.py --out runs/pools/shapes.npz --out runs/str_shapes
 """
 
 from __future__ import annotations

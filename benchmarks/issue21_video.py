@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _pools import shapes_pool
 
 POOLS = {"mnist": "video?objects=mnist&n_train=4000&n_test=1000&seed=0",
-         "shapes": "video?objects=npz:/work/pools/shapes.npz&n_train=4000&n_test=1000&seed=0"}
+         "shapes": "video?objects=npz:{shapes}&n_train=4000&n_test=1000&seed=0"}
 # experiment -> (configs compared, extra --set overrides, the target metric)
 EXPERIMENTS = {
     "motion": (("xclip_motion", "meanpool_motion"), (), "acc_direction"),
@@ -43,7 +44,7 @@ def run_one(config: str, pool: str, seed: int, sets: tuple[str, ...], run_dir: P
     from fmlab.experiments.video import load_video_config, run_video_train
     from fmlab.experiments.video_eval import run_video_eval
 
-    overrides = [f"data.source={POOLS[pool]}", f"trainer.seed={seed}", *sets]
+    overrides = ["data.source=" + POOLS[pool].format(shapes=shapes_pool()), f"trainer.seed={seed}", *sets]
     cfg = load_video_config(Path("configs/video") / f"{config}.yaml", overrides)
     c0, w0 = time.process_time(), time.perf_counter()
     run_video_train(cfg, run_dir)

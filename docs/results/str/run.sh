@@ -6,7 +6,8 @@ RUNS=${RUNS:-runs/str}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist"
 python benchmarks/issue21_str.py --objects mnist --out "$RUNS/mnist" --figure docs/results/str/mnist_examples.png
-SHAPES=${SHAPES:-/work/pools/shapes.npz}
+SHAPES=${SHAPES:-runs/pools/shapes.npz}
+[ -f "$SHAPES" ] || python examples/make_shapes_pool.py --out "$SHAPES"
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 100
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --sizes 10 100 1000
 python benchmarks/issue21_str.py --objects "npz:$SHAPES" --out "$RUNS/shapes" --figure docs/results/str/shapes_examples.png
