@@ -112,3 +112,34 @@ def no_empty_dir_on_error(path: str | Path) -> Iterator[None]:
         if not existed and p.is_dir() and not any(p.iterdir()):
             p.rmdir()
         raise
+
+
+def add_train_arguments(p: argparse.ArgumentParser, example: str, set_example: str = "trainer.max_steps=50") -> None:
+    """``--config``, ``--out``, ``--set`` and ``--resume [RUN_DIR]`` of a config-driven training command.
+
+    ``--resume RUN_DIR`` and ``--out RUN_DIR --resume`` both continue a run in place from its
+    ``config.yaml`` (see :func:`train_paths`).
+    """
+    p.add_argument("--config", default=None, help=f"e.g. {example}")
+    p.add_argument("--out", default=None, help="run directory (with --resume: the run to continue)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key, e.g. {set_example} (repeatable)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                   help="continue a run from its config.yaml and latest checkpoint (RUN_DIR, or --out)")
+
+
+def train_paths(args: argparse.Namespace, example: str) -> tuple[Path, Path, bool]:
+    """``(config file, run directory, resumed)`` from the arguments of :func:`add_train_arguments`.
+
+    Raises:
+        ConfigError: ``--resume`` without a directory, or a flag combination
+            :func:`fmlab.engine.resolve_run_dir` refuses.
+    """
+    from fmlab.engine import resolve_run_dir
+    from fmlab.errors import ConfigError
+
+    if args.resume is True and not args.out:
+        raise ConfigError("--resume: give the run directory (--resume RUN_DIR or --out RUN_DIR --resume)")
+    resume = args.out if args.resume is True else args.resume
+    config, out = resolve_run_dir(args.config, args.out, resume or None, example=example)
+    return config, out, bool(resume)

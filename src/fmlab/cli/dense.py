@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fmlab.cli.common import add_db, resolve_db
+from fmlab.cli.common import add_db, add_train_arguments, resolve_db, train_paths
+
+EXAMPLE = "configs/dense/canvas_denseclip.yaml"
 
 
 def add_parser(sub) -> None:
@@ -16,12 +18,7 @@ def add_parser(sub) -> None:
     s.required = True
 
     t = s.add_parser("train", help="train from a YAML config")
-    t.add_argument("--config", default=None, help="e.g. configs/dense/canvas_denseclip.yaml")
-    t.add_argument("--out", default=None, help="run directory")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=50 (repeatable)")
-    t.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
-                   help="continue a run in place from its config.yaml: --out RUN --resume, or --resume RUN")
+    add_train_arguments(t, EXAMPLE)
     t.set_defaults(func=run_train)
 
     e = s.add_parser("eval", help="mIoU (with and without background), pixel accuracy, score-map picture")
@@ -37,17 +34,11 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.dense import load_dense_config, run_dense_train
 
-    resume = None if args.resume is None else (args.resume or args.out or "")
-    if resume == "":
-        from fmlab.errors import ConfigError
-
-        raise ConfigError("--resume: give the run directory (--resume RUN or --out RUN --resume)")
-    config, out = resolve_run_dir(args.config, args.out, resume, example="configs/dense/canvas_denseclip.yaml")
+    config, out, resumed = train_paths(args, EXAMPLE)
     cfg = load_dense_config(config, args.overrides)
-    res = run_dense_train(cfg, out, resume=resume is not None)
+    res = run_dense_train(cfg, out, resume=resumed)
     kind = "DenseCLIP" if cfg.model.language else "baseline"
     loss = f", loss {res.last_loss:.4g}" if res.last_loss is not None else ""
     print(f"trained {kind} to step {res.step}{loss} in {res.seconds:.0f}s; model in {out} "

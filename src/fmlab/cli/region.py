@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from fmlab.cli.common import add_db, resolve_db
+from fmlab.cli.common import add_db, add_train_arguments, resolve_db, train_paths
+
+EXAMPLE = "configs/region/canvas_region.yaml"
 
 
 def add_parser(sub) -> None:
@@ -17,12 +19,7 @@ def add_parser(sub) -> None:
     s.required = True
 
     t = s.add_parser("pretrain", help="pre-train from a YAML config")
-    t.add_argument("--config", default=None, help="e.g. configs/region/canvas_region.yaml")
-    t.add_argument("--out", default=None, help="run directory (with --resume: the run to continue)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=50 (repeatable)")
-    t.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
-                   help="continue a run from its latest checkpoint and config.yaml (RUN, or --out)")
+    add_train_arguments(t, EXAMPLE)
     t.set_defaults(func=run_pretrain)
 
     e = s.add_parser("eval", help="box-retrieval AP (base and novel classes) of a pretrain run")
@@ -36,13 +33,11 @@ def add_parser(sub) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.region import load_region_config, run_region_pretrain
 
-    resume = (args.out if args.resume is True else args.resume) if args.resume else None
-    config, out = resolve_run_dir(args.config, args.out, resume, example="configs/region/canvas_region.yaml")
+    config, out, resumed = train_paths(args, EXAMPLE)
     cfg = load_region_config(config, args.overrides)
-    res = run_region_pretrain(cfg, out, resume=resume is not None)
+    res = run_region_pretrain(cfg, out, resume=resumed)
     kind = "region-text" if cfg.objective.region else "image-level"
     loss = f", loss {res.last_loss:.4g}" if res.last_loss is not None else ""
     print(f"pre-trained {kind} to step {res.step}{loss} in {res.seconds:.0f}s; novel classes {res.novel}; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fmlab.cli.common import add_data_root, add_db, resolve_db
+from fmlab.cli.common import add_data_root, add_db, add_train_arguments, resolve_db, train_paths
 
 _EXAMPLES = {"align": "configs/str/align.yaml", "pretrain": "configs/str/pretrain_orp.yaml",
              "finetune": "configs/str/finetune.yaml"}
@@ -12,12 +12,7 @@ _EXAMPLES = {"align": "configs/str/align.yaml", "pretrain": "configs/str/pretrai
 
 def _train_parser(s, name: str, helptext: str) -> argparse.ArgumentParser:
     t = s.add_parser(name, help=helptext, description=helptext)
-    t.add_argument("--config", default=None, help=f"e.g. {_EXAMPLES[name]}")
-    t.add_argument("--out", default=None, help="run directory")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=50 or data.limit=100 (repeatable)")
-    t.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
-                   help="continue the run in --out (or RUN_DIR) bit-identically")
+    add_train_arguments(t, _EXAMPLES[name], "trainer.max_steps=50 or data.limit=100")
     t.set_defaults(func=run_train, str_command=name)
     return t
 
@@ -43,16 +38,11 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fmlab.engine import resolve_run_dir
     from fmlab.errors import ConfigError
     from fmlab.experiments import str as wf
     from fmlab.experiments.str_config import AlignConfig, FinetuneConfig, PretrainConfig, load_str_config
 
-    if args.resume is True and not args.out:
-        raise ConfigError("--resume: give the run directory (--resume RUN_DIR or --out RUN_DIR --resume)")
-    resume = args.out if args.resume is True else args.resume
-    config, out = resolve_run_dir(args.config, args.out, resume if resume else None,
-                                  example=_EXAMPLES[args.str_command])
+    config, out, resume = train_paths(args, _EXAMPLES[args.str_command])
     overrides = list(args.overrides)
     if args.str_command == "finetune":
         if args.init and resume:
@@ -63,7 +53,7 @@ def run_train(args: argparse.Namespace) -> int:
     cls = {"align": AlignConfig, "pretrain": PretrainConfig, "finetune": FinetuneConfig}[args.str_command]
     cfg = load_str_config(config, cls, overrides)
     run = {"align": wf.run_align, "pretrain": wf.run_pretrain, "finetune": wf.run_finetune}[args.str_command]
-    res = run(cfg, out, resume=bool(resume))
+    res = run(cfg, out, resume=resume)
     logs = ", ".join(f"{k} {v:.4g}" for k, v in res.items() if k not in ("step", "seconds") and v is not None)
     print(f"str {args.str_command}: step {res['step']}, {logs} in {res['seconds']:.0f}s; run in {out}")
     return 0

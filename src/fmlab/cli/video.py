@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from fmlab.cli.common import add_db, resolve_db
+from fmlab.cli.common import add_db, add_train_arguments, resolve_db, train_paths
+
+EXAMPLE = "configs/video/xclip_motion.yaml"
 
 
 def add_parser(sub) -> None:
@@ -16,11 +18,7 @@ def add_parser(sub) -> None:
     s.required = True
 
     t = s.add_parser("train", help="train from a YAML config (configs/video/*.yaml)")
-    t.add_argument("--config", default=None, help="e.g. configs/video/xclip_motion.yaml")
-    t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=50, data.shots=4 (repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_train_arguments(t, EXAMPLE, "trainer.max_steps=50, data.shots=4")
     t.set_defaults(func=run_train)
 
     e = s.add_parser("eval", help="accuracy per label kind (appearance, direction, speed) with chance levels")
@@ -32,13 +30,11 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.video import load_video_config, run_video_train
 
-    config, out = resolve_run_dir(None if args.resume else args.config, args.out,
-                                  args.out if args.resume else None, example="configs/video/xclip_motion.yaml")
+    config, out, resumed = train_paths(args, EXAMPLE)
     cfg = load_video_config(config, args.overrides)
-    res = run_video_train(cfg, out, resume=args.resume)
+    res = run_video_train(cfg, out, resume=resumed)
     loss = f", loss {res.last_loss:.4g}" if res.last_loss is not None else ""
     print(f"trained video model on {','.join(cfg.data.targets)} ({res.n_train} clips) to step {res.step}{loss} "
           f"in {res.seconds:.0f}s; use --model {out}")
