@@ -31,6 +31,8 @@ from torch import nn
 
 from fmlab.errors import ConfigError
 from fmlab.experiments.str_config import AlignConfig, DecoderSpec, FinetuneConfig, PretrainConfig, TowerSpec
+from fmlab.data.synthetic.strings import TextStrings
+from fmlab.multimodal.dptr import Frozen
 from fmlab.utils.io import write_json
 
 __all__ = ["TextStrings", "load_str_model", "run_align", "run_finetune", "run_pretrain", "run_str_eval"]
@@ -48,51 +50,6 @@ def open_strings(source: str, data_root: str | None = None, split: str = "train"
 def strings_batch(rendered: dict) -> dict[str, Any]:
     """The batch DPTR reads: ``images`` uint8 and ``labels`` int64 (-1 past the end)."""
     return {"images": torch.as_tensor(rendered["images"]), "labels": torch.as_tensor(rendered["labels"]).long()}
-
-
-class TextStrings:
-    """Text-only training source: random transcriptions, sample ``i`` from ``default_rng([seed, i])``.
-
-    Args:
-        n_classes: number of symbols (drawn uniformly).
-        min_len: shortest string.
-        max_len: longest string.
-        n: number of samples.
-        seed: corpus seed.
-
-    Examples:
-        >>> src = TextStrings(10, 3, 6, n=100)
-        >>> b = src.get_batch(np.array([0, 5]))
-        >>> b["labels"].shape, bool(((b["labels"] >= 0).sum(1) >= 3).all())
-        (torch.Size([2, 6]), True)
-    """
-
-    def __init__(self, n_classes: int, min_len: int, max_len: int, n: int, seed: int = 0) -> None:
-        self.k, self.min_len, self.max_len, self.n, self.seed = n_classes, min_len, max_len, n, seed
-
-    def __len__(self) -> int:
-        return self.n
-
-    def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """``{"labels": (B, max_len)}`` of ``indices``."""
-        rows = np.full((len(indices), self.max_len), -1, dtype=np.int64)
-        for r, i in enumerate(np.asarray(indices).reshape(-1)):
-            rng = np.random.default_rng([self.seed, int(i)])
-            length = int(rng.integers(self.min_len, self.max_len + 1))
-            rows[r, :length] = rng.integers(0, self.k, length)
-        return {"labels": torch.from_numpy(rows)}
-
-
-class Frozen(nn.Module):
-    """Runs ``module`` without gradients (a frozen tower inside an objective)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module.requires_grad_(False)
-
-    def forward(self, *args: Any) -> torch.Tensor:
-        with torch.no_grad():
-            return self.module(*args)
 
 
 def _read_json(path: Path) -> dict:

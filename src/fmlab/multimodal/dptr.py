@@ -26,7 +26,7 @@ from fmlab.multimodal.textdecoder import (
 )
 from fmlab.utils.validation import check, finite_float
 
-__all__ = ["STAGES", "DPTRObjective", "TowerTextTokens", "image_tokens", "orp_perturb"]
+__all__ = ["STAGES", "DPTRObjective", "Frozen", "TowerTextTokens", "image_tokens", "orp_perturb"]
 
 
 def orp_perturb(e_text: torch.Tensor, bank: torch.Tensor, beta_max: float = 0.1,
@@ -259,3 +259,15 @@ class TowerTextTokens(nn.Module):
         tok = {k: v.to(device) for k, v in self.tower.tokenize(list(texts)).items()}
         hidden = self.tower.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
         return self.proj(hidden) * tok["attention_mask"][..., None].to(hidden.dtype)
+
+
+class Frozen(nn.Module):
+    """Runs ``module`` without gradients (a frozen tower inside an objective)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module.requires_grad_(False)
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module(*args)

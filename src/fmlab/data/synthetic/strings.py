@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from fmlab.data.synthetic._paste import (
     alpha_of,
@@ -30,7 +31,7 @@ from fmlab.data.synthetic._paste import (
 from fmlab.data.synthetic.registry import register_synthetic
 from fmlab.utils.validation import check, non_negative_int, positive_int
 
-__all__ = ["render_strings", "strings_width"]
+__all__ = ["TextStrings", "render_strings", "strings_width"]
 
 
 def strings_width(pool_shape: tuple[int, ...], max_len: int, height: int, max_gap: int) -> tuple[int, int]:
@@ -143,3 +144,36 @@ def render_strings(pool_images: np.ndarray, pool_labels: np.ndarray, indices: np
         "texts": texts,
         "captions": texts,
     }
+
+
+class TextStrings:
+    """Text-only training source: random transcriptions, sample ``i`` from ``default_rng([seed, i])``.
+
+    Args:
+        n_classes: number of symbols (drawn uniformly).
+        min_len: shortest string.
+        max_len: longest string.
+        n: number of samples.
+        seed: corpus seed.
+
+    Examples:
+        >>> src = TextStrings(10, 3, 6, n=100)
+        >>> b = src.get_batch(np.array([0, 5]))
+        >>> b["labels"].shape, bool(((b["labels"] >= 0).sum(1) >= 3).all())
+        (torch.Size([2, 6]), True)
+    """
+
+    def __init__(self, n_classes: int, min_len: int, max_len: int, n: int, seed: int = 0) -> None:
+        self.k, self.min_len, self.max_len, self.n, self.seed = n_classes, min_len, max_len, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """``{"labels": (B, max_len)}`` of ``indices``."""
+        rows = np.full((len(indices), self.max_len), -1, dtype=np.int64)
+        for r, i in enumerate(np.asarray(indices).reshape(-1)):
+            rng = np.random.default_rng([self.seed, int(i)])
+            length = int(rng.integers(self.min_len, self.max_len + 1))
+            rows[r, :length] = rng.integers(0, self.k, length)
+        return {"labels": torch.from_numpy(rows)}
