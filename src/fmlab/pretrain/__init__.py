@@ -19,7 +19,9 @@ from fmlab.pretrain.look import LOOK, look_loss
 from fmlab.pretrain.mae import MAE, mae_loss, patch_targets
 from fmlab.pretrain.moco import MoCo, moco_logits
 from fmlab.pretrain.mp3 import MP3, position_loss
+from fmlab.pretrain.selfie import Selfie, selfie_loss
 from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
+from fmlab.pretrain.spark import SparK, SparKDense, sparse_batch_norm
 from fmlab.pretrain.supervised import Supervised
 
 
