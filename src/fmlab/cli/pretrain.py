@@ -6,6 +6,14 @@ import argparse
 import sys
 import warnings
 
+from fmlab.utils.helptext import deferred_help
+
+
+def _help_fields() -> dict[str, str]:
+    from fmlab.pretrain import OBJECTIVES
+
+    return {"objectives": ", ".join(OBJECTIVES.names())}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -15,7 +23,8 @@ def add_parser(sub) -> None:
                     "(resolved), metrics.jsonl, checkpoints/, encoder.safetensors and "
                     "encoder.json (how to load it: create_backbone(architecture, "
                     "weights=RUN_DIR/encoder.safetensors, **kwargs)). Runs DDP under "
-                    "`torchrun --nproc_per_node N -m fmlab pretrain ...`.")
+                    "`torchrun --nproc_per_node N -m fmlab pretrain ...`. Objectives: {objectives}.",
+        formatter_class=deferred_help(_help_fields))
     p.add_argument("--config", default=None,
                    help="YAML config, e.g. configs/pretrain/simclr_cifar10.yaml")
     p.add_argument("--out", default=None, help="run directory (default with --resume: RUN_DIR)")

@@ -19,7 +19,10 @@ from fmlab.pretrain.look import LOOK, look_loss
 from fmlab.pretrain.mae import MAE, mae_loss, patch_targets
 from fmlab.pretrain.moco import MoCo, moco_logits
 from fmlab.pretrain.mp3 import MP3, position_loss
+from fmlab.pretrain.selfie import Selfie, selfie_loss
 from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
+from fmlab.pretrain.sit import SiT
+from fmlab.pretrain.spark import SparK, SparKDense, sparse_batch_norm
 from fmlab.pretrain.supervised import Supervised
 
 
@@ -54,7 +57,11 @@ __all__ = [
     "MoCo",
     "Objective",
     "ProjectionHead",
+    "Selfie",
+    "SiT",
     "SimCLR",
+    "SparK",
+    "SparKDense",
     "SupCon",
     "Supervised",
     "TeacherImages",
@@ -71,5 +78,7 @@ __all__ = [
     "patch_targets",
     "position_loss",
     "register_objective",
+    "selfie_loss",
+    "sparse_batch_norm",
     "resolve_encoder",
 ]

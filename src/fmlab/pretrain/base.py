@@ -212,6 +212,19 @@ class Objective(nn.Module):
         """
         return transform
 
+    def save_picture(self, images: Tensor, path: Any) -> Any:
+        """Draw what the objective does on a few images (masked objectives: input, mask and
+        reconstruction side by side) into the PNG ``path``; called once after training.
+
+        Args:
+            images: (N, C, H, W) preprocessed images (a handful of held-out ones).
+            path: where to write the PNG.
+
+        Returns:
+            The path written, or None (the default: most objectives draw nothing).
+        """
+        return None
+
     def export_patch(self, train_kwargs: Mapping[str, Any]) -> ExportPatch:
         """What the export adds to ``encoder.safetensors`` and the kwargs it then loads under.
 
