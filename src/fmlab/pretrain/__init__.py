@@ -21,6 +21,8 @@ from fmlab.pretrain.moco import MoCo, moco_logits
 from fmlab.pretrain.mp3 import MP3, position_loss
 from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
 from fmlab.pretrain.supervised import Supervised
+from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
+from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
