@@ -250,8 +250,8 @@ def summarise(out: Path) -> None:
         lines.append(f"| {name} | {len(ms.get('linear', ms.get('warp_r2', [])))} | "
                      f"{statistics.mean(cpu):.0f} | " + " | ".join(cells) + " |" if cpu else
                      f"| {name} | | | " + " | ".join(cells) + " |")
-    cmds = sorted({v["command"].replace(k.split('/')[1].replace('seed', 'trainer.seed='), 'trainer.seed=S')
-                   for k, v in runs.items()})
+    cmds = sorted({v["command"].replace(f"trainer.seed={k.split('/seed')[1]}", "trainer.seed=S")
+                   .replace(f"/seed{k.split('/seed')[1]}", "/seedS") for k, v in runs.items()})
     text = ("Metrics in % (R^2 x 100 for warp_r2), mean ± std over seeds.\n\n" + "\n".join(lines)
             + "\n\nCommands (S = seed):\n\n" + "\n".join(f"    {c}" for c in cmds) + "\n")
     (out / "summary.md").write_text(text)
