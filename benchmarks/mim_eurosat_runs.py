@@ -58,6 +58,7 @@ JOBS = {
     "random32": ("croco", ["pretrain", "--config", str(CFG / "croco_cifar10.yaml"), *RANDOM]),
     "dino": ("dino", ["pretrain", "--config", str(CFG / "dino_eurosat.yaml")]),
     "ibot": ("dino", ["pretrain", "--config", str(CFG / "ibot_eurosat.yaml")]),
+    "random32e": ("dino", ["pretrain", "--config", str(CFG / "dino_eurosat.yaml"), *RANDOM]),
     "clip": ("dino", ["clip", "train", "--config", str(ROOT / "configs/clip/clip_eurosat.yaml")]),
 }
 
@@ -150,7 +151,7 @@ def warp_r2(bb, tr_images, te_images) -> dict:
     ztr, ytr = warp_pairs(tr_images, bb, 0)
     zte, yte = warp_pairs(te_images, bb, 1)
     sc = StandardScaler().fit(ztr.numpy())
-    mlp = MLPRegressor((256,), alpha=1e-3, early_stopping=True, max_iter=300, random_state=0)
+    mlp = MLPRegressor(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, max_iter=300, random_state=0)
     ys = yte.std(0)
     mlp.fit(sc.transform(ztr.numpy()), ytr / ys)
     pred = mlp.predict(sc.transform(zte.numpy())) * ys
