@@ -97,6 +97,14 @@ NAMED: dict[str, NamedDataset] = {
             "COCO 2017 captions (CC BY 4.0), images under their Flickr licences",
         ),
         NamedDataset(
+            "eurosat", "image", ("eurosat/eurosat_rgb_4k.npz",),
+            "EuroSAT RGB subset (Sentinel-2), 3,000 train / 1,000 test, 64x64 RGB, 10 classes "
+            "(300 / 100 per class, stored class by class: shuffle before training)",
+            "Helber et al. 2019, EuroSAT (MIT per its README; Copernicus Sentinel data terms); "
+            "subset drawn with numpy default_rng(0); see eurosat/PROVENANCE.md in the data root",
+            (("eurosat_rgb_4k.npz", (("variant", "rgb_4k_subset"),)),),
+        ),
+        NamedDataset(
             "cifar10_demo", "image", (),
             "2,000 CIFAR-10 test images (JPEG q~75 copy), 200 per class, shipped inside fmlab "
             "(train: 1,000, test: 1,000)",

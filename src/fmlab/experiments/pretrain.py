@@ -149,6 +149,7 @@ def _build_transform(obj: Any, cfg: PretrainConfig, spec: Any, image_shape: tupl
     if h != w:
         raise ConfigError(f"model.arch: {cfg.model.arch!r} takes {h}x{w} images; the pre-training "
                           f"transforms need square inputs")
+    h = w = obj.transform_image_size(h)  # SatMAE++ crops at its top target scale
     tf_kwargs = dict(dataclasses.asdict(cfg.augment))
     tf_kwargs.update(image_size=h, mean=tuple(spec.mean), std=tuple(spec.std),
                      channels=spec.channels, **obj.transform_arguments())

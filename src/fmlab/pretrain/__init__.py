@@ -24,6 +24,8 @@ from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
 from fmlab.pretrain.sit import SiT
 from fmlab.pretrain.spark import SparK, SparKDense, sparse_batch_norm
 from fmlab.pretrain.supervised import Supervised
+from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
+from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:

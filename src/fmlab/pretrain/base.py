@@ -203,6 +203,15 @@ class Objective(nn.Module):
         """
         return {}
 
+    def transform_image_size(self, input_size: int) -> int:
+        """The size the default transform crops at, given the encoder's input size (SatMAE++
+        crops larger: its targets keep the detail its input is downsampled from).
+
+        Returns:
+            ``input_size`` unless the objective resizes its views itself.
+        """
+        return input_size
+
     def wrap_transform(self, transform: Any, preprocess: Any) -> Any:
         """The batch transform the run uses, given the default one and the student's
         preprocessing spec (a distillation teacher may need its own view).
