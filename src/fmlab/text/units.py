@@ -12,9 +12,7 @@ character lies inside the entity's characters):
   acronym-like words with capitals and digits or hyphens (``IL-6``, ``TNF``): a capitalised /
   noun-phrase proxy that needs no tagger.
 
-Overlapping entities merge. Documents are encoded with the tokenizer's special tokens and
-concatenated, then cut into blocks of ``block_size`` (the remainder dropped), as packing does for
-the other objectives; ``units[b, i]`` is the position (in block b) of the first token of token
+Overlapping entities merge. Blocks hold the same ids as :func:`fmlab.text.packing.pack_blocks`; ``units[b, i]`` is the position (in block b) of the first token of token
 i's unit, so a unit cut by a block boundary becomes two units, one per block.
 """
 
@@ -29,7 +27,7 @@ import torch
 
 from fmlab.errors import DataError
 
-__all__ = ["BlockSource", "entity_spans", "pack_with_units", "units_from_groups"]
+__all__ = ["UnitBlockSource", "entity_spans", "pack_with_units", "units_from_groups"]
 
 _MARKERS = re.compile(r"<<\s*(.+?)\s*>>|\[\[\s*(.+?)\s*\]\]")
 _CAP_RUN = re.compile(r"\b[A-Z][\w-]*(?:\s+[A-Z][\w-]*)+")
@@ -72,22 +70,20 @@ def entity_spans(text: str, terms: Sequence[str] = (), markers: bool = False,
 
 
 def _doc_groups(text: str, tokenizer: Any, spec: Any) -> tuple[list[int], list[int]]:
-    """(ids, group key per token) of one document; equal keys in a run = one unit."""
-    enc = tokenizer(text, return_offsets_mapping=True)
+    """(ids, group key per token) of one document without special tokens; equal keys in a run
+    form one unit (entity spans get keys >= 1e6, other tokens their word's index)."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets, words = enc["input_ids"], enc["offset_mapping"], enc.word_ids()
     spans = (entity_spans(text, spec.terms, spec.markers, spec.heuristic)
              if spec.kind == "knowledge" else [])
     starts = np.array([a for a, _ in spans], dtype=np.int64)
     groups = []
     for i, ((a, b), w) in enumerate(zip(offsets, words, strict=True)):
-        if w is None or b <= a:  # special tokens: a unit of their own
-            groups.append(-1 - i)
-            continue
         j = int(np.searchsorted(starts, a, side="right")) - 1
-        if j >= 0 and a < spans[j][1]:
+        if b > a and j >= 0 and a < spans[j][1]:
             groups.append(1_000_000 + j)
         else:
-            groups.append(w)
+            groups.append(w if w is not None else 500_000 + i)
     return ids, groups
 
 
@@ -109,10 +105,14 @@ def pack_with_units(texts: Sequence[str], tokenizer: Any, block_size: int, spec:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode, concatenate and cut ``texts`` into blocks, with their masking units.
 
+    The ids are exactly :func:`fmlab.text.packing.pack_blocks`'s: the template's prefix
+    (``[CLS]``) starts every block and its suffix (``[SEP]``, ``</s>``) follows every document;
+    special tokens are units of their own.
+
     Args:
         texts: the documents.
         tokenizer: a fast tokenizer (offsets and word ids).
-        block_size: tokens per block.
+        block_size: tokens per block, the prefix included.
         spec: a :class:`fmlab.text.objectives.UnitSpec`.
 
     Returns:
@@ -121,23 +121,33 @@ def pack_with_units(texts: Sequence[str], tokenizer: Any, block_size: int, spec:
     Raises:
         DataError: the texts give less than one block.
     """
-    all_ids: list[int] = []
-    all_groups: list[int] = []
-    offset = 0
-    for text in texts:
+    from fmlab.text.packing import template_specials
+
+    prefix, suffix = template_specials(tokenizer)
+    body = block_size - len(prefix)
+    if body < 1:
+        raise DataError(f"data.block_size: {block_size} leaves no room after the block prefix")
+    ids_all: list[int] = []
+    groups_all: list[int] = []
+    for d, text in enumerate(texts):
         ids, groups = _doc_groups(text, tokenizer, spec)
-        all_ids += ids
-        all_groups += [offset + (g if g >= 0 else 2_000_000 - g) for g in groups]
-        offset += 4_000_000  # distinct keys per document
-    n = len(all_ids) // block_size
+        ids_all += ids + suffix
+        key = 4_000_000 * (d + 1)  # distinct keys per document; suffix tokens: their own
+        groups_all += [key + g for g in groups] + [-(len(groups_all) + len(groups) + k + 1)
+                                                   for k in range(len(suffix))]
+    n = len(ids_all) // body
     if n == 0:
-        raise DataError(f"corpus: {len(all_ids)} tokens do not fill one block of {block_size}")
-    ids_t = torch.tensor(all_ids[:n * block_size], dtype=torch.long).view(n, block_size)
-    groups_t = torch.tensor(all_groups[:n * block_size], dtype=torch.long).view(n, block_size)
+        raise DataError(f"corpus: {len(ids_all)} tokens do not fill one block of {block_size}")
+    ids_t = torch.tensor(ids_all[:n * body], dtype=torch.long).view(n, body)
+    groups_t = torch.tensor(groups_all[:n * body], dtype=torch.long).view(n, body)
+    if prefix:
+        ids_t = torch.cat([torch.tensor(prefix).expand(n, -1), ids_t], dim=1)
+        pre = -10 ** 12 - torch.arange(len(prefix))
+        groups_t = torch.cat([pre.expand(n, -1), groups_t], dim=1)
     return ids_t, units_from_groups(groups_t)
 
 
-class BlockSource:
+class UnitBlockSource:
     """Engine training source over packed token blocks (``len`` + ``get_batch``).
 
     Args:
@@ -145,7 +155,7 @@ class BlockSource:
         **extra: aligned (N, L) tensors (``units``, ``attention_mask``).
 
     Examples:
-        >>> src = BlockSource(torch.arange(12).view(3, 4), units=torch.zeros(3, 4, dtype=torch.long))
+        >>> src = UnitBlockSource(torch.arange(12).view(3, 4), units=torch.zeros(3, 4, dtype=torch.long))
         >>> len(src), sorted(src.get_batch(np.array([2, 0])))
         (3, ['input_ids', 'units'])
     """
@@ -154,7 +164,7 @@ class BlockSource:
         self.tensors = {"input_ids": input_ids, **extra}
         for k, v in self.tensors.items():
             if len(v) != len(input_ids):
-                raise DataError(f"BlockSource: {k} has {len(v)} rows, input_ids {len(input_ids)}")
+                raise DataError(f"UnitBlockSource: {k} has {len(v)} rows, input_ids {len(input_ids)}")
 
     def __len__(self) -> int:
         return len(self.tensors["input_ids"])
