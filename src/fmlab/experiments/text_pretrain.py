@@ -105,8 +105,9 @@ def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str], run_dir: Path
 def _load_texts(cfg: TextPretrainConfig) -> Any:
     from fmlab.data.text import load_text
 
+    # the split (and the limit subset) is a data property: the training seed does not change it
     return load_text(cfg.data.source, cfg.data.split, data_root=cfg.data.data_root,
-                     limit=cfg.data.limit or None, seed=cfg.trainer.seed)
+                     limit=cfg.data.limit or None)
 
 
 def run_text_pretrain(cfg: TextPretrainConfig, out: str | os.PathLike, resume: bool = False,
