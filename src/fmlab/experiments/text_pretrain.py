@@ -72,9 +72,17 @@ def text_source(obj: Any, texts: list[str], tokenizer: Any, block_size: int) -> 
     return UnitBlockSource(ids, units=units)
 
 
-def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str], run_dir: Path | None
+def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str] | None, run_dir: Path | None
                         ) -> tuple[Any, Any, Any]:
     """Tokenizer, objective (model seeded from ``trainer.seed``) and training source.
+
+    Args:
+        cfg: the run's config.
+        texts: the training texts (None: ``data.source``'s).
+        run_dir: where a trained tokenizer is saved (and found again on resume).
+
+    Returns:
+        ``(tokenizer, objective, engine source)``.
 
     Raises:
         ConfigError: a block longer than the model's positions, a bad size or tokenizer.
@@ -84,6 +92,7 @@ def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str], run_dir: Path
 
     from fmlab.text.models import model_max_positions
 
+    texts = texts if texts is not None else list(_load_texts(cfg).texts)
     if not [t for t in texts if t.strip()]:
         raise DataError(f"data.source: {cfg.data.source}:{cfg.data.split} has no text")
     cls = text_objective_class(cfg.objective.name)
@@ -97,8 +106,9 @@ def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str], run_dir: Path
     limit = model_max_positions(obj.model)
     need = cfg.data.block_size + obj.extra_positions()
     if limit is not None and need > limit:
-        raise ConfigError(f"data.block_size: {cfg.data.block_size} (+{obj.extra_positions()}) "
-                          f"is above the model's {limit} positions (model.max_positions)")
+        extra = f" + {obj.extra_positions()} added by {cfg.objective.name}" if obj.extra_positions() else ""
+        raise ConfigError(f"data.block_size: {cfg.data.block_size}{extra} is above the model's "
+                          f"{limit} positions (model.max_positions)")
     return tok, obj, text_source(obj, texts, tok, cfg.data.block_size)
 
 
