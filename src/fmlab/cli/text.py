@@ -13,7 +13,7 @@ import importlib.util
 
 from fmlab.cli.common import add_data_root
 
-SUBMODULES = ("fmlab.cli.text_pretrain", "fmlab.cli.text_finetune")
+SUBMODULES = ("fmlab.cli.text_pretrain", "fmlab.cli.text_finetune", "fmlab.cli.text_eval")
 
 
 def add_parser(sub):
