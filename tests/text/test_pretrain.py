@@ -131,7 +131,10 @@ def test_bf16_autocast_runs(corpus, tmp_path):
 
 
 def test_every_shipped_config_loads():
-    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    import yaml
+
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml")  # pre-training configs only
+                   if "objective" in (yaml.safe_load(p.read_text()) or {}))
     for want in ("mlm", "electra", "clm", "t5", "ul2", "ernie"):
         assert f"{want}_shakespeare" in names
     assert {"mlm_medabs", "electra_medabs", "ernie_chemprot", "mlm_chemprot"} <= set(names)
