@@ -44,9 +44,9 @@ ARMS = {
 }
 COMMON = {
     "ul2": ["data.block_size=64", "trainer.batch_size=16", "tokenizer.kind=unigram",
-            "tokenizer.vocab_size=2000", "schedule.warmup_steps=30"],
+            "tokenizer.vocab_size=2000", "schedule.warmup_steps=30", "optim.lr=0.002"],
     "ernie": ["data.block_size=128", "trainer.batch_size=16", "tokenizer.vocab_size=3000",
-              "schedule.warmup_steps=30"],
+              "schedule.warmup_steps=30", "optim.lr=0.002"],
 }
 
 
