@@ -12,7 +12,7 @@ held-out probes of :mod:`fmlab.text.probes` on the corpus's test split:
   layers) and ``clm`` (GPT-2, 4 layers: the same depth). Probes: infilling loss (span corruption
   15 %, μ = 3; encoder-decoders only; UL2 reads [NLU]) and continuation loss (second half of a
   block given the first; UL2 reads [S2S]).
-* ernie: ChemProt TRAIN texts, WordPiece 3,000, blocks of 128, batch 16. Arms: ``ernie``
+* ernie: ChemProt TRAIN texts, WordPiece 3,000, blocks of 64, batch 16. Arms: ``ernie``
   (knowledge masking + NLG branch, 2 shared + 1 + 1 layers), ``ernie_token`` (the same unified
   model with token masking: isolates the masking) and ``mlm`` (a 3-layer BERT, token masking).
   Probes: entity cloze on ChemProt test (each marked entity masked whole) and token cloze.
@@ -45,7 +45,7 @@ ARMS = {
 COMMON = {
     "ul2": ["data.block_size=64", "trainer.batch_size=16", "tokenizer.kind=unigram",
             "tokenizer.vocab_size=2000", "schedule.warmup_steps=30", "optim.lr=0.002"],
-    "ernie": ["data.block_size=128", "trainer.batch_size=16", "tokenizer.vocab_size=3000",
+    "ernie": ["data.block_size=64", "trainer.batch_size=16", "tokenizer.vocab_size=3000",
               "schedule.warmup_steps=30", "optim.lr=0.002"],
 }
 
@@ -82,7 +82,7 @@ def probe(study: str, arm: str, run: Path, n_blocks: int, n_texts: int) -> dict:
                 "continuation": probes.continuation_loss(model, tok, blocks, mode_token=modes[1])}
     test = load_text("chemprot", "test")
     model = AutoModelForMaskedLM.from_pretrained(run / "model")
-    blocks = pack_blocks(test.texts, tok, 128)[:n_blocks]
+    blocks = pack_blocks(test.texts, tok, 64)[:n_blocks]
     return {"entity_cloze": probes.entity_cloze(model, tok, test.texts[:n_texts]),
             "token_cloze": probes.token_cloze(model, tok, blocks)}
 
