@@ -87,6 +87,40 @@ def probe(study: str, arm: str, run: Path, n_blocks: int, n_texts: int) -> dict:
             "token_cloze": probes.token_cloze(model, tok, blocks)}
 
 
+METRICS = {
+    "ul2": [("infill", "loss", "infilling loss ↓"), ("infill", "acc", "infilling acc ↑"),
+            ("continuation", "loss", "continuation loss ↓"), ("continuation", "ppl", "continuation ppl ↓")],
+    "ernie": [("entity_cloze", "token_acc", "entity-cloze token acc ↑"),
+              ("entity_cloze", "entity_acc", "whole-entity acc ↑"),
+              ("token_cloze", "token_acc", "token-cloze acc ↑")],
+}
+
+
+def report(study: str, rows: list[dict]) -> str:
+    """Markdown table: mean ± std over seeds per arm (n = seeds), plus the final training loss."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    head = [m[2] for m in METRICS[study]] + ["final train loss"]
+    lines = ["| arm | seeds | " + " | ".join(head) + " |", "|---" * (len(head) + 2) + "|"]
+    for arm in arms:
+        rs = [r for r in rows if r["arm"] == arm]
+        cells = []
+        for probe_name, key, _ in METRICS[study]:
+            vals = [r["probes"][probe_name][key] for r in rs if probe_name in r["probes"]]
+            cells.append(_ms(vals))
+        cells.append(_ms([r["pretrain"]["last_loss"] for r in rs]))
+        lines.append(f"| {arm} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ms(vals: list[float]) -> str:
+    import statistics
+
+    if not vals:
+        return "n/a"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.mean(vals):.4f} ± {sd:.4f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study", choices=sorted(ARMS))
@@ -96,8 +130,12 @@ def main() -> int:
     ap.add_argument("--out", default="runs/text_study")
     ap.add_argument("--probe-blocks", type=int, default=200)
     ap.add_argument("--probe-texts", type=int, default=600)
+    ap.add_argument("--report", action="store_true", help="print the table of OUT's results")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.report:
+        print(report(args.study, json.loads((out / f"{args.study}_results.json").read_text())))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / f"{args.study}_results.json"
     rows = json.loads(results_path.read_text()) if results_path.is_file() else []
