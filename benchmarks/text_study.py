@@ -7,6 +7,9 @@ token masking, at equal pre-training budget, several seeds.
 Each arm is one ``fmlab text pretrain`` command (printed and saved beside its numbers), then the
 held-out probes of :mod:`fmlab.text.probes` on the corpus's test split:
 
+Both studies use CPU-sized models (hidden 64, 2 heads) at lr 3e-3, 15 warm-up steps; the
+budget is ``--steps`` optimiser steps (equal tokens for every arm).
+
 * ul2: Tiny Shakespeare, one unigram tokenizer (2,000 tokens, trained per seed on the train
   split, identical across arms), blocks of 64, batch 16. Arms: ``ul2`` and ``t5`` (T5, 2+2
   layers) and ``clm`` (GPT-2, 4 layers: the same depth). Probes: infilling loss (span corruption
@@ -44,9 +47,9 @@ ARMS = {
 }
 COMMON = {
     "ul2": ["data.block_size=64", "trainer.batch_size=16", "tokenizer.kind=unigram",
-            "tokenizer.vocab_size=2000", "schedule.warmup_steps=30", "optim.lr=0.002"],
+            "tokenizer.vocab_size=2000", "schedule.warmup_steps=15", "optim.lr=0.003", "model.hidden=64"],
     "ernie": ["data.block_size=64", "trainer.batch_size=16", "tokenizer.vocab_size=3000",
-              "schedule.warmup_steps=30", "optim.lr=0.002"],
+              "schedule.warmup_steps=15", "optim.lr=0.003", "model.hidden=64"],
 }
 
 
