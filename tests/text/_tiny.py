@@ -19,7 +19,8 @@ def tiny_corpus(n: int = 120) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def save_tiny_bert(out: Path, texts: list[str], seed: int = 0, kind: str = "bert") -> Path:
+def save_tiny_bert(out: Path, texts: list[str], seed: int = 0, kind: str = "bert",
+                   tie: bool = True) -> Path:
     """Train a WordPiece tokenizer on ``texts``, build a 1-layer BERT (hidden 32) with an MLM
     head from ``seed``, and ``save_pretrained`` both into ``out``."""
     import torch
@@ -32,12 +33,12 @@ def save_tiny_bert(out: Path, texts: list[str], seed: int = 0, kind: str = "bert
     if kind == "bert":
         cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                         pad_token_id=tok.pad_token_id)
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=tie)
         model = BertForMaskedLM(cfg)
     else:
         cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         bos_token_id=tok.eos_token_id)
+                         bos_token_id=tok.eos_token_id, tie_word_embeddings=tie)
         model = GPT2LMHeadModel(cfg)
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
