@@ -51,10 +51,13 @@ class NamedDataset:
         for rel in self.candidates:
             if (root / rel).is_file():
                 return root / rel
+        from fmlab.data.download import DOWNLOADABLE
+
+        fix = (f"or run `fmlab data download {self.name}`" if self.name in DOWNLOADABLE
+               else f"or copy it there ({self.provenance})")
         raise DataError(
             f"dataset {self.name!r} not found under data root {root} (looked for "
-            f"{', '.join(self.candidates)}); set --data-root or FMLAB_DATA, or run "
-            f"`fmlab data download {self.name}`"
+            f"{', '.join(self.candidates)}); set --data-root or FMLAB_DATA, {fix}"
         )
 
     def metadata_for(self, path: Path) -> dict:
