@@ -186,6 +186,11 @@ def build_pretrain(cfg: PretrainConfig, data: PretrainData) -> tuple[Any, Any, A
     torch.manual_seed(cfg.trainer.seed)
     bb = create_backbone(cfg.model.arch, weights=expand_path(cfg.model.weights, "model.weights"),
                          **cfg.model.kwargs)
+    if getattr(cls, "builds_terms", False):  # a composite: its terms come from cfg.objectives
+        from fmlab.experiments.pretrain_composite import build_composite
+
+        obj, transform = build_composite(cls, cfg, data, bb)
+        return obj, transform, bb
     kwargs = _objective_arguments(cls, cfg, data)
     try:
         obj = cls(encoder=_encoder_argument(cls, bb, cfg.model.arch, name), **kwargs)

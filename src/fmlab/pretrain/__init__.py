@@ -26,6 +26,7 @@ from fmlab.pretrain.spark import SparK, SparKDense, sparse_batch_norm
 from fmlab.pretrain.supervised import Supervised
 from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
 from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
+from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (registers "composite")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -48,6 +49,7 @@ def create_objective(name: str, **kwargs: Any) -> Objective:
 
 
 __all__ = [
+    "CompositeObjective",
     "DINO",
     "LOOK",
     "MAE",
