@@ -41,6 +41,15 @@ def slugify(name: str, taken: set[str]) -> str:
     return slug
 
 
+def require_plotly() -> None:
+    """Fail early, naming the extra, when Plotly (whose JavaScript the site bundles) is missing."""
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        raise FmlabError("fmlab report needs the plotly package, which is not installed; install "
+                         "the extra: pip install -e '.[report]'") from None
+
+
 def collect(dbs: Iterable[str | os.PathLike] = (), runs: Iterable[str | os.PathLike] = ()
             ) -> tuple[list[Row], list[RunDir]]:
     """Rows of every store and ``results.json``, and every run folder, in argument order."""
@@ -76,6 +85,7 @@ def build_report(out: str | os.PathLike, dbs: Iterable[str | os.PathLike] = (),
     dbs, runs = list(dbs), list(runs)
     if not dbs and not runs:
         raise FmlabError("report: give at least one --db STORE or --runs DIR")
+    require_plotly()
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
         raise FmlabError(f"--out {out}: exists and is not an fmlab report; choose a new folder")
