@@ -81,3 +81,20 @@ def test_mlflow_logs_params_metrics_artifacts_and_run_is_identical(tmp_path, mon
     assert {"config.yaml", "metrics.jsonl", "encoder.safetensors"} <= names
     art = client.download_artifacts(run_id, "encoder.safetensors", str(tmp_path / "dl"))
     assert load_file(art).keys() == load_file(str(tmp_path / "tracked" / "encoder.safetensors")).keys()
+
+
+def test_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install -e '.[track]')")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
+    x, y = blobs(64)
+    run = tmp_path / "run"
+    for steps in (4, 6):  # a run stopped at step 4, then resumed to step 6
+        cfg = TrainerConfig(batch_size=16, max_steps=steps, log_every=2, progress=False, device="cpu",
+                            loggers=["jsonl", "mlflow"], checkpoint_every=2)
+        Trainer(TinyObjective(), TensorSource(x, y), cfg, OptimConfig(lr=0.05), run_dir=run).fit(resume=run if steps == 6 else None)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("fmlab").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [2, 4, 6]
