@@ -61,8 +61,9 @@ def test_site_contents(tmp_path, report_inputs):
     js = (site / "assets" / "plotly.min.js").read_text()
     assert len(js) > 1_000_000 and "cdn" not in (site / "index.html").read_text().lower()
     pngs = sorted(p.name for p in (site / "png").iterdir())
-    assert pngs == ["adapt-shots.png", "gan-bar.png", "run0-fidkid.png", "run0-loss.png",
-                    "run1-fidkid.png", "run1-loss.png"]
+    # FID (~5) and KID (~0.01) differ by more than 10x: two charts, one per scale
+    assert pngs == ["adapt-shots.png", "gan-bar.png", "run0-fidkid-1.png", "run0-fidkid-2.png",
+                    "run0-loss.png", "run1-fidkid-1.png", "run1-fidkid-2.png", "run1-loss.png"]
     assert all((site / "png" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     html = (site / "index.html").read_text()
     assert "linear @ 4 shots: accuracy" in html and "ns: fid ↓ 23 ± 4.243" in html

@@ -18,7 +18,7 @@ from fmlab.report.collect import RunDir, flatten
 
 _RECALL_AT = re.compile(r"(?:^|[_.])(?:r|recall|i2t_r|t2i_r)@?(\d+)$", re.IGNORECASE)
 # metrics.jsonl keys that are bookkeeping, not curves
-_SKIP_CURVE = re.compile(r"^(step|epoch|time|.*img_s|.*ips|.*seconds|world_size|lr.*|wd.*)$")
+_SKIP_CURVE = re.compile(r"^(step|epoch|time|images_per_s|.*img_s|.*ips|.*seconds|world_size|lr.*|wd.*)$")
 
 
 def spec(chart_id: str, title: str, xlabel: str, ylabel: str, series: list[dict[str, Any]],
@@ -120,8 +120,34 @@ def run_charts(run: RunDir, slug: str) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for key, c in curves(run).items():
         groups[curve_group(key)].append({"name": key, **c})
-    return [spec(f"{slug}-{g.replace('/', '')}", f"{run.name}: {g}", "step", g, s)
-            for g, s in groups.items() if s]
+    out = []
+    for g, series in groups.items():
+        parts = split_by_scale(series)
+        for i, part in enumerate(parts):
+            suffix = f"-{i + 1}" if len(parts) > 1 else ""
+            out.append(spec(f"{slug}-{g.replace('/', '')}{suffix}", f"{run.name}: {g}", "step", g, part))
+    return out
+
+
+def split_by_scale(series: list[dict[str, Any]], ratio: float = 10.0) -> list[list[dict[str, Any]]]:
+    """Series grouped so that one chart's largest values differ by at most ``ratio`` (an effective
+    rank of 10 would flatten a std ratio of 0.2 on a shared axis).
+
+    Examples:
+        >>> s = [{"name": n, "x": [1], "y": [v]} for n, v in (("a", 0.2), ("b", 10.0), ("c", 0.5))]
+        >>> [[x["name"] for x in part] for part in split_by_scale(s)]
+        [['a', 'c'], ['b']]
+    """
+    def size(s: dict[str, Any]) -> float:
+        return max((abs(v) for v in s["y"]), default=0.0) or 1e-12
+
+    parts: list[list[dict[str, Any]]] = []
+    for s in sorted(series, key=size):
+        if parts and size(s) <= ratio * size(parts[-1][0]):
+            parts[-1].append(s)
+        else:
+            parts.append([s])
+    return parts
 
 
 def write_png(chart: dict[str, Any], path: Path) -> Path:
@@ -150,7 +176,10 @@ def write_png(chart: dict[str, Any], path: Path) -> Path:
             ax.errorbar(s["x"], s["y"], yerr=s.get("err"), marker="o" if len(s["x"]) < 30 else None,
                         markersize=3, capsize=2, label=str(s["name"]))
     if chart["xlog"]:
+        ticks = sorted({x for s in chart["series"] for x in s["x"]})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     ax.set(title=chart["title"], xlabel=chart["xlabel"], ylabel=chart["ylabel"])
     ax.grid(alpha=0.3)
     if chart["kind"] != "bar" and len(chart["series"]) > 1:
