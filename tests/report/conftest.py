@@ -16,6 +16,7 @@ from fmlab.results import Protocol, ResultsStore
 ACC = {("ncm", 1): [0.50, 0.52, 0.54], ("ncm", 4): [0.70, 0.71, 0.72],
        ("linear", 1): [0.40, 0.45, 0.50], ("linear", 4): [0.75, 0.77, 0.79]}
 FID = {"hinge": [30.0, 32.0], "ns": [20.0, 26.0]}
+RK = {"image_to_text": [0.2, 0.5, 0.7], "text_to_image": [0.1, 0.4, 0.6]}
 
 
 def make_store(path: Path) -> Path:
@@ -27,6 +28,9 @@ def make_store(path: Path) -> Path:
     store.record("gan", Protocol.of("mnist", "train"),
                  [{"method": m, "seed": s, "fid": v} for m, vals in FID.items() for s, v in enumerate(vals)],
                  ("fid",))
+    store.record("clip_retrieval", Protocol.of("coco_mini", "val"),
+                 [{"method": "clip_retrieval", "seed": 0, "metric": f"{d}_R@{k}", "value": RK[d][i]}
+                  for d in RK for i, k in enumerate((1, 5, 10))])
     return path
 
 

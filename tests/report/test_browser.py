@@ -41,7 +41,7 @@ def test_report_in_headless_chromium(tmp_path, report_inputs):
     driver = chromium(tmp_path / "profile")
     try:
         errors = []
-        for page in ("index.html", "task_adapt.html", "task_gan.html", "runs.html"):
+        for page in ("index.html", "task_adapt.html", "task_gan.html", "task_clip_retrieval.html", "runs.html"):
             driver.get((site / page).as_uri())
             if page != "index.html":
                 _charts_drawn(driver)

@@ -14,13 +14,13 @@ from fmlab.report import build_report
 from fmlab.report.aggregate import aggregate, best_per_task
 from fmlab.report.collect import read_results_json, read_store, scan_runs
 
-from .conftest import ACC, FID
+from .conftest import ACC, FID, RK
 
 
 def test_mean_std_over_seeds_and_best_per_task(report_inputs):
     db, _ = report_inputs
     rows = read_store(db)
-    assert len(rows) == sum(len(v) for v in ACC.values()) + sum(len(v) for v in FID.values())
+    assert len(rows) == sum(len(v) for v in ACC.values()) + sum(len(v) for v in FID.values()) + 6
     cells = {(c.task, c.method, c.shots): c for c in aggregate(rows)}
     for (m, k), vals in ACC.items():
         c = cells[("adapt", m, k)]
@@ -31,6 +31,15 @@ def test_mean_std_over_seeds_and_best_per_task(report_inputs):
     # adaptation: best at the largest shot count (linear wins at 4 shots though ncm wins at 1)
     assert (best["adapt"].method, best["adapt"].shots) == ("linear", 4)
     assert best["gan"].method == "ns"  # FID: lower is better
+
+
+def test_retrieval_recall_at_k_chart(report_inputs):
+    from fmlab.report.charts import task_charts
+
+    cells = aggregate(read_store(report_inputs[0]))
+    rk = next(c for c in task_charts(cells, "clip_retrieval", "r") if c["id"] == "r-rk")
+    assert {s["name"]: (s["x"], s["y"]) for s in rk["series"]} == {
+        f"clip_retrieval {d}": ([1, 5, 10], v) for d, v in RK.items()}
 
 
 def test_results_json_and_run_folders(tmp_path, report_inputs):
@@ -62,7 +71,8 @@ def test_site_contents(tmp_path, report_inputs):
     assert len(js) > 1_000_000 and "cdn" not in (site / "index.html").read_text().lower()
     pngs = sorted(p.name for p in (site / "png").iterdir())
     # FID (~5) and KID (~0.01) differ by more than 10x: two charts, one per scale
-    assert pngs == ["adapt-shots.png", "gan-bar.png", "run0-fidkid-1.png", "run0-fidkid-2.png",
+    assert pngs == ["adapt-shots.png", "clip_retrieval-bar.png", "clip_retrieval-rk.png", "gan-bar.png",
+                    "run0-fidkid-1.png", "run0-fidkid-2.png",
                     "run0-loss.png", "run1-fidkid-1.png", "run1-fidkid-2.png", "run1-loss.png"]
     assert all((site / "png" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     html = (site / "index.html").read_text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,17 @@ EXPERIMENT = "fmlab"
 _BATCH = 100  # MLflow's log_batch takes at most 100 params per call
 
 
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``./mlruns`` as an absolute ``file:`` URI.
+def tracking_uri(env: Mapping[str, str] | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` from ``env`` (default ``os.environ``), else ``./mlruns``; a plain path
+    becomes an absolute ``file:`` URI.
 
     Examples:
-        >>> import os
-        >>> os.environ.pop("MLFLOW_TRACKING_URI", None) and None
-        >>> tracking_uri().startswith("file://") and tracking_uri().endswith("/mlruns")
+        >>> tracking_uri({}).startswith("file://") and tracking_uri({}).endswith("/mlruns")
         True
+        >>> tracking_uri({"MLFLOW_TRACKING_URI": "sqlite:///m.db"})
+        'sqlite:///m.db'
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or "./mlruns"
+    uri = (os.environ if env is None else env).get("MLFLOW_TRACKING_URI") or "./mlruns"
     if "://" not in uri and not uri.startswith("file:"):
         uri = Path(uri).resolve().as_uri()
     return uri
