@@ -112,3 +112,17 @@ def test_out_replaced_atomically_and_foreign_folder_refused(tmp_path, report_inp
         build_report(other, dbs=[db])
     with pytest.raises(FmlabError, match="--db"):
         build_report(tmp_path / "x")
+
+
+def test_values_are_escaped_and_nan_dropped(tmp_path):
+    from fmlab.results import ResultsStore
+
+    db = tmp_path / "r.db"
+    evil = "</script><script>alert(1)</script>"
+    ResultsStore(db).append([{"run_id": "r", "task": "t", "method": evil, "metric": "acc", "value": v, "seed": s}
+                             for s, v in ((1, 0.5), (2, float("nan")))])
+    assert [r.value for r in read_store(db)] == [0.5]  # a NaN row is no result
+    site = build_report(tmp_path / "site", dbs=[db], png=False).parent
+    for page in ("index.html", "task_t.html"):
+        text = (site / page).read_text()
+        assert "<script>alert" not in text and "&lt;/script&gt;" in text

@@ -8,6 +8,7 @@ browser from the runs' curves.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -90,7 +91,8 @@ def curves(run: RunDir) -> dict[str, dict[str, list[float]]]:
     for rec in run.records:
         for key, value in flatten(rec).items():
             leaf = key.rsplit(".", 1)[-1]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or _SKIP_CURVE.match(leaf):
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or _SKIP_CURVE.match(leaf)
+                    or not math.isfinite(value)):  # a diverged step's NaN is no point on a chart
                 continue
             c = out.setdefault(key, {"x": [], "y": []})
             c["x"].append(rec["step"])

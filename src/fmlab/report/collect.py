@@ -86,7 +86,7 @@ def read_store(path: str | os.PathLike) -> list[Row]:
                     "hyperparameters": _json_field(r.get("hyperparameters")),
                     "command": extra.get("command"), "git_sha": r.get("git_sha"),
                     "time": r.get("time")}
-        if r.get("value") is None:
+        if r.get("value") is None or not math.isfinite(r["value"]):
             continue
         out.append(Row(r["task"], r.get("method") or "-", r["metric"], float(r["value"]),
                        r.get("seed"), extra.get("shots"), r["run_id"], str(path),

@@ -27,13 +27,14 @@ def esc(value: Any) -> str:
 
 
 def script_json(name: str, obj: Any) -> str:
-    """``<script>window.NAME = ...</script>`` with ``</`` escaped so no value can end the block.
+    """``<script>window.NAME = ...</script>`` with every ``<`` written ``\\u003c``, so no value can
+    end the block or open an HTML comment in it.
 
     Examples:
         >>> script_json("X", {"a": "</script>"})
-        '<script>window.X = {"a": "<\\\\/script>"};</script>'
+        '<script>window.X = {"a": "\\\\u003c/script>"};</script>'
     """
-    text = json.dumps(obj, allow_nan=False, default=str).replace("</", "<\\/")
+    text = json.dumps(obj, allow_nan=False, default=str).replace("<", "\\u003c")
     return f"<script>window.{name} = {text};</script>"
 
 
