@@ -98,3 +98,19 @@ def test_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
     runs = client.search_runs([client.get_experiment_by_name("fmlab").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [2, 4, 6]
+
+
+def test_cli_mlflow_without_the_package_exits_2(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from fmlab.cli.main import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
+    config = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "simclr_mnist.yaml"
+    rc = main(["pretrain", "--config", str(config), "--out", str(tmp_path / "run"),
+               "--set", "trainer.loggers=[jsonl,mlflow]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and ".[track]" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
