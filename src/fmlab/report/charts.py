@@ -18,8 +18,9 @@ from fmlab.report.aggregate import Cell, primary_metric
 from fmlab.report.collect import RunDir, flatten
 
 _RECALL_AT = re.compile(r"(?:^|[_.])(?:r|recall|i2t_r|t2i_r)@?(\d+)$", re.IGNORECASE)
+_GROUPS = ("fid/kid", "loss", "monitor", "other")  # the order of a run's charts
 # metrics.jsonl keys that are bookkeeping, not curves
-_SKIP_CURVE = re.compile(r"^(step|epoch|time|images_per_s|.*img_s|.*ips|.*seconds|world_size|lr.*|wd.*)$")
+_SKIP_CURVE = re.compile(r"^(step|epoch|time|images_per_s|.*img_s|.*ips|.*seconds|.*cpu_s|.*wall_s|world_size|lr.*|wd.*)$")
 
 
 def spec(chart_id: str, title: str, xlabel: str, ylabel: str, series: list[dict[str, Any]],
@@ -123,7 +124,7 @@ def run_charts(run: RunDir, slug: str) -> list[dict[str, Any]]:
     for key, c in curves(run).items():
         groups[curve_group(key)].append({"name": key, **c})
     out = []
-    for g, series in groups.items():
+    for g, series in sorted(groups.items(), key=lambda kv: _GROUPS.index(kv[0])):
         parts = split_by_scale(series)
         for i, part in enumerate(parts):
             suffix = f"-{i + 1}" if len(parts) > 1 else ""

@@ -132,9 +132,9 @@ def runs_body(runs: list[dict[str, Any]]) -> str:
     for i, r in enumerate(runs):
         plots = "".join(f"<div class='chart' id='{esc(s['id'])}'></div><p class='png'>"
                         f"<a href='png/{esc(s['id'])}.png'>PNG</a></p>" for s in r["charts"])
-        grid = (f"<p>latest sample grid: <br><img class='grid' src='{esc(r['grid'])}' alt='samples'></p>"
-                if r["grid"] else "")
-        parts.append(f"<h2 id='run-{i}'>{esc(r['name'])}</h2>{plots}{grid}<details><summary>config."
+        grid = (f"<p id='grid-{i}'>latest sample grid:<br><img class='grid' src='{esc(r['grid'])}' "
+                "alt='samples'></p>" if r["grid"] else "")
+        parts.append(f"<h2 id='run-{i}'>{esc(r['name'])}</h2>{grid}{plots}<details><summary>config."
                      f"yaml</summary><pre>{esc(r['config_yaml'])}</pre></details>")
     if not runs:
         parts.append("<p>No run folders (with a <code>metrics.jsonl</code>) were given.</p>")
