@@ -1,7 +1,8 @@
 """Screenshot pages of an ``fmlab report`` site in headless Chromium (for the README and docs).
 
 Usage: python tools/report_screenshot.py SITE_DIR OUT_DIR [PAGE[#compare] ...]
-A page given as ``runs.html#compare`` ticks every run and presses *compare* before the shot;
+A page given as ``runs.html#compare`` ticks every run (``#compare=TEXT``: those whose name holds
+TEXT) and presses *compare* before the shot;
 ``PAGE#ID`` scrolls to the element ``ID`` first.
 Needs selenium and Debian's chromium + chromium-driver.
 """
@@ -34,16 +35,18 @@ def main(site: Path, out: Path, pages: list[str]) -> None:
             name, _, action = page.partition("#")
             driver.get((site / name).resolve().as_uri())
             time.sleep(2)
-            if action == "compare":
+            if action.startswith("compare"):
+                _, _, part = action.partition("=")
                 for box in driver.find_elements("css selector", "input.pick"):
-                    box.click()
+                    if part in box.get_attribute("value"):
+                        box.click()
                 driver.find_element("id", "compare-button").click()
                 time.sleep(2)
                 driver.execute_script("document.getElementById('compare-out').scrollIntoView()")
             elif action:  # an element id: scroll to it (e.g. runs.html#run-3)
                 driver.execute_script(f"document.getElementById({action!r}).scrollIntoView()")
                 time.sleep(0.5)
-            png = out / f"report_{Path(name).stem}{'_' + action if action else ''}.png"
+            png = out / f"report_{Path(name).stem}{'_' + action.split('=')[0] if action else ''}.png"
             driver.save_screenshot(str(png))
             print(png, "console:", driver.get_log("browser"))
     finally:

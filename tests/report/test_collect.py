@@ -126,3 +126,19 @@ def test_values_are_escaped_and_nan_dropped(tmp_path):
     for page in ("index.html", "task_t.html"):
         text = (site / page).read_text()
         assert "<script>alert" not in text and "&lt;/script&gt;" in text
+
+
+def test_evaluations_during_training_fid_over_steps(tmp_path):
+    from fmlab.report.charts import step_charts
+    from fmlab.results import ResultsStore
+
+    db = tmp_path / "r.db"
+    fid = {0: {100: 90.0, 200: 50.0, 300: 30.0}, 1: {100: 80.0, 200: 60.0, 300: 34.0}}
+    ResultsStore(db).append([{"run_id": f"run{seed}", "task": "gan", "method": "hinge", "seed": seed,
+                              "metric": "fid", "value": v, "extra": {"step": step}}
+                             for seed, steps in fid.items() for step, v in steps.items()])
+    rows = read_store(db)
+    (cell,) = aggregate(rows)  # the run's result is its last evaluation, not a mean over steps
+    assert (cell.n, cell.seeds, cell.mean) == (2, [0, 1], 32.0)
+    (chart,) = step_charts(rows, "gan", "g")
+    assert chart["series"] == [{"name": "hinge", "x": [100, 200, 300], "y": [85.0, 55.0, 32.0]}]

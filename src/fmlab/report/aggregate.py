@@ -75,7 +75,7 @@ def aggregate(rows: list[Row]) -> list[Cell]:
         ('a', 0.5, 0.1414, 2, [1, 2])
     """
     groups: dict[tuple, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in final_rows(rows):
         groups[(r.task, r.method, _key(r.shots), r.metric)].append(r)
     cells = []
     for (task, method, _, metric), members in groups.items():
@@ -84,6 +84,24 @@ def aggregate(rows: list[Row]) -> list[Cell]:
         cells.append(Cell(task, method, members[0].shots, metric, mu, sd, len(members), seeds,
                           dict(members[0].protocol)))
     return cells
+
+
+def final_rows(rows: list[Row]) -> list[Row]:
+    """Rows without the earlier evaluations of a run: where a run stored a metric at several
+    training steps (a GAN's FID every N steps), only its last step counts as the run's result.
+
+    Examples:
+        >>> rows = [Row("gan", "a", "fid", v, seed=0, run_id="r", step=s) for s, v in ((100, 9.0), (200, 5.0))]
+        >>> [(r.step, r.value) for r in final_rows(rows)]
+        [(200, 5.0)]
+    """
+    last: dict[tuple, int] = {}
+    for r in rows:
+        if r.step is not None:
+            key = (r.task, r.run_id, r.method, r.seed, _key(r.shots), r.metric)
+            last[key] = max(last.get(key, r.step), r.step)
+    return [r for r in rows if r.step is None
+            or r.step == last[(r.task, r.run_id, r.method, r.seed, _key(r.shots), r.metric)]]
 
 
 def primary_metric(cells: list[Cell], task: str) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fmlab.report.aggregate import Cell, primary_metric
-from fmlab.report.collect import RunDir, flatten
+from fmlab.report.collect import Row, RunDir, flatten
 
 _RECALL_AT = re.compile(r"(?:^|[_.])(?:r|recall|i2t_r|t2i_r)@?(\d+)$", re.IGNORECASE)
 _GROUPS = ("fid/kid", "loss", "monitor", "other")  # the order of a run's charts
@@ -76,6 +76,30 @@ def task_charts(cells: list[Cell], task: str, slug: str) -> list[dict[str, Any]]
                            metric or "", [{"name": metric, "x": [c.method for c in bars],
                                            "y": [c.mean for c in bars],
                                            "err": [c.std for c in bars]}], kind="bar"))
+    return charts
+
+
+def step_charts(rows: list[Row], task: str, slug: str) -> list[dict[str, Any]]:
+    """Metrics stored at several training steps (FID/KID during GAN training): one chart per
+    metric, one line per method (mean over seeds at each step).
+
+    Examples:
+        >>> rows = [Row("gan", "a", "fid", v, seed=0, step=s) for s, v in ((100, 9.0), (200, 5.0))]
+        >>> [(c["id"], c["series"][0]["x"], c["series"][0]["y"]) for c in step_charts(rows, "gan", "g")]
+        [('g-steps-fid', [100, 200], [9.0, 5.0])]
+    """
+    by: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in rows:
+        if r.task == task and r.step is not None:
+            by[r.metric][r.method][r.step].append(r.value)
+    charts = []
+    for metric, methods in by.items():
+        if max(len(steps) for steps in methods.values()) < 2:
+            continue
+        series = [{"name": m, "x": sorted(steps), "y": [sum(steps[k]) / len(steps[k]) for k in sorted(steps)]}
+                  for m, steps in methods.items()]
+        charts.append(spec(f"{slug}-steps-{re.sub(r'[^A-Za-z0-9_]+', '_', metric)}",
+                           f"{metric} over training steps", "step", metric, series))
     return charts
 
 

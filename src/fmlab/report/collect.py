@@ -41,6 +41,7 @@ class Row:
     run_id: str = ""
     origin: str = ""  # the file the row was read from
     protocol: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None  # the training step of an evaluation made during training (GANs)
 
 
 @dataclass
@@ -88,9 +89,10 @@ def read_store(path: str | os.PathLike) -> list[Row]:
                     "time": r.get("time")}
         if r.get("value") is None or not math.isfinite(r["value"]):
             continue
+        step = extra.get("step") if isinstance(extra.get("step"), int) else None
         out.append(Row(r["task"], r.get("method") or "-", r["metric"], float(r["value"]),
                        r.get("seed"), extra.get("shots"), r["run_id"], str(path),
-                       {k: v for k, v in protocol.items() if v not in (None, {}, "")}))
+                       {k: v for k, v in protocol.items() if v not in (None, {}, "")}, step))
     return out
 
 

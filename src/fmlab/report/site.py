@@ -120,7 +120,7 @@ def _write_site(root: Path, rows: list[Row], run_dirs: list[RunDir], png: bool) 
     n_runs = {t: len({r.run_id for r in rows if r.task == t}) for t in slugs}
     all_charts = []
     for task, slug in slugs.items():
-        specs = ch.task_charts(cells, task, slug)
+        specs = ch.step_charts(rows, task, slug) + ch.task_charts(cells, task, slug)
         all_charts += specs
         _write(root / f"task_{slug}.html", pages.page(task, pages.task_body(task, cells, specs), specs))
     runs_view, runs_data, run_specs = [], {}, []
