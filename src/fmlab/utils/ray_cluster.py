@@ -61,6 +61,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 def quiet_data_context(ray: Any) -> Any:
     """Ray Data's context with ordered output and no progress bars (output stays one report)."""
+    import logging
+
+    for name in ("ray.data", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     with contextlib.suppress(AttributeError):
