@@ -182,13 +182,30 @@ def index_shard(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
                     raise DataError(f"{path}: member {m.name} is truncated (the shard is damaged)")
                 key, _, ext = m.name.rpartition("/")[2].partition(".")
                 samples.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
+            check_tail(path, tar.offset)
     except tarfile.TarError as e:
         raise DataError(f"{path}: corrupt tar shard ({e})") from None
     return samples
 
 
+def check_tail(path: Path, offset: int) -> None:
+    """After the last member tarfile could read, only zero blocks may follow.
+
+    ``tarfile`` takes a damaged header in the middle of an archive for its end and stops
+    silently; the samples after it would vanish without a word. This turns that into an error.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while chunk := fh.read(1 << 16):
+            if chunk.strip(b"\0"):
+                raise DataError(f"{path}: corrupt tar shard (unreadable member header at byte "
+                                f"{offset}; the samples after it cannot be read)")
+
+
 class WdsSplit(ImageSplit):
     """Samples of tar shards, decoded per batch from ``(shard, offset, size)`` of each image."""
+
+    streams = True  # training reads it batch by batch (fmlab.engine.data.SplitSource)
 
     def __init__(self, files: list[Path], name: str, class_names: list[str] | None,
                  content_hash: str, origin: str, mode: str = "RGB") -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fmlab.data.sources import decode_image
-from fmlab.data.wds import IMAGE_EXTS, expand_pattern
+from fmlab.data.wds import IMAGE_EXTS, check_tail, expand_pattern
 from fmlab.errors import DataError
 
 
@@ -41,7 +41,7 @@ def iter_shard(path: Path, mode: str = "RGB") -> Iterator[dict]:
     """
     current: dict | None = None
     try:
-        with tarfile.open(path, "r|") as tar:
+        with tarfile.open(path, "r:") as tar:
             for m in tar:
                 if not m.isfile():
                     continue
@@ -52,6 +52,7 @@ def iter_shard(path: Path, mode: str = "RGB") -> Iterator[dict]:
                     current = None
                 current = current or {"key": key}
                 current[ext.lower()] = data
+            check_tail(path, tar.offset)
     except tarfile.TarError as e:
         raise DataError(f"{path}: corrupt tar shard ({e})") from None
     if current is not None:
