@@ -143,13 +143,23 @@ def expand_pattern(pattern: str) -> list[Path]:
             return [p / s["name"] for s in read_manifest(p)["shards"]]
         files = sorted(p.glob("*.tar"))
     else:
-        from braceexpand import braceexpand
-
-        files = sorted({Path(f) for pat in braceexpand(str(p)) for f in glob.glob(pat)})
+        files = sorted({Path(f) for pat in _braces(str(p)) for f in glob.glob(pat)})
     files = [f for f in files if f.is_file()]
     if not files:
         raise DataError(f"wds:{pattern}: no shard file matches this pattern")
     return files
+
+
+def _braces(pattern: str) -> list[str]:
+    """``a-{000..002}.tar`` -> three names (the ``webdataset`` brace syntax, via braceexpand)."""
+    if "{" not in pattern:
+        return [pattern]
+    try:
+        from braceexpand import braceexpand
+    except ImportError:
+        raise ConfigError("brace patterns in wds: specs need the [data] extra: "
+                          "pip install -e \".[data]\" (or use a folder or a glob)") from None
+    return list(braceexpand(pattern))
 
 
 def read_manifest(folder: Path) -> dict:
