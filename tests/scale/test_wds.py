@@ -156,3 +156,15 @@ def test_wds_pretrain_sigkill_resume_bit_exact(tmp_path, shards, monkeypatch):
     assert q.exitcode == 0
     a, b = load_file(str(run / "encoder.safetensors")), load_file(str(tmp_path / "ref" / "encoder.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_image_text_split_round_trip(tmp_path, demo):
+    from fmlab.data.sources import ImageTextSplit
+
+    owner = np.repeat(np.arange(10), [1, 2, 3, 1, 1, 2, 1, 1, 1, 2])
+    caps = [f"caption {j} of image {i}" for j, i in enumerate(owner)]
+    images = SubsetSplit(demo, np.arange(10))
+    write_shards(ImageTextSplit(images, caps, owner), tmp_path / "it", shard_size=4)
+    back = open_source(f"wds:{tmp_path / 'it'}").split("test")
+    assert back.captions == caps and np.array_equal(back.caption_image_index, owner)
+    np.testing.assert_array_equal(back.images.get_batch(np.arange(10)), images.get_batch(np.arange(10)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmlab.data.sources import ImageSource, ImageSplit, ImageTextSplit, decode_image
+from fmlab.data.sources import ImageSource, ImageSplit, ImageTextSource, ImageTextSplit, decode_image
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import atomic_path, sha256_bytes, sha256_file, write_json
 
@@ -219,7 +219,7 @@ class WdsSplit(ImageSplit):
 
     def __init__(self, files: list[Path], name: str, class_names: list[str] | None,
                  content_hash: str, origin: str, mode: str = "RGB") -> None:
-        shard_of, offsets, sizes, labels, keys = [], [], [], [], []
+        shard_of, offsets, sizes, labels, keys, self.text = [], [], [], [], [], []
         for s, f in enumerate(files):
             for key, members in index_shard(f).items():
                 ext = next((e for e in IMAGE_EXTS if e in members), None)
@@ -230,6 +230,8 @@ class WdsSplit(ImageSplit):
                 sizes.append(members[ext][1])
                 labels.append(_read_label(f, key, members.get("cls")))
                 keys.append(key)
+                if "txt" in members:  # captions: all of them from the JSON, else the .txt
+                    self.text.append((s, members.get("json"), members["txt"]))
         has = [x is not None for x in labels]
         if any(has) and not all(has):
             raise DataError(f"{origin}: some samples have a .cls label and some do not")
@@ -258,12 +260,33 @@ class WdsSplit(ImageSplit):
         return _stack(out, self.origin, self.name)
 
 
+def _read(shard: Path, where: tuple[int, int]) -> bytes:
+    with open(shard, "rb") as fh:
+        fh.seek(where[0])
+        return fh.read(where[1])
+
+
+def _captions(split: WdsSplit) -> ImageTextSplit:
+    """The image-text view of a split whose samples carry captions (``KEY.txt``)."""
+    if len(split.text) != len(split):
+        raise DataError(f"{split.origin}: some samples have a .txt caption and some do not")
+    captions, owner = [], []
+    for i, (s, js, txt) in enumerate(split.text):
+        f = split.files[s]
+        try:
+            caps = json.loads(_read(f, js)).get("captions") if js else None
+            caps = caps if isinstance(caps, list) and caps else [_read(f, txt).decode("utf-8")]
+        except (ValueError, AttributeError) as e:
+            raise DataError(f"{f}: member {split.keys[i]}: bad caption metadata ({e})") from None
+        captions += [str(c) for c in caps]
+        owner += [i] * len(caps)
+    return ImageTextSplit(split, captions, np.asarray(owner, dtype=np.int64))
+
+
 def _read_label(shard: Path, key: str, where: tuple[int, int] | None) -> int | None:
     if where is None:
         return None
-    with open(shard, "rb") as fh:
-        fh.seek(where[0])
-        raw = fh.read(where[1])
+    raw = _read(shard, where)
     try:
         return int(raw.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
@@ -295,6 +318,10 @@ def open_wds_source(pattern: str) -> ImageSource:
         m = read_manifest(beside) if (beside / MANIFEST).is_file() else {}
         split_name, classes = m.get("split") or "train", m.get("class_names")
     split = WdsSplit(files, split_name, classes, digest, f"wds:{pattern}")
+    if split.text:  # sharded image-text pairs come back as an image-text source
+        return ImageTextSource(f"wds:{pattern}", {split_name: _captions(split)},
+                               provenance=(manifest or {}).get("source", ""),
+                               metadata={"shards": len(files)}, class_names=split.class_names)
     return ImageSource(f"wds:{pattern}", {split_name: split}, split.class_names,
                        provenance=(manifest or {}).get("source", ""),
                        metadata={"shards": len(files)})
