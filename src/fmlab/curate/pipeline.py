@@ -108,32 +108,8 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
     matcher = EntryMatcher(entries, ignore_case=cfg.ignore_case)
     seconds: dict[str, float] = {"load_entries": time.perf_counter() - t0}
 
-    with _engine(cfg, source) as (engine, workers):
-        # pass 1: match and count
-        t = time.perf_counter()
-        parts = engine.match(matcher) if engine is not None else None
-        match_counts, match_ids = parts if parts is not None else match_source(source, matcher, workers)
-        seconds["pass1_read_match"] = time.perf_counter() - t
-        if len(match_counts) == 0:  # nothing to curate: refuse before writing anything (probe F15)
-            raise DataError(f"{cfg.captions}: no captions (the pool holds no records)")
-
-        # balance
-        t = time.perf_counter()
-        before = entry_counts(match_ids, len(entries))
-        p = entry_probabilities(before, threshold)
-        keep = sample_keep(keep_probabilities(match_counts, match_ids, p), cfg.seed)
-        after = kept_entry_counts(match_counts, match_ids, keep, len(entries))
-        seconds["balance"] = time.perf_counter() - t
-
-        # pass 2: copy the kept records
-        t = time.perf_counter()
-        digest = hashlib.sha256()
-        lines = engine.kept_records(keep) if engine is not None else source.kept_records(keep)
-        with atomic_write(out / "curated.jsonl", "wb") as f:
-            for line in lines:
-                f.write(line)
-                digest.update(line)
-        seconds["pass2_write"] = time.perf_counter() - t
+    match_counts, keep, before, after, p, digest, workers = _passes(
+        cfg, source, matcher, len(entries), threshold, seconds)
 
     t = time.perf_counter()
     _write_entry_counts(out / "entry_counts.csv", entries, before, after, p)
@@ -149,6 +125,40 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
     stats["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     write_json(out / "stats.json", stats)
     return stats
+
+
+def _passes(cfg: CurateConfig, source: CaptionSource, matcher: EntryMatcher, n_entries: int,
+            threshold: float, seconds: dict[str, float]) -> tuple:
+    """Pass 1 (match), the balancing draw and pass 2 (write ``curated.jsonl``) on the engine."""
+    out = Path(cfg.out)
+    with _engine(cfg, source) as (engine, workers):
+        # pass 1: match and count
+        t = time.perf_counter()
+        parts = engine.match(matcher) if engine is not None else None
+        match_counts, match_ids = parts if parts is not None else match_source(source, matcher, workers)
+        seconds["pass1_read_match"] = time.perf_counter() - t
+        if len(match_counts) == 0:  # nothing to curate: refuse before writing anything (probe F15)
+            raise DataError(f"{cfg.captions}: no captions (the pool holds no records)")
+
+        # balance
+        t = time.perf_counter()
+        before = entry_counts(match_ids, n_entries)
+        p = entry_probabilities(before, threshold)
+        keep = sample_keep(keep_probabilities(match_counts, match_ids, p), cfg.seed)
+        after = kept_entry_counts(match_counts, match_ids, keep, n_entries)
+        seconds["balance"] = time.perf_counter() - t
+
+        # pass 2: copy the kept records
+        t = time.perf_counter()
+        digest = hashlib.sha256()
+        lines = engine.kept_records(keep) if engine is not None else source.kept_records(keep)
+        with atomic_write(out / "curated.jsonl", "wb") as f:
+            for line in lines:
+                f.write(line)
+                digest.update(line)
+        seconds["pass2_write"] = time.perf_counter() - t
+
+    return match_counts, keep, before, after, p, digest, workers
 
 
 @contextlib.contextmanager
