@@ -56,7 +56,7 @@ def bench_curate(pool: Path, entries: Path, out: Path) -> list[dict]:
     from fmlab.curate import CurateConfig, curate
 
     rows = []
-    for engine, workers in (("local", 1), ("local", 2), ("ray", 1), ("ray", 2)):
+    for engine, workers in (("local", 1), ("local", 2), ("ray", 1), ("ray", 2), ("local", 1)):
         t = time.perf_counter()
         s = curate(CurateConfig(pool, entries, 200, out / f"curate_{engine}{workers}", seed=0,
                                 workers=workers, engine=engine))
@@ -82,7 +82,8 @@ def bench_features(n: int) -> list[dict]:
     split = SubsetSplit(split, np.arange(min(n, len(split))))
     bb = create_backbone("resnet20_cifar", seed=0)
     rows, ref = [], None
-    for engine, workers in (("local", 1), ("ray", 1), ("ray", 2)):
+    # local again at the end: the spread of the two local rows shows the drift of the shared load
+    for engine, workers in (("local", 1), ("ray", 1), ("ray", 2), ("local", 1)):
         extract = None if engine == "local" else ray_extractor(workers)
         t = time.perf_counter()
         fs = cached_features(bb, split, batch_size=256, use_cache=False, progress=False,
