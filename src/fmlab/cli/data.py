@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     lp.set_defaults(func=run_list)
     ip = dsub.add_parser("info", help="counts, classes, shapes, hashes of a source",
                          description="Counts per split, classes, image shape, content hash, provenance.")
-    ip.add_argument("source", help="named dataset, npz:PATH, folder:PATH, csv:PATH, jsonl:PATH or a synthetic "
+    ip.add_argument("source", help="named dataset, npz:PATH, folder:PATH, csv:PATH, jsonl:PATH, "
+                    "wds:DIR|PATTERN (tar shards) or a synthetic "
                     "kind (canvas?objects=SOURCE&size=64, see `fmlab data list`)")
     ip.add_argument("--json", action="store_true", help="print JSON")
     add_data_root(ip)
