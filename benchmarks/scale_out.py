@@ -109,7 +109,8 @@ def main() -> int:
     import ray
 
     t = time.perf_counter()  # one local cluster for every Ray row; its start is reported apart
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     rows = [{"task": "ray_start", "engine": "ray", "workers": 0,
              "wall_s": round(time.perf_counter() - t, 1)}]
     if args.skip != "curate":

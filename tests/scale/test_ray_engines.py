@@ -23,7 +23,8 @@ def ray_cluster():
     import os
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -77,6 +78,7 @@ def test_curate_ray_parquet_row_groups_same_bytes(ray_cluster, tmp_path):
     _same_outputs(tmp_path / "local", tmp_path / "ray")
 
 
+@pytest.mark.slow
 def test_curate_ray_bad_line_names_it(ray_cluster, tmp_path):
     cap, ent, _ = write_pool(tmp_path)
     lines = cap.read_text().splitlines(keepends=True)

@@ -51,7 +51,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if address:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR",
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)
     try:
         yield ray
