@@ -168,3 +168,23 @@ def test_image_text_split_round_trip(tmp_path, demo):
     back = open_source(f"wds:{tmp_path / 'it'}").split("test")
     assert back.captions == caps and np.array_equal(back.caption_image_index, owner)
     np.testing.assert_array_equal(back.images.get_batch(np.arange(10)), images.get_batch(np.arange(10)))
+
+
+def test_header_parser_matches_tarfile_and_pax_falls_back(shards, tmp_path):
+    import io
+    import tarfile
+
+    from fmlab.data.wds import _index_with_tarfile, index_shard
+
+    for tar in sorted(shards.glob("*.tar")):
+        assert index_shard(tar) == _index_with_tarfile(tar, tar.stat().st_size)
+    pax = tmp_path / "pax.tar"  # another writer's shard: a pax header for a long key
+    png = (shards / "test-000000.tar").read_bytes()
+    off, size = index_shard(shards / "test-000000.tar")["00000000"]["png"]
+    with tarfile.open(pax, "w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in ((("k" * 120) + ".png", png[off:off + size]), (("k" * 120) + ".cls", b"3")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    split = open_source(f"wds:{pax}").split("train")
+    assert len(split) == 1 and split.labels.tolist() == [3] and split.get_batch([0]).shape == (1, 32, 32, 3)
