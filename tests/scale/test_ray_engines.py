@@ -57,6 +57,15 @@ def test_curate_ray_jsonl_same_bytes(ray_cluster, many_units, tmp_path, workers)
     assert 0 < rs["pairs_kept"] < rs["pairs_total"]  # the draw really dropped pairs
 
 
+def test_curate_ray_on_shards_equals_the_single_file(ray_cluster, tmp_path):
+    from tests.scale.test_curate_shards import split_pool
+
+    cap, ent, shards = split_pool(tmp_path)
+    curate(CurateConfig(cap, ent, 100, tmp_path / "one", seed=5))
+    curate(CurateConfig(shards, ent, 100, tmp_path / "ray", seed=5, engine="ray", workers=2))
+    _same_outputs(tmp_path / "one", tmp_path / "ray")
+
+
 @pytest.mark.slow
 def test_curate_ray_seed_matters(ray_cluster, many_units, tmp_path):
     cap, ent, _ = write_pool(tmp_path)

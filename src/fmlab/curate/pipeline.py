@@ -33,6 +33,7 @@ from fmlab.curate.matcher import EntryMatcher
 from fmlab.curate.parallel import auto_workers, match_source
 from fmlab.curate.plot import plot_entry_counts
 from fmlab.curate.readers import CaptionSource
+from fmlab.curate.shards import CaptionShards, caption_files
 from fmlab.curate.text import load_entries
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import atomic_write, sha256_file, write_json
@@ -45,7 +46,8 @@ class CurateConfig:
     """One ``fmlab curate`` run (the CLI's flags, one field each).
 
     Attributes:
-        captions: the caption pool (JSONL, optionally gzipped, CSV/TSV or Parquet).
+        captions: the caption pool (JSONL, optionally gzipped, CSV/TSV or Parquet): one file, or
+            a folder / glob of shards, read in sorted order as one pool.
         entries: the metadata entries file, one entry per line.
         threshold: MetaCLIP's ``t``: entries matched more often are sub-sampled to ``t`` matches.
         out: the output folder.
@@ -103,7 +105,10 @@ def curate(cfg: CurateConfig) -> dict[str, Any]:
         from fmlab.utils.ray_cluster import import_ray
 
         import_ray()
-    source = CaptionSource(cfg.captions, field=cfg.field, fmt=cfg.format, batch_size=cfg.batch_size)
+    files = caption_files(cfg.captions)
+    source = (CaptionSource(files[0], field=cfg.field, fmt=cfg.format, batch_size=cfg.batch_size)
+              if len(files) == 1 and Path(cfg.captions).is_file() else
+              CaptionShards(files, field=cfg.field, fmt=cfg.format, batch_size=cfg.batch_size))
     entries, duplicates = load_entries(cfg.entries, cfg.ignore_case)
     matcher = EntryMatcher(entries, ignore_case=cfg.ignore_case)
     seconds: dict[str, float] = {"load_entries": time.perf_counter() - t0}
@@ -197,7 +202,9 @@ def _stats(
     n_pairs = len(match_counts)
     return {
         "captions": str(cfg.captions),
-        "captions_sha256": sha256_file(cfg.captions),
+        "captions_sha256": (source.sha256() if isinstance(source, CaptionShards)
+                            else sha256_file(cfg.captions)),
+        "captions_files": len(getattr(source, "sources", [source])),
         "captions_format": source.format,
         "caption_field": cfg.field,
         "entries_file": str(cfg.entries),

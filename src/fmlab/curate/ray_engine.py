@@ -27,7 +27,10 @@ UNIT_BYTES = 4 << 20  # a JSONL unit of about 4 MiB: enough units to balance, fe
 
 
 def units_of(source: CaptionSource, workers: int) -> list[tuple]:
-    """Work units of ``source``: ``("range", a, b)``, ``("rg", i)`` or ``("all",)``."""
+    """Work units of ``source``: ``("range", a, b)``, ``("rg", i)`` or ``("all",)``; for a
+    sharded pool, every shard's units with the shard's number in front."""
+    if hasattr(source, "sources"):  # CaptionShards
+        return [(k, *u) for k, s in enumerate(source.sources) for u in units_of(s, workers)]
     if source.splittable:
         size = source.path.stat().st_size
         n = min(4096, max(2 * workers, math.ceil(size / UNIT_BYTES)))
@@ -62,9 +65,9 @@ def _unit_kept(source: CaptionSource, unit: tuple, keep: np.ndarray) -> list[byt
 class _Worker:
     """A Ray actor: the caption source and the automaton, built once per actor."""
 
-    def __init__(self, source_args: dict, entries: list[str], ignore_case: bool,
+    def __init__(self, source_args: list[dict], entries: list[str], ignore_case: bool,
                  units: list[tuple]) -> None:
-        self.source = CaptionSource(**source_args)
+        self.sources = [CaptionSource(**a) for a in source_args]
         self.matcher = EntryMatcher(entries, ignore_case=ignore_case) if entries else None
         self.units = units
 
@@ -75,11 +78,12 @@ class _Worker:
         for j, u in enumerate(batch["unit"].tolist()):
             counts, ids, lines, error = array("i"), array("i"), b"", ""
             try:
+                shard, unit = self.units[u][0], self.units[u][1:]
                 if "keep" in batch:  # pass 2
                     keep = np.frombuffer(batch["keep"][j], dtype=bool)
-                    lines = b"".join(_unit_kept(self.source, self.units[u], keep))
+                    lines = b"".join(_unit_kept(self.sources[shard], unit, keep))
                 else:
-                    for captions in _unit_captions(self.source, self.units[u]):
+                    for captions in _unit_captions(self.sources[shard], unit):
                         self.matcher.match_many(captions, counts, ids)
             except FmlabError as e:
                 error = str(e)
@@ -105,10 +109,11 @@ class RayCurateEngine:
 
         self.ray, self.source, self.workers = ray, source, max(1, int(workers))
         quiet_data_context(ray)
-        self.units = units_of(source, self.workers)
+        sources = getattr(source, "sources", None)
+        self.units = units_of(source, self.workers) if sources else [(0, *u) for u in units_of(source, self.workers)]
         self.unit_rows: list[int] = []
-        self.args = {"path": str(source.path), "field": source.field, "fmt": source.format,
-                     "batch_size": source.batch_size}
+        self.args = [{"path": str(s.path), "field": s.field, "fmt": s.format, "batch_size": s.batch_size}
+                     for s in (sources or [source])]
 
     def _run(self, items: list[dict], entries: list[str], ignore_case: bool) -> Iterator[dict]:
         ds = self.ray.data.from_items(items, override_num_blocks=max(1, len(items)))
