@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--captions",
         required=True,
-        help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet",
+        help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet; or a "
+        "folder / quoted glob of such shards, read in sorted order as one pool",
     )
     p.add_argument("--entries", required=True, help="metadata: a text file with one entry per line")
     p.add_argument(
