@@ -26,7 +26,7 @@ CONFIGS = ("configs/dense/canvas_denseclip.yaml", "configs/dense/canvas_densecli
 @torch.no_grad()
 def init_accuracy(config: str, clip: str, n: int, seeds: int) -> dict:
     from fmlab.experiments.dense import build_objective, class_names_of, load_dense_config, open_split
-    from fmlab.multimodal.dense import canvas_batch
+    from fmlab.multimodal.dense_objective import canvas_batch
 
     accs = []
     for seed in range(seeds):

@@ -56,7 +56,7 @@ from fmlab.experiments.pretrain import load_pretrain_config, load_pretrain_data,
 from fmlab.utils.io import atomic_write, write_json
 
 OBJECTIVES = ("simclr", "moco", "dino", "mae", "mp3", "look", "distill", "supervised")
-LINEAR_PRIMARY = {"mae", "mp3"}
+LINEAR_PRIMARY = {"mae", "mp3", "selfie", "spark", "spark_dense", "sit"}
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 QUIET = ["trainer.progress=false", "trainer.tensorboard=false"]
 

@@ -79,6 +79,9 @@ def test_demo_runs_offline(tmp_path, monkeypatch, capsys):
     # ResNet-20 CIFAR-10 features on CIFAR-10 images: 16 shots is far above chance (10%)
     assert min(acc16.values()) > 0.6
     assert np.isfinite([r["fit_seconds"] for r in recs]).all()
+    # the demo ends with its HTML report and prints its path
+    assert f"report: {out / 'report' / 'index.html'}" in text
+    assert "accuracy vs shots" in (out / "report" / "task_adapt.html").read_text()
 
 
 

@@ -30,3 +30,20 @@ def test_resume_without_a_directory_or_with_a_config_is_refused(tmp_path):
     (tmp_path / "config.yaml").write_text("{}\n")
     with pytest.raises(ConfigError, match="drop --config"):
         train_paths(_parse(["--config", "c.yaml", "--resume", str(tmp_path)]), "configs/x.yaml")
+
+
+TRAIN_COMMANDS = (["pretrain"], ["gan", "train"], ["clip", "train"], ["text", "pretrain"],
+                  ["dense", "train"], ["region", "pretrain"], ["video", "train"], ["str", "pretrain"])
+
+
+@pytest.mark.parametrize("command", TRAIN_COMMANDS, ids=" ".join)
+def test_every_training_command_takes_both_resume_forms(command, tmp_path):
+    """One way to resume across the CLI: each training command parses --resume RUN_DIR and
+    --out RUN_DIR --resume into the same (config, run, resumed)."""
+    from fmlab.cli.main import build_parser
+
+    (tmp_path / "config.yaml").write_text("{}\n")
+    parser = build_parser()
+    a = parser.parse_args([*command, "--resume", str(tmp_path)])
+    b = parser.parse_args([*command, "--out", str(tmp_path), "--resume"])
+    assert train_paths(a, "x") == train_paths(b, "x") == (tmp_path / "config.yaml", tmp_path, True)

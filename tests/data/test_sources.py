@@ -116,8 +116,13 @@ def test_unknown_names():
 
 
 def test_named_missing_root(tmp_path):
-    with pytest.raises(DataError, match="dataset 'mnist' not found under data root"):
+    with pytest.raises(DataError, match="dataset 'mnist' not found under data root") as err:
         open_source("mnist", tmp_path)
+    assert "fmlab data download mnist" in str(err.value)
+    # no download exists for EuroSAT: the message must not offer one
+    with pytest.raises(DataError, match="dataset 'eurosat' not found under data root") as err:
+        open_source("eurosat", tmp_path)
+    assert "download" not in str(err.value) and "copy it there" in str(err.value)
 
 
 def test_folder_source(tmp_path):

@@ -10,14 +10,13 @@ import torch.nn.functional as F
 from fmlab.errors import ConfigError, DataError, ModelError
 from fmlab.metrics.segmentation import iou_per_class, mean_iou
 from fmlab.models import create_backbone
+from fmlab.multimodal.dense_objective import DenseCLIPObjective, canvas_batch
 from fmlab.multimodal.dense import (
     ClassPrompts,
     ContextDecoder,
     DenseCLIP,
-    DenseCLIPObjective,
     DenseImageEncoder,
     MeanTokenEncoder,
-    canvas_batch,
     score_map,
 )
 

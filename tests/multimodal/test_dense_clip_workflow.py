@@ -61,7 +61,7 @@ def _dense_config(tmp: Path, run: Path, source: str, **model) -> Path:
 
 def test_initial_pixel_embeddings_are_the_clip_image_projection(clip_run):
     from fmlab.experiments.dense import build_objective, load_dense_config, open_split
-    from fmlab.multimodal.dense import canvas_batch
+    from fmlab.multimodal.dense_objective import canvas_batch
     from fmlab.multimodal.io import load_image_text_model
 
     run, source, tmp = clip_run

@@ -134,7 +134,7 @@ def test_resume_is_bit_identical(tmp_path, npz_source):
 
 def test_built_model_score_map_is_hwk_per_image_and_gamma_starts_at_1e4(npz_source):
     from fmlab.experiments.dense import build_objective, load_dense_config, open_split
-    from fmlab.multimodal.dense import canvas_batch
+    from fmlab.multimodal.dense_objective import canvas_batch
 
     cfg = load_dense_config(None, ["model.text=tiny", "model.backbone=resnet_cifar", "model.depth=8", "model.width=4",
                                    "model.input_size=64", "model.embed_dim=8", "model.heads=2", "model.hidden=8"])

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from fmlab.errors import ConfigError, DataError, ModelError
-from fmlab.multimodal.video import XCLIP, VideoPrompt, XCLIPConfig, XCLIPObjective, video_to_float
+from fmlab.multimodal.video import XCLIP, VideoPrompt, XCLIPConfig, video_to_float
+from fmlab.multimodal.video_objective import XCLIPObjective
 
 TINY = dict(frames=4, image_size=8, patch_size=4, width=16, depth=2, heads=2, embed_dim=8)
 

@@ -121,7 +121,8 @@ def test_several_targets_share_one_video_embedding(pool, tmp_path, capsys):
 
 
 def test_grouped_objective_loss_is_the_mean_of_the_groups():
-    from fmlab.multimodal.video import XCLIP, XCLIPObjective
+    from fmlab.multimodal.video import XCLIP
+    from fmlab.multimodal.video_objective import XCLIPObjective
 
     torch.manual_seed(0)
     model = XCLIP(frames=2, image_size=8, width=16, depth=1, embed_dim=8)

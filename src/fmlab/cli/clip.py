@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fmlab.cli.common import add_data_root, add_db, resolve_db
+from fmlab.cli.common import add_data_root, add_db, add_train_arguments, resolve_db, train_paths
 
 
 def add_parser(sub) -> None:
@@ -16,11 +15,7 @@ def add_parser(sub) -> None:
     s.required = True
 
     t = s.add_parser("train", help="train an image-text model from a YAML config")
-    t.add_argument("--config", default=None, help="e.g. configs/clip/lit_cifar5_minilm.yaml")
-    t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=50 (repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_train_arguments(t, "configs/clip/lit_cifar5_minilm.yaml")
     t.set_defaults(func=run_train)
 
     for name, helptext in (("zeroshot", "zero-shot classification (acc@1, acc@5, mean per-class recall)"),
@@ -42,21 +37,11 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fmlab.errors import ConfigError
     from fmlab.experiments.clip import load_clip_config, run_clip_train
 
-    out = Path(args.out)
-    config = args.config
-    if args.resume:
-        if config:
-            raise ConfigError(f"--resume uses {out / 'config.yaml'}; drop --config")
-        config = out / "config.yaml"
-        if not config.is_file():
-            raise ConfigError(f"--resume: {out} has no config.yaml (not a clip run directory)")
-    elif not config:
-        raise ConfigError("give --config FILE (configs/clip/<name>.yaml)")
+    config, out, resumed = train_paths(args, "configs/clip/<name>.yaml")
     cfg = load_clip_config(config, args.overrides)
-    res = run_clip_train(cfg, out, resume=args.resume)
+    res = run_clip_train(cfg, out, resume=resumed)
     loss = f", loss {res.last_loss:.4g}" if res.last_loss is not None else ""
     print(f"trained {cfg.model.image}+{cfg.model.text} ({cfg.loss.name}) to step {res.step}{loss} "
           f"in {res.seconds:.0f}s; model in {out} (use --model {out})")

@@ -66,6 +66,15 @@ def run_list(args: argparse.Namespace) -> int:
         except DataError:
             where = "not present"
         print(f"  {name:<13} {ds.kind:<10} {ds.description}  [{where}]")
+    from fmlab.data.text import TEXT_SOURCES
+
+    print("text (fmlab text ...; also text:PATH, jsonl:PATH):")
+    for name, ts in TEXT_SOURCES.items():
+        try:
+            where = str(ts.locate(root, ts.splits[0] if ts.kind == "jsonl" else "all"))
+        except DataError:
+            where = "not present"
+        print(f"  {name:<13} {'text':<10} {ts.description}  [{where}]")
     print("synthetic (KIND?objects=SOURCE&key=value&..., rendered on demand):")
     for name, kind in synthetic_kinds().items():
         keys = ", ".join(f"{k}={v}" for k, v in {**COMMON_PARAMS, **kind.params}.items())
@@ -75,7 +84,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from fmlab.data import open_source
+    from fmlab.data.text import TEXT_SOURCES
 
+    if args.source in TEXT_SOURCES:
+        return _text_info(args)
     info = open_source(args.source, args.data_root).info()
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -95,6 +107,29 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  per class: {s['per_class']}")
     if info.get("provenance"):
         print(f"provenance: {info['provenance']}")
+    return 0
+
+
+def _text_info(args: argparse.Namespace) -> int:
+    """``fmlab data info`` of a named text source: records, words, labels, hashes per split."""
+    from fmlab.data.text import text_info
+
+    info = text_info(args.source, args.data_root)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"source: {info['source']} (text)")
+    if info.get("classes"):
+        print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    if "dedup" in info:
+        print(f"de-duplication: {info['dedup']}")
+    if "split_file_sha256" in info:
+        print(f"seeded split file sha256: {info['split_file_sha256'][:16]}")
+    for key, s in info["splits"].items():
+        print(f"split {key}: {s['n']} records, {s['words']} words, split hash {s['split_hash'][:16]}")
+        if "per_class" in s:
+            print(f"  per class: {s['per_class']}")
+    print(f"provenance: {info.get('provenance', '')}")
     return 0
 
 

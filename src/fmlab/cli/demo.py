@@ -52,5 +52,19 @@ def run(args: argparse.Namespace) -> int:
     print((Path(args.out) / "summary.md").read_text())
     print(f"plot: {Path(args.out) / 'accuracy_vs_shots.png'}; results: {Path(args.out) / 'results.json'}; "
           f"database: {Path(args.out) / 'fmlab.db'}")
+    print(f"report: {_write_report(Path(args.out))}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _write_report(out: Path) -> str:
+    """The demo's HTML report (``OUT/report/index.html``), or why it was skipped."""
+    from fmlab.errors import FmlabError
+    from fmlab.report import build_report
+    from fmlab.report.site import require_plotly
+
+    try:
+        require_plotly()
+    except FmlabError as e:
+        return f"skipped ({e})"
+    return str(build_report(out / "report", dbs=[out / "fmlab.db"]))

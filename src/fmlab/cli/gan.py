@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from fmlab.cli.common import add_data_root, add_db, add_generator, arch_kwargs, resolve_db
+from fmlab.cli.common import (add_data_root, add_db, add_generator, add_train_arguments, arch_kwargs,
+                              resolve_db, train_paths)
 
 
 def add_parser(sub) -> argparse._SubParsersAction:
@@ -30,13 +31,7 @@ def _add_train(gsub) -> None:
         "train", help="train a GAN from a config (checkpoints, grids, metrics, resume)",
         description="Train a GAN. RUN_DIR receives config.yaml, metrics.jsonl, fmlab.db, "
                     "checkpoints/, samples/step_XXXXXX.png and generator.safetensors + .json.")
-    t.add_argument("--config", default=None,
-                   help="YAML config (configs/gan/*.yaml); --resume reads RUN_DIR/config.yaml instead")
-    t.add_argument("--out", default=None, help="run directory")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=100 (repeatable)")
-    t.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its latest checkpoint")
+    add_train_arguments(t, "configs/gan/<name>.yaml", "trainer.max_steps=100")
     add_db(t, default_help="RUN_DIR/fmlab.db")
     t.set_defaults(func=run_train)
 
@@ -84,12 +79,11 @@ def _add_eval(gsub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.gan import load_gan_config, train_gan
 
-    config, out = resolve_run_dir(args.config, args.out, args.resume, example="configs/gan/<name>.yaml")
+    config, out, resumed = train_paths(args, "configs/gan/<name>.yaml")
     cfg = load_gan_config(config, args.overrides)
-    res = train_gan(cfg, out, resume=bool(args.resume), db=resolve_db(args, out))
+    res = train_gan(cfg, out, resume=resumed, db=resolve_db(args, out))
     how = f" (resumed from step {res.resumed_from})" if res.resumed_from is not None else ""
     stop = " (CPU budget reached)" if res.stopped_by_budget else ""
     print(f"trained {cfg.name} to step {res.step}/{res.max_steps}{how}{stop} in "

@@ -31,6 +31,8 @@ COMMANDS = {
     "region": "fmlab.cli.region",
     "dense": "fmlab.cli.dense",
     "video": "fmlab.cli.video",
+    "text": "fmlab.cli.text",
+    "report": "fmlab.cli.report",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports

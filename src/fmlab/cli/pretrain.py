@@ -6,6 +6,15 @@ import argparse
 import sys
 import warnings
 
+from fmlab.cli.common import add_train_arguments, train_paths
+from fmlab.utils.helptext import deferred_help
+
+
+def _help_fields() -> dict[str, str]:
+    from fmlab.pretrain import OBJECTIVES
+
+    return {"objectives": ", ".join(OBJECTIVES.names())}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -15,30 +24,22 @@ def add_parser(sub) -> None:
                     "(resolved), metrics.jsonl, checkpoints/, encoder.safetensors and "
                     "encoder.json (how to load it: create_backbone(architecture, "
                     "weights=RUN_DIR/encoder.safetensors, **kwargs)). Runs DDP under "
-                    "`torchrun --nproc_per_node N -m fmlab pretrain ...`.")
-    p.add_argument("--config", default=None,
-                   help="YAML config, e.g. configs/pretrain/simclr_cifar10.yaml")
-    p.add_argument("--out", default=None, help="run directory (default with --resume: RUN_DIR)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. trainer.max_steps=100, data.limit=2000, "
-                        "objective.temperature=0.5 (repeatable)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its last checkpoint with the "
-                        "configuration saved there (--set still applies)")
+                    "`torchrun --nproc_per_node N -m fmlab pretrain ...`. Objectives: {objectives}.",
+        formatter_class=deferred_help(_help_fields))
+    add_train_arguments(p, "configs/pretrain/simclr_cifar10.yaml",
+                        "trainer.max_steps=100, data.limit=2000, objective.temperature=0.5")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the run directory, load the config, train, print where the encoder is."""
-    from fmlab.engine import resolve_run_dir
     from fmlab.experiments.pretrain import load_pretrain_config, run_pretrain
 
-    config, out = resolve_run_dir(args.config, args.out, args.resume,
-                                  example="configs/pretrain/<objective>_<data>.yaml")
+    config, out, resumed = train_paths(args, "configs/pretrain/<objective>_<data>.yaml")
     cfg = load_pretrain_config(config, args.overrides)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        res = run_pretrain(cfg, out, resume=bool(args.resume))
+        res = run_pretrain(cfg, out, resume=resumed)
     if not res.is_main:
         return 0
     how = f" (resumed from step {res.resumed_from})" if res.resumed_from is not None else ""

@@ -206,6 +206,9 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+DOWNLOADABLE = ("mnist", "cifar10")  # what `fmlab data download` can fetch; other sources are copied by hand
+
+
 def download(name: str, root: Path, opener=urllib.request.urlopen) -> Path:
     """Download dataset ``name`` into ``root`` and return the written npz path.
 
@@ -226,4 +229,4 @@ def download(name: str, root: Path, opener=urllib.request.urlopen) -> Path:
         return write_npz(root / "mnist" / "mnist.npz", convert_mnist(raw))
     if name == "cifar10":
         return write_npz(root / "cifar10" / "cifar10.npz", convert_cifar10(fetch(CIFAR10, opener=opener)))
-    raise DataError(f"no download for {name!r}; downloadable: mnist, cifar10")
+    raise DataError(f"no download for {name!r}; downloadable: {', '.join(DOWNLOADABLE)}")

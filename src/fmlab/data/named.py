@@ -51,10 +51,13 @@ class NamedDataset:
         for rel in self.candidates:
             if (root / rel).is_file():
                 return root / rel
+        from fmlab.data.download import DOWNLOADABLE
+
+        fix = (f"or run `fmlab data download {self.name}`" if self.name in DOWNLOADABLE
+               else f"or copy it there ({self.provenance})")
         raise DataError(
             f"dataset {self.name!r} not found under data root {root} (looked for "
-            f"{', '.join(self.candidates)}); set --data-root or FMLAB_DATA, or run "
-            f"`fmlab data download {self.name}`"
+            f"{', '.join(self.candidates)}); set --data-root or FMLAB_DATA, {fix}"
         )
 
     def metadata_for(self, path: Path) -> dict:
@@ -95,6 +98,14 @@ NAMED: dict[str, NamedDataset] = {
             "coco_mini", "image-text", ("coco_mini/coco_mini_captions.npz",),
             "COCO-mini: 159 images x 5 captions (80 train2017, 79 val2017)",
             "COCO 2017 captions (CC BY 4.0), images under their Flickr licences",
+        ),
+        NamedDataset(
+            "eurosat", "image", ("eurosat/eurosat_rgb_4k.npz",),
+            "EuroSAT RGB subset (Sentinel-2), 3,000 train / 1,000 test, 64x64 RGB, 10 classes "
+            "(300 / 100 per class, stored class by class: shuffle before training)",
+            "Helber et al. 2019, EuroSAT (MIT per its README; Copernicus Sentinel data terms); "
+            "subset drawn with numpy default_rng(0); see eurosat/PROVENANCE.md in the data root",
+            (("eurosat_rgb_4k.npz", (("variant", "rgb_4k_subset"),)),),
         ),
         NamedDataset(
             "cifar10_demo", "image", (),

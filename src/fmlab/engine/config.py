@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import os
 import types
 import typing
@@ -36,6 +37,8 @@ __all__ = ["EngineConfig", "MonitorConfig", "OptimConfig", "ScheduleConfig", "Tr
 
 C = TypeVar("C")
 
+LOGGERS = ("jsonl", "tensorboard", "mlflow")  # what trainer.loggers may list
+
 _NONE_WORDS = {"null", "none", "~", ""}
 
 
@@ -55,6 +58,9 @@ class TrainerConfig:
     log_every: int = 50
     progress: bool = True  # tqdm bar on rank 0
     tensorboard: bool = True  # event files when the tensorboard package is installed
+    # the run's logs: jsonl (metrics.jsonl, always), tensorboard, mlflow; None: jsonl, plus
+    # tensorboard when ``tensorboard`` is true (the older key keeps working)
+    loggers: list[str] | None = None
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     find_unused_parameters: bool = False  # passed to DDP
 
@@ -67,6 +73,28 @@ class TrainerConfig:
         check(self.checkpoint_every >= 0, f"{prefix}.checkpoint_every", self.checkpoint_every, "must be >= 0")
         check(self.keep_last >= 1, f"{prefix}.keep_last", self.keep_last, "must be >= 1")
         check(self.log_every >= 1, f"{prefix}.log_every", self.log_every, "must be >= 1")
+        if self.loggers is not None:
+            unknown = [x for x in self.loggers if x not in LOGGERS]
+            check(not unknown, f"{prefix}.loggers", self.loggers,
+                  f"unknown logger(s) {unknown}; choose from {', '.join(LOGGERS)}")
+            check("jsonl" in self.loggers, f"{prefix}.loggers", self.loggers,
+                  "must include jsonl (metrics.jsonl is what resume and fmlab report read)")
+            if "mlflow" in self.loggers and importlib.util.find_spec("mlflow") is None:
+                raise ConfigError(f"{prefix}.loggers: 'mlflow' needs the mlflow package, which is not "
+                                  "installed; install the extra: pip install -e '.[track]'")
+
+    def active_loggers(self) -> list[str]:
+        """The logs this run writes: ``loggers``, or jsonl (+ tensorboard when ``tensorboard``).
+
+        Examples:
+            >>> TrainerConfig(tensorboard=False).active_loggers()
+            ['jsonl']
+            >>> TrainerConfig(loggers=["jsonl", "tensorboard"]).active_loggers()
+            ['jsonl', 'tensorboard']
+        """
+        if self.loggers is not None:
+            return list(dict.fromkeys(self.loggers))
+        return ["jsonl", "tensorboard"] if self.tensorboard else ["jsonl"]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Run logs: ``metrics.jsonl`` (one JSON object per line), optional TensorBoard, a tqdm bar.
+"""Run logs: ``metrics.jsonl`` (one JSON object per line), optional TensorBoard and MLflow
+(``trainer.loggers``, see :mod:`fmlab.engine.mlflow_sink`), a tqdm bar.
 
 Only rank 0 writes. Each line is flushed as it is written so a killed run keeps its log; on
 resume the lines after the checkpoint's step are dropped, so the final file reads like one
@@ -20,22 +21,34 @@ METRICS = "metrics.jsonl"
 
 
 class MetricsLogger:
-    """Writes records to ``RUN_DIR/metrics.jsonl`` and, if available, TensorBoard scalars."""
+    """Writes records to ``RUN_DIR/metrics.jsonl`` and, when listed, TensorBoard scalars (if the
+    package is there) and an MLflow run.
+
+    Args:
+        loggers: ``["jsonl", "tensorboard", "mlflow"]`` or a part (``TrainerConfig.active_loggers``);
+            None: jsonl plus tensorboard when ``tensorboard``.
+    """
 
     def __init__(self, run_dir: str | os.PathLike | None, enabled: bool = True,
                  tensorboard: bool = True, progress: bool = False, total: int = 0,
-                 initial: int = 0) -> None:
+                 initial: int = 0, loggers: list[str] | None = None) -> None:
         self.enabled = enabled and run_dir is not None
         self.path = Path(run_dir) / METRICS if run_dir is not None else None
         self._file = None
         self._tb = None
+        self._mlflow = None
         self._bar = None
+        loggers = loggers if loggers is not None else ["jsonl"] + (["tensorboard"] if tensorboard else [])
         if self.enabled:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = _open_append(self.path)
-            if tensorboard:
+            if "tensorboard" in loggers:
                 self._tb = _tensorboard_writer(self.path.parent / "tb")
+            if "mlflow" in loggers:
+                from fmlab.engine.mlflow_sink import MlflowSink
+
+                self._mlflow = MlflowSink(self.path.parent)
         if enabled and progress:
             from tqdm.auto import tqdm
 
@@ -52,6 +65,8 @@ class MetricsLogger:
             for key, value in _flatten(record).items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)):
                     self._tb.add_scalar(key, value, step)
+        if self._mlflow is not None:
+            self._mlflow.log(record)
 
     def advance(self, n: int = 1, **postfix: Any) -> None:
         """Move the progress bar; ``postfix`` (loss, img/s) is shown when given."""
@@ -60,7 +75,14 @@ class MetricsLogger:
             if postfix:
                 self._bar.set_postfix(postfix, refresh=False)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close every log; ``failed`` marks the MLflow run FAILED (and logs no artifacts)."""
+        if self._mlflow is not None:
+            if failed:
+                self._mlflow.client.set_terminated(self._mlflow.run_id, status="FAILED")
+            else:
+                self._mlflow.finish()
+            self._mlflow = None
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -211,7 +211,7 @@ class Trainer:
             A :class:`FitResult` (final step, the records logged in this call ...).
         """
         f = self.begin(resume)
-        stopped = False
+        stopped = ok = False
         try:
             while self.step < f.max_steps:
                 if self.callbacks and any(cb.should_stop(self) for cb in self.callbacks):
@@ -219,8 +219,9 @@ class Trainer:
                     break
                 self.train_step()
             encoder_path = self._finish(f)
+            ok = True
         finally:
-            self.close()
+            self.close(failed=not ok)
         barrier()
         return FitResult(self.step, self.epoch, f.max_steps, f.history, self.run_dir,
                          encoder_path, f.resumed_from, stopped)
@@ -242,11 +243,11 @@ class Trainer:
             cb.on_train_step_end(self)
         self._after_step(f, lr)
 
-    def close(self) -> None:
-        """Close the logs and undo the fit's hooks (also after an error)."""
+    def close(self, failed: bool = False) -> None:
+        """Close the logs and undo the fit's hooks (also after an error: ``failed``)."""
         f, self._fit = self._fit, None
         if f is not None:
-            f.logger.close()
+            f.logger.close(failed=failed)
             for h in f.hooks:
                 h.remove()
 
@@ -290,7 +291,7 @@ class Trainer:
         model, hooks = parallelize(self, obj, manual, info, device)
         obj.train()
         c = self.cfg
-        logger = MetricsLogger(self.run_dir, enabled=writes, tensorboard=c.tensorboard,
+        logger = MetricsLogger(self.run_dir, enabled=writes, loggers=c.active_loggers(),
                                progress=c.progress and info.is_main, total=max_steps,
                                initial=self.step)
         autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=c.bf16)
@@ -304,7 +305,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_start(self, resumed_from)
         except BaseException:
-            self.close()
+            self.close(failed=True)
             raise
         return f
 

@@ -167,7 +167,7 @@ def _build_from_clip(cfg: DenseModelConfig, class_names: list[str]):
 
 
 def build_objective(cfg: DenseTrainConfig, class_names: list[str]):
-    from fmlab.multimodal.dense import DenseCLIPObjective
+    from fmlab.multimodal.dense_objective import DenseCLIPObjective
 
     return DenseCLIPObjective(build_model(cfg.model, class_names), cfg.loss.aux_weight, cfg.loss.tau)
 
@@ -203,7 +203,7 @@ def run_dense_train(cfg: DenseTrainConfig, out: str | Path, resume: bool = False
     from fmlab.data.synthetic.batches import RenderedSource
     from fmlab.engine import Trainer
     from fmlab.engine.checkpoint import write_safetensors
-    from fmlab.multimodal.dense import canvas_batch
+    from fmlab.multimodal.dense_objective import canvas_batch
     from fmlab.utils.io import write_json
 
     t0 = time.perf_counter()

@@ -80,7 +80,7 @@ def run_dense_eval(model: str | Path, data: str | None = None, split: str = "tes
         The metrics (floats) and ``n_images``.
     """
     from fmlab.data.synthetic.batches import RenderedSource
-    from fmlab.multimodal.dense import canvas_batch
+    from fmlab.multimodal.dense_objective import canvas_batch
 
     t0 = time.perf_counter()
     obj, cfg, names = load_dense_run(model)

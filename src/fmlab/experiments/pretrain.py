@@ -155,6 +155,7 @@ def _build_transform(obj: Any, cfg: PretrainConfig, spec: Any, image_shape: tupl
     if h != w:
         raise ConfigError(f"model.arch: {cfg.model.arch!r} takes {h}x{w} images; the pre-training "
                           f"transforms need square inputs")
+    h = w = obj.transform_image_size(h)  # SatMAE++ crops at its top target scale
     tf_kwargs = dict(dataclasses.asdict(cfg.augment))
     tf_kwargs.update(image_size=h, mean=tuple(spec.mean), std=tuple(spec.std),
                      channels=spec.channels, **obj.transform_arguments())
@@ -191,6 +192,11 @@ def build_pretrain(cfg: PretrainConfig, data: PretrainData) -> tuple[Any, Any, A
     torch.manual_seed(cfg.trainer.seed)
     bb = create_backbone(cfg.model.arch, weights=expand_path(cfg.model.weights, "model.weights"),
                          **cfg.model.kwargs)
+    if getattr(cls, "builds_terms", False):  # a composite: its terms come from cfg.objectives
+        from fmlab.experiments.pretrain_composite import build_composite
+
+        obj, transform = build_composite(cls, cfg, data, bb)
+        return obj, transform, bb
     kwargs = _objective_arguments(cls, cfg, data)
     try:
         obj = cls(encoder=_encoder_argument(cls, bb, cfg.model.arch, name), **kwargs)
@@ -260,6 +266,29 @@ def finalize_export(cfg: PretrainConfig, obj: Any, bb: Any, run_dir: Path) -> di
     return meta
 
 
+def save_objective_picture(cfg: PretrainConfig, obj: Any, data: PretrainData,
+                           run_dir: Path, n: int = 8) -> Path | None:
+    """Let the objective draw itself on ``n`` held-out images (training ones when none are
+    held out) into ``RUN_DIR/<objective>.png``; its random draws are seeded from
+    ``trainer.seed``, so the picture is reproducible.
+
+    Returns:
+        The PNG written, or None when the objective draws nothing.
+    """
+    import torch
+
+    source = data.val if data.val is not None and len(data.val) else data.train
+    raw = source.tensors["images"][: min(n, len(source))]
+    was_training = obj.training
+    obj.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.trainer.seed)
+            return obj.save_picture(obj.prepare(raw), run_dir / f"{cfg.objective.name}.png")
+    finally:
+        obj.train(was_training)
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -312,6 +341,7 @@ def run_pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = Fal
     meta = None
     if info.is_main and res.encoder_path is not None:
         meta = finalize_export(cfg, obj, bb, run_dir)
+        save_objective_picture(cfg, obj, data, run_dir)
     losses = [r["loss"] for r in res.history if "loss" in r]
     mons = [r["monitor"] for r in res.history if "monitor" in r]
     return PretrainResult(run_dir, res.step, res.max_steps, res.resumed_from, res.encoder_path,

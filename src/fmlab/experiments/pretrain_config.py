@@ -30,8 +30,8 @@ from fmlab.errors import ConfigError
 from fmlab.utils.validation import check
 
 __all__ = ["AugmentSection", "ModelConfig", "ObjectiveSection", "PretrainConfig",
-           "PretrainDataConfig", "load_pretrain_config", "objective_class",
-           "pretrain_config_class"]
+           "PretrainDataConfig", "TermSection", "load_pretrain_config", "objective_class",
+           "pretrain_config_class", "term_sections"]
 
 
 # --------------------------------------------------------------------------- config
@@ -66,6 +66,21 @@ class PretrainDataConfig:
 
 
 @dataclass
+class TermSection:
+    """One entry of a composite config's ``objectives`` list (see
+    :class:`fmlab.pretrain.composite.CompositeObjective`): a registered objective, its weight and
+    weight schedule, and its own ``objective`` / ``augment`` keys (typed and checked as in a
+    single-objective config)."""
+
+    name: str = ""
+    weight: float = 1.0
+    schedule: str = "constant"  # or "linear": ramp from 0 to weight over ramp_steps steps
+    ramp_steps: int = 0
+    objective: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ObjectiveSection:
     """Base of the generated ``objective`` sections: the registry name of the objective
     (each generated section defaults it to its own objective)."""
@@ -95,6 +110,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    objectives: list[TermSection] = field(default_factory=list)  # objective.name: composite
 
 
 _CLASSES: dict[type, type] = {}  # objective class -> its PretrainConfig subclass
@@ -165,6 +181,52 @@ def _validate_config(cfg: PretrainConfig) -> None:
           f"is not a registered objective ({', '.join(OBJECTIVES.names())})")
     check(_CLASSES.get(OBJECTIVES.get(cfg.objective.name)) is type(cfg), "objective.name",
           cfg.objective.name, "does not match the objective section this config was loaded with")
+    composite = getattr(OBJECTIVES.get(cfg.objective.name), "builds_terms", False)
+    check(bool(cfg.objectives) == composite, "objectives", len(cfg.objectives),
+          "terms need objective.name: composite" if cfg.objectives
+          else f"objective {cfg.objective.name!r} needs a non-empty objectives list")
+    for i, term in enumerate(cfg.objectives):
+        term_sections(term, f"objectives[{i}]")
+
+
+def term_sections(term: TermSection, where: str) -> tuple[Any, Any]:
+    """The typed ``(objective, augment)`` sections of one composite term, checked.
+
+    Args:
+        term: the term's entry.
+        where: its position in the config (``objectives[1]``), for error messages.
+
+    Returns:
+        Instances of the term objective's generated section classes.
+
+    Raises:
+        ConfigError: an unknown or nested-composite name, a negative weight, an unknown
+            schedule, or an unknown key, each named with ``where``.
+    """
+    from fmlab.engine.config import from_dict
+
+    if not term.name:
+        raise ConfigError(f"{where}.name: missing (a registered objective)")
+    try:
+        cls = objective_class(term.name)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.name: {str(e).removeprefix('objective.name: ')}") from None
+    check(not getattr(cls, "builds_terms", False), f"{where}.name", term.name,
+          "cannot be a term of a composite")
+    check(term.weight >= 0, f"{where}.weight", term.weight, "must be >= 0")
+    check(term.schedule in ("constant", "linear"), f"{where}.schedule", term.schedule,
+          "must be 'constant' or 'linear'")
+    check(term.ramp_steps >= 0, f"{where}.ramp_steps", term.ramp_steps, "must be >= 0")
+    config_cls = pretrain_config_class(term.name)
+    hints = typing.get_type_hints(config_cls)
+    objective = from_dict(hints["objective"], {**term.objective, "name": term.name},
+                          where, prefix=f"{where}.objective.")
+    augment = from_dict(hints["augment"], dict(term.augment), where, prefix=f"{where}.augment.")
+    for section, prefix in ((objective, "objective"), (augment, "augment")):
+        validate = getattr(section, "validate", None)
+        if callable(validate):
+            validate(f"{where}.{prefix}")
+    return objective, augment
 
 
 def load_pretrain_config(path: str | os.PathLike | None,
@@ -188,6 +250,8 @@ def load_pretrain_config(path: str | os.PathLike | None,
         section = data.get("objective") if isinstance(data, dict) else None
         if isinstance(section, dict) and section.get("name") is not None:
             name = str(section["name"])
+        elif isinstance(data, dict) and data.get("objectives"):
+            name = "composite"  # an objectives list alone makes a composite run
     for item in overrides:
         key, sep, value = item.partition("=")
         if sep and key.strip() == "objective.name":

@@ -3,7 +3,7 @@
 Training (:func:`run_video_train`): config -> :class:`~fmlab.multimodal.video.XCLIP` sized from the
 rendered clips (frames, side, channels), class text embeddings (:class:`~fmlab.multimodal.video_text.ClassText`:
 frozen ``text:minilm`` embeddings of prompts such as "a video of something moving {}" encoded once,
-with a learnable projection; or a learnable table), :class:`~fmlab.multimodal.video.XCLIPObjective`,
+with a learnable projection; or a learnable table), :class:`~fmlab.multimodal.video_objective.XCLIPObjective`,
 a :class:`~fmlab.data.synthetic.batches.RenderedSource` over the train split -> :class:`fmlab.engine.Trainer`.
 
 ``data.targets`` names the label kinds trained: ``appearance`` (the object's class), ``direction``
@@ -216,7 +216,8 @@ def build_objective(meta: dict, text_features: torch.Tensor | None) -> Any:
     Returns:
         The objective (its ``model`` is the :class:`XCLIP`).
     """
-    from fmlab.multimodal.video import XCLIP, XCLIPConfig, XCLIPObjective
+    from fmlab.multimodal.video import XCLIP, XCLIPConfig
+    from fmlab.multimodal.video_objective import XCLIPObjective
     from fmlab.multimodal.video_text import ClassText
 
     xconf = XCLIPConfig(**meta["xclip"])

@@ -13,9 +13,9 @@ from __future__ import annotations
 from fmlab.utils.lazy import lazy_exports
 
 _EXPORTS = {
-    "DenseCLIP": "dense", "DenseCLIPObjective": "dense", "DenseImageEncoder": "dense",
+    "DenseCLIP": "dense", "DenseCLIPObjective": "dense_objective", "DenseImageEncoder": "dense",
     "ClassPrompts": "dense", "ContextDecoder": "dense", "score_map": "dense",
-    "XCLIP": "video", "XCLIPConfig": "video", "XCLIPObjective": "video",
+    "XCLIP": "video", "XCLIPConfig": "video", "XCLIPObjective": "video_objective",
     "CharVocab": "textdecoder", "CharDecoder": "textdecoder", "DPTRObjective": "dptr",
     "orp_perturb": "dptr",
     "RegionEncoder": "region", "RegionTextObjective": "region", "sample_boxes": "region",

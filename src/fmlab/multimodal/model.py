@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,7 @@ class ImageTextSpec:
     image: str = "resnet20_cifar"
     image_weights: str | None = None
     image_input_size: int = 0  # resize images to this before the image tower (0: the tower's own size)
+    image_kwargs: dict = field(default_factory=dict)  # architecture options of the image tower
     text: str = "text:minilm"
     embed_dim: int | None = 256  # None: identity projections (towers must agree)
     init_logit_scale: float = 1 / 0.07  # the multiplier
@@ -140,7 +141,7 @@ class ImageTextModel(nn.Module):
             if "$" in weights:
                 raise ConfigError(f"model.image_weights: {spec.image_weights!r} names an unset "
                                   "environment variable")
-        image = create_backbone(spec.image, weights=weights)
+        image = create_backbone(spec.image, weights=weights, **spec.image_kwargs)
         if not hasattr(image, "trunk"):
             raise ModelError(f"{spec.image} is not an image backbone")
         if spec.image_input_size:

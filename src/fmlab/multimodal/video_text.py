@@ -1,4 +1,4 @@
-"""Class text embeddings for :class:`~fmlab.multimodal.video.XCLIPObjective`: frozen or learnable.
+"""Class text embeddings for :class:`~fmlab.multimodal.video_objective.XCLIPObjective`: frozen or learnable.
 
 X-CLIP keeps CLIP's text tower; on a laptop the class names of a video task ("a video of
 something moving up", "a video of a 3") are encoded once by a frozen text tower (e.g. the

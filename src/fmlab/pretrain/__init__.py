@@ -19,8 +19,14 @@ from fmlab.pretrain.look import LOOK, look_loss
 from fmlab.pretrain.mae import MAE, mae_loss, patch_targets
 from fmlab.pretrain.moco import MoCo, moco_logits
 from fmlab.pretrain.mp3 import MP3, position_loss
+from fmlab.pretrain.selfie import Selfie, selfie_loss
 from fmlab.pretrain.simclr import SimCLR, SupCon, contrastive_loss
+from fmlab.pretrain.sit import SiT
+from fmlab.pretrain.spark import SparK, SparKDense, sparse_batch_norm
 from fmlab.pretrain.supervised import Supervised
+from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
+from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
+from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (registers "composite")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -43,6 +49,7 @@ def create_objective(name: str, **kwargs: Any) -> Objective:
 
 
 __all__ = [
+    "CompositeObjective",
     "DINO",
     "LOOK",
     "MAE",
@@ -54,7 +61,11 @@ __all__ = [
     "MoCo",
     "Objective",
     "ProjectionHead",
+    "Selfie",
+    "SiT",
     "SimCLR",
+    "SparK",
+    "SparKDense",
     "SupCon",
     "Supervised",
     "TeacherImages",
@@ -71,5 +82,7 @@ __all__ = [
     "patch_targets",
     "position_loss",
     "register_objective",
+    "selfie_loss",
+    "sparse_batch_norm",
     "resolve_encoder",
 ]

@@ -203,6 +203,15 @@ class Objective(nn.Module):
         """
         return {}
 
+    def transform_image_size(self, input_size: int) -> int:
+        """The size the default transform crops at, given the encoder's input size (SatMAE++
+        crops larger: its targets keep the detail its input is downsampled from).
+
+        Returns:
+            ``input_size`` unless the objective resizes its views itself.
+        """
+        return input_size
+
     def wrap_transform(self, transform: Any, preprocess: Any) -> Any:
         """The batch transform the run uses, given the default one and the student's
         preprocessing spec (a distillation teacher may need its own view).
@@ -211,6 +220,19 @@ class Objective(nn.Module):
             ``transform`` itself unless the objective needs more in the batch.
         """
         return transform
+
+    def save_picture(self, images: Tensor, path: Any) -> Any:
+        """Draw what the objective does on a few images (masked objectives: input, mask and
+        reconstruction side by side) into the PNG ``path``; called once after training.
+
+        Args:
+            images: (N, C, H, W) preprocessed images (a handful of held-out ones).
+            path: where to write the PNG.
+
+        Returns:
+            The path written, or None (the default: most objectives draw nothing).
+        """
+        return None
 
     def export_patch(self, train_kwargs: Mapping[str, Any]) -> ExportPatch:
         """What the export adds to ``encoder.safetensors`` and the kwargs it then loads under.

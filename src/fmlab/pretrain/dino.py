@@ -18,6 +18,11 @@ centred teacher is uniform and the loss sits at log(out_dim): on CIFAR-10 the lo
 (K = 1,024) for 150 steps at lr 5e-4 and at 2e-3, and the kNN monitor did not move; with BN it
 fell (6.56 at lr 2e-3) and kNN rose from 0.32 to 0.35 (docs/benchmarks.md).
 
+Optional iBOT MIM term (``ibot_weight`` > 0, ViT encoders only; :mod:`fmlab.pretrain.ibot`):
+the student sees masked global views and matches the teacher's patch-token distributions on the
+masked positions. ``ibot_weight=1`` with ``koleo_weight=0.1`` is the DINOv2 / RAD-DINO recipe
+(``configs/pretrain/ibot_eurosat.yaml``); with both 0 this is plain DINO.
+
 ``freeze_last_layer_steps`` drops the last layer's gradient for the first steps (DINO: one
 epoch; default 0 here because the engine counts steps, not epochs).
 
@@ -38,6 +43,7 @@ from fmlab.pretrain import _dist
 from fmlab.pretrain._ema import cosine_momentum, frozen_copy, momentum_update_
 from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.heads import DINOHead
+from fmlab.pretrain.ibot import ibot_loss, ibot_masks, masked_vit_tokens
 
 __all__ = ["DINO", "dino_loss", "koleo_loss"]
 
@@ -116,7 +122,9 @@ class DINO(Objective):
                  teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  teacher_temp_warmup_steps: int = 0, center_momentum: float = 0.9,
                  teacher_momentum: float = 0.996, koleo_weight: float = 0.0,
-                 freeze_last_layer_steps: int = 0, use_bn: bool = False) -> None:
+                 freeze_last_layer_steps: int = 0, use_bn: bool = False,
+                 ibot_weight: float = 0.0, ibot_mask_prob: float = 0.5,
+                 ibot_mask_ratio: tuple[float, float] = (0.1, 0.5)) -> None:
         super().__init__()
         for name, t in (("student_temp", student_temp), ("teacher_temp", teacher_temp),
                         ("warmup_teacher_temp", warmup_teacher_temp)):
@@ -138,7 +146,21 @@ class DINO(Objective):
         self.koleo_weight = float(koleo_weight)
         self.freeze_last_layer_steps = int(freeze_last_layer_steps)
         self.register_buffer("center", torch.zeros(1, out_dim))
+        self._init_ibot(ibot_weight, ibot_mask_prob, ibot_mask_ratio, out_dim)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def _init_ibot(self, weight: float, mask_prob: float, ratio: tuple[float, float],
+                   out_dim: int) -> None:
+        self.ibot_weight, self.ibot_mask_prob = float(weight), float(mask_prob)
+        self.ibot_mask_ratio = (float(ratio[0]), float(ratio[1]))
+        if self.ibot_weight <= 0:
+            return
+        if not hasattr(self.encoder, "patch_embed") or not hasattr(self.encoder, "blocks"):
+            raise ConfigError(f"ibot_weight > 0 needs a ViT encoder (patch tokens), got "
+                              f"{type(self.encoder).__name__}")
+        ibot_masks(1, 4, self.ibot_mask_prob, self.ibot_mask_ratio)  # validates the settings
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.encoder.embed_dim))
+        self.register_buffer("center_patch", torch.zeros(1, out_dim))
 
     def current_teacher_temp(self) -> float:
         s, w = int(self.step), self.teacher_temp_warmup_steps
@@ -162,18 +184,57 @@ class DINO(Objective):
             torch.cat(list(teacher_out)).float().mean(0, keepdim=True))
         self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
 
+    def _ibot_student(self, views: Sequence[Tensor], mask: Tensor) -> tuple[list[Tensor], Tensor,
+                                                                              Tensor]:
+        """Masked global views -> per-view CLS head outputs, pooled features, patch outputs."""
+        tokens = masked_vit_tokens(self.encoder, torch.cat(list(views)), mask, self.mask_token)
+        feats = self.encoder.pool_tokens(tokens)
+        patches = tokens[:, self.encoder.num_prefix_tokens:]
+        p_out = self.head(patches.flatten(0, 1)).view(*patches.shape[:2], -1)
+        return list(self.head(feats).chunk(len(views))), feats, p_out
+
+    @torch.no_grad()
+    def _ibot_teacher(self, views: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
+        tokens = self.teacher_encoder.forward_tokens(torch.cat(list(views)))
+        patches = tokens[:, self.teacher_encoder.num_prefix_tokens:]
+        p_out = self.teacher_head(patches.flatten(0, 1)).view(*patches.shape[:2], -1)
+        cls_out = self.teacher_head(self.teacher_encoder.pool_tokens(tokens))
+        return list(cls_out.chunk(len(views))), p_out
+
+    def _ibot_terms(self, globals_: list[Tensor], tt: float
+                    ) -> tuple[list[Tensor], Tensor, list[Tensor], Tensor, dict[str, Any]]:
+        n_all = sum(v.shape[0] for v in globals_)
+        length = self.encoder.num_patches
+        mask = ibot_masks(n_all, length, self.ibot_mask_prob, self.ibot_mask_ratio,
+                          globals_[0].device)
+        s_global, g_feats, s_patch = self._ibot_student(globals_, mask)
+        t_out, t_patch = self._ibot_teacher(globals_)
+        mim = ibot_loss(s_patch, t_patch, mask, self.center_patch, self.student_temp, tt)
+        if self.training:
+            batch_center = _dist.all_reduce_mean(t_patch.float().mean((0, 1)).unsqueeze(0))
+            self.center_patch.mul_(self.center_momentum).add_(
+                batch_center * (1 - self.center_momentum))
+        logs = {"ibot": mim.detach(), "ibot_mask_ratio": mask.float().mean()}
+        return s_global, g_feats, t_out, self.ibot_weight * mim, logs
+
     def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         globals_ = list(require(batch, "global_views", type(self).__name__))
         locals_ = list(batch.get("local_views", []) or [])
         if len(globals_) < 1 or len(globals_) + len(locals_) < 2:
             raise DataError(f"DINO needs >= 1 global view and >= 2 views in all, got "
                             f"{len(globals_)} global and {len(locals_)} local")
-        s_global, g_feats = self._student(globals_)
-        s_local = self._student(locals_)[0] if locals_ else []
-        t_out = self._teacher(globals_)
         tt = self.current_teacher_temp()
+        extra, logs = None, {}
+        if self.ibot_weight > 0:
+            s_global, g_feats, t_out, extra, logs = self._ibot_terms(globals_, tt)
+        else:
+            s_global, g_feats = self._student(globals_)
+            t_out = self._teacher(globals_)
+        s_local = self._student(locals_)[0] if locals_ else []
         loss = dino_loss(s_global + s_local, t_out, self.center, self.student_temp, tt)
-        logs: dict[str, Any] = {"dino": loss.detach(), "teacher_temp": tt}
+        logs.update(dino=loss.detach(), teacher_temp=tt)
+        if extra is not None:
+            loss = loss + extra
         if self.koleo_weight > 0:
             kl = torch.stack([koleo_loss(f) for f in g_feats.chunk(len(globals_))]).mean()
             loss = loss + self.koleo_weight * kl

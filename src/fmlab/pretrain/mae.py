@@ -25,7 +25,7 @@ from fmlab.errors import ConfigError, DataError
 from fmlab.models.vit import Block, VisionTransformer, sincos_pos_embed_2d
 from fmlab.pretrain.base import Objective, register_objective, require
 
-__all__ = ["MAE", "mae_loss", "patch_targets"]
+__all__ = ["MAE", "fill_masked", "mae_loss", "patch_targets"]
 
 
 def patch_targets(patches: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:
@@ -77,6 +77,49 @@ def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True)
     per_patch = ((pred.float() - target) ** 2).mean(dim=-1)
     m = mask.to(per_patch.dtype)
     return (per_patch * m).sum() / m.sum().clamp(min=1.0)
+
+
+def fill_masked(patches: Tensor, pred: Tensor, mask: Tensor, norm_pix: bool = True) -> Tensor:
+    """Visible patches kept, masked ones replaced by predictions (for pictures).
+
+    Normalised-pixel predictions are mapped back with each true patch's mean and std (MAE's own
+    visualisation does the same), so only their structure is the model's.
+
+    Args:
+        patches: (N, L, P) true pixels per patch.
+        pred: (N, L, P) predictions.
+        mask: (N, L) True where the patch was masked.
+        norm_pix: whether ``pred`` is in per-patch normalised units.
+
+    Returns:
+        (N, L, P) patches.
+
+    Examples:
+        >>> import torch
+        >>> p = torch.rand(1, 2, 4)
+        >>> out = fill_masked(p, patch_targets(p), torch.tensor([[True, False]]))
+        >>> bool(torch.allclose(out, p, atol=1e-3))
+        True
+    """
+    if norm_pix:
+        mean = patches.mean(dim=-1, keepdim=True)
+        std = (patches.var(dim=-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
+        pred = pred * std + mean
+    return torch.where(mask.unsqueeze(-1), pred.to(patches.dtype), patches)
+
+
+def masked_panels(images: Tensor, recon: Sequence[Tensor], mask: Tensor, grid: int,
+                  spec: Any) -> list[Tensor]:
+    """[input, masked input, *reconstructions] in [0, 1] at the input's size, for pictures."""
+    from fmlab.pretrain._picture import denormalize, patch_mask_image
+    from fmlab.pretrain.satmae import resize_images
+
+    mean, std = getattr(spec, "mean", None), getattr(spec, "std", None)
+    size = images.shape[-1]
+    m = patch_mask_image(mask.cpu(), grid, size)
+    inp = denormalize(images, mean, std)
+    out = [inp, inp * (1 - m) + 0.5 * m]
+    return out + [denormalize(resize_images(r.float(), size), mean, std) for r in recon]
 
 
 @register_objective("mae")
@@ -146,6 +189,18 @@ class MAE(Objective):
         pred = self.decode(latent, ids_keep)
         loss = mae_loss(pred, self.encoder.patchify(images), mask, self.norm_pix_loss)
         return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
+
+    def save_picture(self, images: Tensor, path: Any) -> Any:
+        """Input | mask | reconstruction (visible patches kept, masked ones predicted)."""
+        from fmlab.pretrain._picture import save_panels
+
+        m = random_patch_mask(images.shape[0], self.encoder.num_patches, self.mask_ratio, None,
+                              images.device)
+        pred = self.decode(self.encoder.forward_tokens(images, ids_keep=m.ids_keep), m.ids_keep)
+        patches = self.encoder.patchify(images)
+        recon = self.encoder.unpatchify(fill_masked(patches, pred, m.mask, self.norm_pix_loss))
+        panels = masked_panels(images, [recon], m.mask, self.encoder.grid, self.preprocess)
+        return save_panels(path, panels, ["input", "mask", "reconstruction"])
 
     def transform_arguments(self) -> dict[str, Any]:
         """The masks the transform draws follow the encoder's patch grid and ``mask_ratio``."""

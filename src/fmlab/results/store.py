@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_task ON results(task);
 """
 
+# SQLite ``PRAGMA user_version`` of the stores this fmlab writes; a reader refuses a larger one (a
+# store from a newer fmlab whose columns it may misread). Stores written before the version was
+# set read 0 and are schema 1.
+SCHEMA_VERSION = 1
+
 
 def git_sha() -> str | None:
     """The commit of the fmlab checkout in use, when it is one (editable installs)."""
@@ -98,6 +103,8 @@ class ResultsStore:
         try:
             with self._connect() as con:
                 con.executescript(_SCHEMA)
+                if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise FmlabError(f"{self.path}: not a usable results database ({e})") from None
 
@@ -109,6 +116,7 @@ class ResultsStore:
             try:
                 found = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='results'"
                                     ).fetchone()
+                version = con.execute("PRAGMA user_version").fetchone()[0]
             finally:
                 con.close()
         except sqlite3.DatabaseError as e:
@@ -116,6 +124,9 @@ class ResultsStore:
         if found is None:
             raise DataError(f"{self.path}: not an fmlab results database (no 'results' table"
                             f"{'; the file is empty' if self.path.stat().st_size == 0 else ''})")
+        if version > SCHEMA_VERSION:
+            raise DataError(f"{self.path}: results schema version {version} is newer than this fmlab "
+                            f"reads ({SCHEMA_VERSION}); upgrade fmlab to read it")
 
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
