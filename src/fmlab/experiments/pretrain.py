@@ -278,7 +278,7 @@ def save_objective_picture(cfg: PretrainConfig, obj: Any, data: PretrainData,
     import torch
 
     source = data.val if data.val is not None and len(data.val) else data.train
-    raw = source.tensors["images"][: min(n, len(source))]
+    raw = torch.as_tensor(source.get_batch(np.arange(min(n, len(source))))["images"])  # any source
     was_training = obj.training
     obj.eval()
     try:
