@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--captions",
         required=True,
-        help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet",
+        help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet; or a "
+        "folder / quoted glob of such shards, read in sorted order as one pool",
     )
     p.add_argument("--entries", required=True, help="metadata: a text file with one entry per line")
     p.add_argument(
@@ -47,7 +48,19 @@ def add_parser(sub) -> None:
         "--workers",
         type=int,
         default=0,
-        help="processes matching a JSONL pool in parallel (default 0: automatic)",
+        help="processes matching a JSONL pool in parallel (default 0: automatic); with "
+        "--engine ray: Ray actors (default: CPUs, at most 4)",
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local processes, or a Ray Data pipeline (same output bytes; needs the [dist] extra)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address for --engine ray (default: start a local cluster for the run)",
     )
     p.set_defaults(func=run)
 
@@ -66,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             format=args.format,
             ignore_case=args.ignore_case,
             workers=args.workers,
+            engine=args.engine,
+            address=args.address,
         )
     )
     print(

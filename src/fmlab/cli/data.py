@@ -1,4 +1,4 @@
-"""``fmlab data list | info SOURCE | preview SOURCE | download NAME``."""
+"""``fmlab data list | info SOURCE | preview SOURCE | download NAME | shard SOURCE``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     lp.set_defaults(func=run_list)
     ip = dsub.add_parser("info", help="counts, classes, shapes, hashes of a source",
                          description="Counts per split, classes, image shape, content hash, provenance.")
-    ip.add_argument("source", help="named dataset, npz:PATH, folder:PATH, csv:PATH, jsonl:PATH or a synthetic "
+    ip.add_argument("source", help="named dataset, npz:PATH, folder:PATH, csv:PATH, jsonl:PATH, "
+                    "wds:DIR|PATTERN (tar shards) or a synthetic "
                     "kind (canvas?objects=SOURCE&size=64, see `fmlab data list`)")
     ip.add_argument("--json", action="store_true", help="print JSON")
     add_data_root(ip)
@@ -39,6 +40,16 @@ def add_parser(sub) -> None:
     dp.add_argument("name", choices=["mnist", "cifar10"])
     add_data_root(dp)
     dp.set_defaults(func=run_download)
+    sp = dsub.add_parser("shard", help="write a split as WebDataset tar shards (read back as wds:DIR)",
+                         description="Write one split as WebDataset tar shards: per sample KEY.png "
+                                     "(lossless), KEY.cls or KEY.txt, KEY.json; plus manifest.json "
+                                     "(counts, sizes, sha256), written last and atomically.")
+    sp.add_argument("source", help="any image source spec (named, npz:, folder:, csv:, jsonl:, wds:)")
+    sp.add_argument("--split", required=True, help="the split to write")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--shard-size", type=int, default=10000, help="samples per shard (default 10000)")
+    add_data_root(sp)
+    sp.set_defaults(func=run_shard)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -136,4 +147,14 @@ def run_download(args: argparse.Namespace) -> int:
 
     path = download(args.name, data_root(args.data_root))
     print(f"wrote {path}")
+    return 0
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from fmlab.data import open_source
+    from fmlab.data.wds import write_shards
+
+    split = open_source(args.source, args.data_root).split(args.split)
+    m = write_shards(split, args.out, shard_size=args.shard_size, source=args.source)
+    print(f"wrote {len(m['shards'])} shards, {m['n']} samples, to {args.out} (manifest.json)")
     return 0

@@ -1,4 +1,5 @@
-"""Data sources: named datasets, ``npz:``, ``folder:``, ``csv:``/``jsonl:`` image-text files.
+"""Data sources: named datasets, ``npz:``, ``folder:``, ``csv:``/``jsonl:`` image-text files,
+``wds:`` WebDataset tar shards.
 
 ``open_source(spec, data_root=None)`` is the one entry point; it returns an :class:`ImageSource`
 (labelled images) or an :class:`ImageTextSource` (images with captions).
@@ -62,7 +63,12 @@ def open_source(spec: str, data_root_dir: str | os.PathLike | None = None):
             return open_folder_source(path)
         if kind in ("csv", "jsonl"):
             return open_table_source(path)
-        raise DataError(f"unknown source kind {kind!r} in {spec!r}; use npz:, folder:, csv: or jsonl:")
+        if kind == "wds":  # WebDataset tar shards (issue 26): a folder or a glob/brace pattern
+            from fmlab.data.wds import open_wds_source
+
+            return open_wds_source(path)
+        raise DataError(f"unknown source kind {kind!r} in {spec!r}; use npz:, folder:, csv:, jsonl: "
+                        "or wds:")
     if spec not in NAMED:
         raise DataError(f"unknown dataset {spec!r}; named datasets: {', '.join(NAMED)}; "
                         "or use npz:PATH, folder:PATH, csv:PATH, jsonl:PATH")
@@ -80,7 +86,7 @@ def parse_split_spec(spec: str) -> tuple[str, str | None]:
     if synthetic_kind_of(spec) is not None:  # canvas?objects=npz:a.npz[:test]
         src, _, split = spec.rpartition(":")
         return (src, split) if split in ("train", "test", "val") else (spec, None)
-    kinds = ("npz:", "folder:", "csv:", "jsonl:")
+    kinds = ("npz:", "folder:", "csv:", "jsonl:", "wds:")
     head = next((k for k in kinds if spec.startswith(k)), "")
     rest = spec[len(head):]
     if ":" in rest:

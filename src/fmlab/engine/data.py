@@ -54,6 +54,33 @@ class TensorSource:
         return {name: t[idx] for name, t in self.tensors.items()}
 
 
+class SplitSource:
+    """A source that decodes each batch from an image split on demand (``wds:`` shards).
+
+    Memory holds one batch of pixels, so a training run's footprint does not grow with the
+    dataset; the engine's permutation, rank split and resume apply unchanged.
+
+    Args:
+        split: an :class:`~fmlab.data.sources.ImageSplit`.
+        rows: the split's rows this source covers (its index ``i`` is ``split[rows[i]]``).
+    """
+
+    def __init__(self, split: Any, rows: np.ndarray) -> None:
+        self.split, self.rows = split, np.asarray(rows, dtype=np.int64)
+        self.labels = None if split.labels is None else split.labels[self.rows]
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def get_batch(self, indices: np.ndarray) -> Batch:
+        idx = np.asarray(indices, dtype=np.int64)
+        out = {"images": torch.from_numpy(self.split.get_batch(self.rows[idx])),
+               "index": torch.from_numpy(idx)}
+        if self.labels is not None:
+            out["labels"] = torch.from_numpy(self.labels[idx])
+        return out
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled order of epoch ``epoch``: ``torch.randperm`` seeded with ``seed + epoch``.
 

@@ -92,16 +92,22 @@ def load_pretrain_data(cfg: PretrainDataConfig) -> PretrainData:
              else np.random.default_rng(cfg.order_seed).permutation(n))
     labels = images.labels
     train_idx = order[:keep]
-    x = images.decode(train_idx)
-    y = None if labels is None else labels[train_idx]
-    train = TensorSource(x, y, index=np.arange(keep))
+    if getattr(images, "streams", False):  # wds: shards: decode per batch, memory stays flat
+        from fmlab.engine.data import SplitSource
+
+        train = SplitSource(images, train_idx)
+        shape = images.image_shape
+    else:
+        x = images.decode(train_idx)
+        y = None if labels is None else labels[train_idx]
+        train = TensorSource(x, y, index=np.arange(keep))
+        shape = tuple(x.shape[1:])
     val = None
     if cfg.val_size:
         val_idx = order[n_train:]
         val = TensorSource(images.decode(val_idx),
                            None if labels is None else labels[val_idx])
-    return PretrainData(train, val, images.class_names, tuple(x.shape[1:]),
-                        images.content_hash)
+    return PretrainData(train, val, images.class_names, shape, images.content_hash)
 
 
 # --------------------------------------------------------------------------- building
@@ -272,7 +278,7 @@ def save_objective_picture(cfg: PretrainConfig, obj: Any, data: PretrainData,
     import torch
 
     source = data.val if data.val is not None and len(data.val) else data.train
-    raw = source.tensors["images"][: min(n, len(source))]
+    raw = torch.as_tensor(source.get_batch(np.arange(min(n, len(source))))["images"])  # any source
     was_training = obj.training
     obj.eval()
     try:

@@ -233,7 +233,8 @@ def load_features(path: str | Path) -> FeatureSet:
 
 def cached_features(backbone, split: ImageSplit, *, n_views: int = 0, seed: int = 0,
                     autocast: str | None = None, batch_size: int = 256, progress: bool | None = None,
-                    use_cache: bool = True, cache_root: str | Path | None = None) -> FeatureSet:
+                    use_cache: bool = True, cache_root: str | Path | None = None,
+                    extract=None) -> FeatureSet:
     """:func:`extract_features` behind the content-addressed cache.
 
     The key hashes the trunk's tensors at the time of the call (see :func:`feature_key`), so two
@@ -247,6 +248,8 @@ def cached_features(backbone, split: ImageSplit, *, n_views: int = 0, seed: int 
         n_views, seed, autocast, batch_size, progress: as in :func:`extract_features`.
         use_cache: False computes without reading or writing the cache.
         cache_root: the cache folder (default ``$FMLAB_CACHE/features``).
+        extract: another extractor with the signature of the local one (e.g.
+            :func:`fmlab.features.ray_engine.ray_extractor`); the cache key is the same.
 
     Returns:
         The :class:`FeatureSet`; ``meta["cache"]`` says ``"hit"`` or ``"miss"``.
@@ -280,8 +283,8 @@ def cached_features(backbone, split: ImageSplit, *, n_views: int = 0, seed: int 
             return fs
         except DataError:
             pass  # a damaged cache entry is recomputed and replaced
-    fs = _extract(backbone, split, meta, batch_size=batch_size, n_views=n_views, seed=seed,
-                  autocast=autocast, progress=progress)
+    fs = (extract or _extract)(backbone, split, meta, batch_size=batch_size, n_views=n_views,
+                               seed=seed, autocast=autocast, progress=progress)
     if use_cache:
         save_features(fs, path)
     fs.meta["cache"] = "miss"
