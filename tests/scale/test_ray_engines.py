@@ -57,6 +57,7 @@ def test_curate_ray_jsonl_same_bytes(ray_cluster, many_units, tmp_path, workers)
     assert 0 < rs["pairs_kept"] < rs["pairs_total"]  # the draw really dropped pairs
 
 
+@pytest.mark.slow  # the local engine's folder == file test runs by default (test_curate_shards)
 def test_curate_ray_on_shards_equals_the_single_file(ray_cluster, tmp_path):
     from tests.scale.test_curate_shards import split_pool
 
@@ -74,6 +75,7 @@ def test_curate_ray_seed_matters(ray_cluster, many_units, tmp_path):
     assert a["curated_sha256"] != b["curated_sha256"]
 
 
+@pytest.mark.slow  # default: the JSONL equality test exercises the same Ray pipeline
 def test_curate_ray_parquet_row_groups_same_bytes(ray_cluster, tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
