@@ -188,3 +188,23 @@ def test_header_parser_matches_tarfile_and_pax_falls_back(shards, tmp_path):
             t.addfile(info, io.BytesIO(data))
     split = open_source(f"wds:{pax}").split("train")
     assert len(split) == 1 and split.labels.tolist() == [3] and split.get_batch([0]).shape == (1, 32, 32, 3)
+
+
+def test_gan_training_data_streams_from_shards(shards, demo, tmp_path):
+    """``fmlab gan train`` on ``wds:`` keeps no pixels in memory and yields the same batches as
+    the in-memory path on the same images."""
+    from fmlab.experiments.gan_config import GANDataConfig
+    from fmlab.experiments.gan_data import load_train_data
+
+    labelled = load_train_data(GANDataConfig(source=f"wds:{shards}", split="test", limit=40,
+                                             channels=3, conditional=True))
+    assert labelled.images is None and len(labelled) == 40
+    np.savez(tmp_path / "same.npz", x_test=demo.get_batch(np.arange(len(demo))),
+             y_test=np.asarray(demo.labels), x_train=demo.get_batch(np.arange(2)),
+             y_train=np.asarray(demo.labels)[:2])
+    memory = load_train_data(GANDataConfig(source=f"npz:{tmp_path / 'same.npz'}", split="test",
+                                           limit=40, channels=3, conditional=True))
+    assert memory.images is not None
+    idx = np.array([3, 0, 39, 17])
+    a, b = labelled.get_batch(idx), memory.get_batch(idx)
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,9 +49,13 @@ def select_training_indices(n_total: int, labels: np.ndarray | None, limit: int 
 
 @dataclass
 class GANTrainData:
-    """Selected uint8 images (N, H, W[, C]) and labels, as the engine's training source."""
+    """Selected uint8 images (N, H, W[, C]) and labels, as the engine's training source.
 
-    images: np.ndarray
+    ``images`` holds the decoded pixels; for a streaming split (``wds:`` shards) it is None and
+    each batch is decoded from ``split`` on demand, so memory does not grow with the dataset.
+    """
+
+    images: np.ndarray | None
     labels: np.ndarray | None
     indices: np.ndarray           # rows of the split that were kept
     class_names: list[str] | None
@@ -60,13 +65,15 @@ class GANTrainData:
     # numbers do not depend on the training device (None: uint8 batches as stored)
     channels: int | None = None
     img_size: int | None = None
+    split: Any = None  # the streaming split when ``images`` is None
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.indices)
 
     def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        images = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
+        raw = self.images[idx] if self.images is not None else self.split.get_batch(self.indices[idx])
+        images = torch.from_numpy(np.ascontiguousarray(raw))
         if self.channels is not None or self.img_size is not None:
             images = to_gan_input(images, self.channels, self.img_size)
         batch = {"images": images}
@@ -110,10 +117,13 @@ def load_train_data(cfg: GANDataConfig) -> GANTrainData:
     idx = select_training_indices(len(split), labels, cfg.limit, cfg.fraction, cfg.fraction_seed)
     if len(idx) == 0:
         raise DataError(f"{cfg.source}:{cfg.split}: no training images selected")
-    images = np.asarray(split.get_batch(idx))
+    streams = getattr(split, "streams", False)  # wds: shards: decode per batch, memory stays flat
+    images = np.asarray(split.get_batch(idx[:1] if streams else idx))
     if images.dtype != np.uint8:
         raise DataError(f"{cfg.source}:{cfg.split}: images must be uint8, got {images.dtype}")
-    return GANTrainData(images=images, labels=None if labels is None else labels[idx],
+    return GANTrainData(images=None if streams else images,
+                        labels=None if labels is None else labels[idx],
                         indices=idx, class_names=split.class_names,
                         content_hash=split.content_hash, origin=f"{cfg.source}:{cfg.split}",
-                        channels=cfg.channels, img_size=cfg.img_size)
+                        channels=cfg.channels, img_size=cfg.img_size,
+                        split=split if streams else None)
