@@ -137,10 +137,10 @@ def _objective_arguments(cls: Any, cfg: PretrainConfig, data: PretrainData) -> d
                 raise DataError(f"objective {name!r} needs labels; {where} has none")
         elif need == "num_samples":
             kwargs[need] = len(data.train)
-        elif need == "num_classes":
+        elif need in ("num_classes", "class_names"):
             if data.num_classes is None:
                 raise DataError(f"objective {name!r} needs class labels; {cfg.data.source} has none")
-            kwargs[need] = data.num_classes
+            kwargs[need] = data.num_classes if need == "num_classes" else list(data.class_names)
         else:
             kwargs[need] = cls.provide(need, cfg.objective)
     return kwargs

@@ -27,6 +27,7 @@ from fmlab.pretrain.supervised import Supervised
 from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
 from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
 from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (registers "composite")
+from fmlab.pretrain.gpt4image import GPT4Image  # noqa: E402  (registers "gpt4image")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -57,6 +58,7 @@ __all__ = [
     "OBJECTIVES",
     "DINOHead",
     "Distill",
+    "GPT4Image",
     "ExportPatch",
     "MoCo",
     "Objective",

@@ -109,7 +109,7 @@ class CompositeObjective(Objective):
         encoder: the shared backbone (each term was built on the same module).
         terms: the built terms, in config order.
         weighting: ``fixed`` (the weights as given) or ``uncertainty`` (learned log-variances).
-        feature_dim: the encoder's feature size (default: from ``encoder``).
+        feature_dim: the encoder's feature size (default: the first term's).
 
     Examples:
         >>> from torch import nn
@@ -137,7 +137,8 @@ class CompositeObjective(Objective):
             raise ConfigError("objectives: a composite needs at least one term")
         if weighting not in ("fixed", "uncertainty"):
             raise ConfigError(f"weighting: {weighting!r} is not one of 'fixed', 'uncertainty'")
-        self._set_encoder(encoder, feature_dim)
+        self._set_encoder(encoder, feature_dim if feature_dim is not None
+                          else getattr(terms[0].objective, "feature_dim", None))
         self.weighting = weighting
         self.specs = [(t.name, float(t.weight), t.schedule, int(t.ramp_steps)) for t in terms]
         self.terms = nn.ModuleList(t.objective for t in terms)
