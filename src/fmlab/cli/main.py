@@ -31,6 +31,7 @@ COMMANDS = {
     "region": "fmlab.cli.region",
     "dense": "fmlab.cli.dense",
     "video": "fmlab.cli.video",
+    "inspect": "fmlab.cli.inspect",
     "text": "fmlab.cli.text",
     "report": "fmlab.cli.report",
 }

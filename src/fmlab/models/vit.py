@@ -66,6 +66,16 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v))
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
+    def probabilities(self, x: Tensor) -> Tensor:
+        """The attention maps ``(N, heads, T, T)`` this layer applies to ``x`` (its normalised
+        input): softmax(q kᵀ / √d_head), the weights ``forward``'s fused kernel uses."""
+        n, t, d = x.shape
+        h = self.num_heads
+        q, k, _ = self.qkv(x).chunk(3, dim=-1)
+        q = q.reshape(n, t, h, d // h).transpose(1, 2)
+        k = k.reshape(n, t, h, d // h).transpose(1, 2)
+        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // h), dim=-1)
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)); x + mlp(norm(x))."""
@@ -211,3 +221,25 @@ class VisionTransformer(nn.Module):
 def vit_tiny_cifar(**overrides) -> VisionTransformer:
     """The default small ViT: patch 4 on 32x32, dim 192, depth 6, 3 heads."""
     return VisionTransformer(**overrides)
+
+
+@torch.no_grad()
+def attention_maps(vit: VisionTransformer, x: Tensor) -> list[Tensor]:
+    """Every block's attention maps ``(N, heads, T, T)`` for preprocessed images ``x``, in depth
+    order (prefix tokens included); the forward pass itself is unchanged (hooks read each block's
+    normalised input).
+
+    Examples:
+        >>> vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
+        >>> [tuple(a.shape) for a in attention_maps(vit, torch.zeros(1, 3, 8, 8))]
+        [(1, 2, 5, 5), (1, 2, 5, 5)]
+    """
+    maps: list[Tensor] = []
+    hooks = [blk.attn.register_forward_hook(lambda m, inp, out: maps.append(m.probabilities(inp[0])))
+             for blk in vit.blocks]
+    try:
+        vit.forward_tokens(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    return maps
