@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import make_npz
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
-CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+# configs that need an earlier run's output (a teacher): tested in test_further_pretraining.py
+STAGED = {"further_selfdistill_eurosat"}
+CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if p.stem not in STAGED)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from fmlab.pretrain.croco import CroCo  # noqa: F401  (registers "croco")
 from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
 from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (registers "composite")
 from fmlab.pretrain.gpt4image import GPT4Image  # noqa: E402  (registers "gpt4image")
+from fmlab.pretrain.selfdistill import MAESelfDistill  # noqa: E402  (registers "mae_selfdistill")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -54,6 +55,7 @@ __all__ = [
     "DINO",
     "LOOK",
     "MAE",
+    "MAESelfDistill",
     "MP3",
     "OBJECTIVES",
     "DINOHead",
