@@ -62,7 +62,8 @@ def layer_nmi(bb: Any, images: np.ndarray, batch_size: int = 32) -> dict[str, An
     sums: list[torch.Tensor] = []
     for start in range(0, len(images), batch_size):
         x = bb.preprocess(torch.as_tensor(images[start:start + batch_size]))
-        per_layer = [attention_nmi(a).sum(0) for a in attention_maps(bb.trunk, x)]  # (heads,)
+        with torch.no_grad():
+            per_layer = [attention_nmi(a).sum(0) for a in attention_maps(bb.trunk, x)]  # (heads,)
         sums = per_layer if not sums else [s + p for s, p in zip(sums, per_layer)]
     layers = []
     for i, s in enumerate(sums):

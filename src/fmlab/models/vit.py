@@ -223,23 +223,29 @@ def vit_tiny_cifar(**overrides) -> VisionTransformer:
     return VisionTransformer(**overrides)
 
 
-@torch.no_grad()
-def attention_maps(vit: VisionTransformer, x: Tensor) -> list[Tensor]:
-    """Every block's attention maps ``(N, heads, T, T)`` for preprocessed images ``x``, in depth
-    order (prefix tokens included); the forward pass itself is unchanged (hooks read each block's
-    normalised input).
+def attention_maps(vit: VisionTransformer, x: Tensor, layers: list[int] | None = None) -> list[Tensor]:
+    """The attention maps ``(N, heads, T, T)`` of blocks ``layers`` (default: all, in depth order;
+    negative indices count from the end) for preprocessed images ``x``, prefix tokens included.
+    The forward pass itself is unchanged (hooks read each block's normalised input); gradients
+    flow when enabled (attention distillation trains through them).
 
     Examples:
         >>> vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
         >>> [tuple(a.shape) for a in attention_maps(vit, torch.zeros(1, 3, 8, 8))]
         [(1, 2, 5, 5), (1, 2, 5, 5)]
     """
-    maps: list[Tensor] = []
-    hooks = [blk.attn.register_forward_hook(lambda m, inp, out: maps.append(m.probabilities(inp[0])))
-             for blk in vit.blocks]
+    depth = len(vit.blocks)
+    wanted = sorted({i % depth for i in layers}) if layers is not None else list(range(depth))
+    maps: dict[int, Tensor] = {}
+
+    def hook(i: int):
+        return lambda m, inp, out: maps.__setitem__(i, m.probabilities(inp[0]))
+
+    hooks = [vit.blocks[i].attn.register_forward_hook(hook(i)) for i in wanted]
     try:
         vit.forward_tokens(x)
     finally:
         for hk in hooks:
             hk.remove()
-    return maps
+    order = [i % depth for i in layers] if layers is not None else wanted
+    return [maps[i] for i in order]

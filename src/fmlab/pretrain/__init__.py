@@ -29,6 +29,7 @@ from fmlab.pretrain.satmae import SatMAE  # noqa: F401  (registers "satmae")
 from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (registers "composite")
 from fmlab.pretrain.gpt4image import GPT4Image  # noqa: E402  (registers "gpt4image")
 from fmlab.pretrain.selfdistill import MAESelfDistill  # noqa: E402  (registers "mae_selfdistill")
+from fmlab.pretrain.unip import UNIP  # noqa: E402  (registers "unip")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -73,6 +74,7 @@ __all__ = [
     "SupCon",
     "Supervised",
     "TeacherImages",
+    "UNIP",
     "WeightNormLinear",
     "build_teacher",
     "contrastive_loss",
