@@ -20,7 +20,7 @@ OBJECTIVES = ("simclr", "moco", "dino", "mae", "mp3", "look", "distill", "superv
 MIM_CNN = {"selfie_cifar10", "spark_cifar10", "spark_dense_cifar10", "sit_cifar10"}  # issue 16
 MIM_VIT = {"mae_eurosat", "satmae_eurosat", "dino_eurosat", "ibot_eurosat", "croco_cifar10"}  # issue 16
 COMPOSITE = {"multitask_cifar10"}  # issue 17: objectives listed under `objectives:`
-CROSS_MODEL = {"gpt4image_cifar10", "further_mae_eurosat"}  # issue 17
+CROSS_MODEL = {"gpt4image_cifar10", "further_mae_eurosat", "m3i_cifar10"}  # issue 17
 ALIASES = {"ibot": "dino",  # ibot_eurosat.yaml is DINO with its iBOT and KoLeo switches on
            "multitask": "composite", "further_mae": "mae"}
 

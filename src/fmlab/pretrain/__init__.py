@@ -30,6 +30,7 @@ from fmlab.pretrain.composite import CompositeObjective  # noqa: E402  (register
 from fmlab.pretrain.gpt4image import GPT4Image  # noqa: E402  (registers "gpt4image")
 from fmlab.pretrain.selfdistill import MAESelfDistill  # noqa: E402  (registers "mae_selfdistill")
 from fmlab.pretrain.unip import UNIP  # noqa: E402  (registers "unip")
+from fmlab.pretrain.m3i import M3I  # noqa: E402  (registers "m3i")
 
 
 def create_objective(name: str, **kwargs: Any) -> Objective:
@@ -55,6 +56,7 @@ __all__ = [
     "CompositeObjective",
     "DINO",
     "LOOK",
+    "M3I",
     "MAE",
     "MAESelfDistill",
     "MP3",
