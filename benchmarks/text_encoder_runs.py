@@ -9,6 +9,7 @@ runs/text/<tag>/ and its own encoder_runs_<tag>.json / .png.
         --warmup 30 --objectives mlm,electra                           # skips finished runs
     python benchmarks/text_encoder_runs.py finetune --tag b400 --objectives mlm,electra
     python benchmarks/text_encoder_runs.py report --tag b400 --objectives mlm,electra
+    python benchmarks/text_encoder_runs.py throughput --tag b400 --block 64 ...  # CPU s / step
 
 The first budget (80 steps, blocks of 128, lr 5e-4, 8 warm-up; ``--tag b80`` with the defaults
 below, ERNIE included, fine-tuning recipe ``--recipe small``) stopped inside the unigram plateau.
@@ -150,6 +151,40 @@ def finetune() -> None:
         list(ex.map(lambda j: _run(j[1], Path(j[0] + ".log")), jobs))
 
 
+def _cpu_seconds(cmd: list[str], log: Path) -> float:
+    """User + system CPU seconds of one child process (os.wait4: this child only, so parallel
+    jobs on a shared machine do not blur it, as wall-clock would)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed ({status}): {' '.join(cmd)}; see {log}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(short: int = 10, long: int = 40, rounds: int = 2) -> None:
+    """CPU seconds per pre-training step of each objective at the budget's block and batch:
+    (CPU(long steps) - CPU(short steps)) / (long - short), so start-up (imports, tokenising the
+    corpus) cancels; objectives alternate within each round, side by side in one call."""
+    per_step: dict[str, list[float]] = {o: [] for o in ARGS.objectives}
+    tmp = _base() / "throughput"
+    for r in range(rounds):
+        for o in ARGS.objectives:
+            cpu = []
+            for n in (short, long):
+                cmd = pretrain_cmd(o, 0)
+                cmd[cmd.index("--out") + 1] = str(tmp / f"{o}_{n}_r{r}")
+                cmd[cmd.index(f"trainer.max_steps={ARGS.steps}")] = f"trainer.max_steps={n}"
+                cpu.append(_cpu_seconds(cmd, tmp / f"{o}_{n}_r{r}.log"))
+            per_step[o].append((cpu[1] - cpu[0]) / (long - short))
+    out = {o: {"cpu_s_per_step": v, "mean": float(np.mean(v)),
+               "blocks_per_cpu_s": 32 / float(np.mean(v))} for o, v in per_step.items()}
+    dest = ROOT / "docs" / "results" / "text" / f"encoder_throughput_{ARGS.tag}.json"
+    dest.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
 def _records(pattern: str) -> list[dict]:
     recs = []
     for p in sorted((_base() / "ft").glob(pattern)):
@@ -233,7 +268,7 @@ def _plot(rows: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=["corpus", "pretrain", "finetune", "report"])
+    ap.add_argument("action", choices=["corpus", "pretrain", "finetune", "report", "throughput"])
     ap.add_argument("--tag", default=ARGS.tag, help="budget name: runs/text/<tag>, "
                     "docs/results/text/encoder_runs_<tag>.*")
     ap.add_argument("--steps", type=int, default=ARGS.steps, help="pre-training steps")
@@ -251,7 +286,8 @@ def main() -> None:
     if bad:
         ap.error(f"--objectives: unknown {bad}; choose among {OBJECTIVES}")
     vars(ARGS).update(vars(a))
-    {"corpus": corpus, "pretrain": pretrain, "finetune": finetune, "report": report}[a.action]()
+    {"corpus": corpus, "pretrain": pretrain, "finetune": finetune, "report": report,
+     "throughput": throughput}[a.action]()
 
 
 if __name__ == "__main__":
