@@ -44,7 +44,7 @@ OBJECTIVES = ("mlm", "electra", "ernie")
 # seed, fine-tuned with seeds 1, 2, 3 (the README says so)
 PRETRAIN_SEEDS = {"mlm": SEEDS, "electra": SEEDS, "ernie": (0,)}
 ARGS = argparse.Namespace(tag="b80", steps=80, block=128, lr=5e-4, warmup=8, recipe="small",
-                          objectives=OBJECTIVES, workers=3)
+                          objectives=OBJECTIVES, workers=3, tp_steps="10,40", tp_rounds=2)
 CONFIG = {"mlm": "configs/text/mlm_shakespeare.yaml",
           "electra": "configs/text/electra_shakespeare.yaml",
           "ernie": "configs/text/ernie_chemprot.yaml"}
@@ -165,10 +165,12 @@ def _cpu_seconds(cmd: list[str], log: Path) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def throughput(short: int = 10, long: int = 40, rounds: int = 2) -> None:
+def throughput() -> None:
     """CPU seconds per pre-training step of each objective at the budget's block and batch:
     (CPU(long steps) - CPU(short steps)) / (long - short), so start-up (imports, tokenising the
     corpus) cancels; objectives alternate within each round, side by side in one call."""
+    short, long = (int(x) for x in ARGS.tp_steps.split(","))
+    rounds = ARGS.tp_rounds
     per_step: dict[str, list[float]] = {o: [] for o in ARGS.objectives}
     tmp = _base() / "throughput"
     for r in range(rounds):
@@ -227,7 +229,7 @@ def report() -> None:
                                              recs[0]["n_train"], recs[0]["n_test"])
     out = {"|".join(k): v for k, v in rows.items()}
     out["pretraining"] = {o: _pretrain_stats(o) for o in ARGS.objectives}
-    out["budget"] = {k: v for k, v in vars(ARGS).items() if k != "workers"}
+    out["budget"] = {k: v for k, v in vars(ARGS).items() if k not in ("workers", "action")}
     dest = ROOT / "docs" / "results" / "text"
     dest.mkdir(parents=True, exist_ok=True)
     name = f"encoder_runs_{ARGS.tag}"
@@ -281,6 +283,8 @@ def main() -> None:
                     help="fine-tuning recipe (RECIPES)")
     ap.add_argument("--objectives", default=",".join(ARGS.objectives),
                     help="comma list among mlm,electra,ernie")
+    ap.add_argument("--tp-steps", default="10,40", help="throughput: short,long step counts")
+    ap.add_argument("--tp-rounds", type=int, default=2, help="throughput: alternating rounds")
     ap.add_argument("--workers", type=int, default=ARGS.workers, help="parallel processes")
     a = ap.parse_args()
     a.objectives = tuple(o for o in a.objectives.split(",") if o)
