@@ -147,7 +147,7 @@ def finetune_study(args: argparse.Namespace) -> int:
                       (Path(d) / args.study).glob(f"{arm}_s*") if (r / "model").is_dir())
         jobs = [(f"{arm}_s{r.name.rsplit('_s', 1)[1]}", str(r / "model"),
                  str(int(r.name.rsplit("_s", 1)[1]) + 1)) for r in runs]
-        if runs:
+        if runs and not args.ft_no_random:
             jobs.append((f"{arm}_random", f"random:{runs[0] / 'model'}", "1,2,3"))
         for name, model, seeds in jobs:
             dest = out / f"{args.finetune}_{name}"
@@ -189,6 +189,7 @@ def main() -> int:
     ap.add_argument("--runs", default="", help="comma list of pre-training --out folders")
     ap.add_argument("--ft-set", default="", help="comma list of KEY=VALUE for fmlab text finetune")
     ap.add_argument("--ft-fraction", type=float, default=None, help="--fraction of the train split")
+    ap.add_argument("--ft-no-random", action="store_true", help="skip the random-init fine-tunes")
     args = ap.parse_args()
     if args.finetune:
         return finetune_study(args)
