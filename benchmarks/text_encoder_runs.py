@@ -220,7 +220,7 @@ def report() -> None:
     for task in TASKS:
         for o in ARGS.objectives:
             for init in ("pretrained", "random"):
-                pat = f"{task}_{o}_s*" if init == "pretrained" else f"{task}_random-{o}"
+                pat = f"{task}_{o}_s*" if init == "pretrained" else f"{task}_random-{o}*"
                 recs = _records(pat)
                 if recs:
                     acc = np.array([r["accuracy"] for r in recs]) * 100
