@@ -133,6 +133,35 @@ def _ms(vals: list[float], digits: int = 4, pop: bool = False) -> str:
     return f"{statistics.mean(vals):.{digits}f} ± {sd:.{digits}f}"
 
 
+def _plot_finetune(rows: list[dict], arms: list[str], path: Path, title: str) -> None:
+    """Bars: mean test accuracy per arm and init (error bar = population std), dots = runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * 2 * len(arms), 3.6))
+    x, labels = 0, []
+    for arm in arms:
+        for init, color in (("pretrained", "tab:blue"), ("random", "tab:gray")):
+            acc = [100 * r["accuracy"] for r in rows if r["arm"] == arm and r["init"] == init]
+            if not acc:
+                continue
+            ax.bar(x, np.mean(acc), yerr=np.std(acc), color=color, capsize=4)
+            ax.plot([x] * len(acc), acc, "k.", ms=5)
+            labels.append(f"{arm}\n{'pre-trained' if init == 'pretrained' else 'random init'}"
+                          f"\n(n={len(acc)})")
+            x += 1
+    ax.set_xticks(range(x), labels, fontsize=7)
+    ax.set_ylabel("test accuracy %")
+    lo = min(100 * r["accuracy"] for r in rows) if rows else 0
+    ax.set_ylim(max(0, lo - 8), None)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def finetune_study(args: argparse.Namespace) -> int:
     """``--finetune TASK``: fine-tune each found pre-trained run and each arm from random init."""
     out = Path(args.out)
@@ -164,6 +193,8 @@ def finetune_study(args: argparse.Namespace) -> int:
             print(name, [round(r["accuracy"], 4) for r in rows if r["command"] == shlex.join(cmd)],
                   flush=True)
     (out / f"{args.study}_finetune_{args.finetune}.json").write_text(json.dumps(rows, indent=1))
+    _plot_finetune(rows, arms, out / f"{args.study}_finetune_{args.finetune}.png",
+                   f"{args.study} study: {args.finetune} test accuracy after fine-tuning")
     print("| arm | init | n | accuracy % | macro-F1 % |\n|---|---|---|---|---|")
     for arm in arms:
         for init in ("pretrained", "random"):
