@@ -21,6 +21,14 @@ budget is ``--steps`` optimiser steps (equal tokens for every arm).
   Probes: entity cloze on ChemProt test (each marked entity masked whole) and token cloze.
 
 Results: ``OUT/<study>_results.json`` (one row per run, with its command and CPU seconds).
+
+Classification after fine-tuning (``--finetune TASK``): every pre-trained arm/seed found under
+the ``--runs`` folders (comma list of earlier ``--out`` folders) is fine-tuned with
+``fmlab text finetune`` (fine-tune seed = pre-training seed + 1), and each arm's architecture from
+random initialisation with seeds 1, 2, 3; ``--ft-set`` passes the recipe (``--set`` values):
+
+    python benchmarks/text_study.py ul2 --finetune sst2 --runs runs/ts_ul2_s0,runs/ts_ul2_s1 \
+        --ft-fraction 0.03 --ft-set trainer.epochs=3,data.max_length=64,optim.lr=5e-4 --out runs/ft_ul2
 """
 
 from __future__ import annotations
@@ -115,13 +123,87 @@ def report(study: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _ms(vals: list[float]) -> str:
+def _ms(vals: list[float], digits: int = 4, pop: bool = False) -> str:
+    """mean ± std (sample std; ``pop``: population std, as ``fmlab text finetune`` reports)."""
     import statistics
 
     if not vals:
         return "n/a"
-    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):.4f} ± {sd:.4f}"
+    sd = (statistics.pstdev(vals) if pop else statistics.stdev(vals)) if len(vals) > 1 else 0.0
+    return f"{statistics.mean(vals):.{digits}f} ± {sd:.{digits}f}"
+
+
+def _plot_finetune(rows: list[dict], arms: list[str], path: Path, title: str) -> None:
+    """Bars: mean test accuracy per arm and init (error bar = population std), dots = runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * 2 * len(arms), 3.6))
+    x, labels = 0, []
+    for arm in arms:
+        for init, color in (("pretrained", "tab:blue"), ("random", "tab:gray")):
+            acc = [100 * r["accuracy"] for r in rows if r["arm"] == arm and r["init"] == init]
+            if not acc:
+                continue
+            ax.bar(x, np.mean(acc), yerr=np.std(acc), color=color, capsize=4)
+            ax.plot([x] * len(acc), acc, "k.", ms=5)
+            labels.append(f"{arm}\n{'pre-trained' if init == 'pretrained' else 'random init'}"
+                          f"\n(n={len(acc)})")
+            x += 1
+    ax.set_xticks(range(x), labels, fontsize=7)
+    ax.set_ylabel("test accuracy %")
+    lo = min(100 * r["accuracy"] for r in rows) if rows else 0
+    ax.set_ylim(max(0, lo - 8), None)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def finetune_study(args: argparse.Namespace) -> int:
+    """``--finetune TASK``: fine-tune each found pre-trained run and each arm from random init."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arms = args.arms.split(",") if args.arms else list(ARMS[args.study])
+    recipe = [a for kv in args.ft_set.split(",") if kv for a in ("--set", kv)]
+    if args.ft_fraction:
+        recipe += ["--fraction", str(args.ft_fraction)]
+    rows = []
+    for arm in arms:
+        runs = sorted(r for d in args.runs.split(",") for r in
+                      (Path(d) / args.study).glob(f"{arm}_s*") if (r / "model").is_dir())
+        jobs = [(f"{arm}_s{r.name.rsplit('_s', 1)[1]}", str(r / "model"),
+                 str(int(r.name.rsplit("_s", 1)[1]) + 1)) for r in runs]
+        if runs and not args.ft_no_random:
+            jobs.append((f"{arm}_random", f"random:{runs[0] / 'model'}", "1,2,3"))
+        for name, model, seeds in jobs:
+            dest = out / f"{args.finetune}_{name}"
+            cmd = ["fmlab", "text", "finetune", "--model", model, "--task", args.finetune,
+                   "--out", str(dest), "--seeds", seeds, "--no-db", *recipe]
+            if not (dest / "results.json").is_file():
+                p = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True)
+                if p.returncode != 0:
+                    print(p.stderr[-2000:], file=sys.stderr)
+                    return 1
+            for r in json.loads((dest / "results.json").read_text()):
+                rows.append({"arm": arm, "init": r["init"], "seed": r["seed"], "command":
+                             shlex.join(cmd), "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]})
+            print(name, [round(r["accuracy"], 4) for r in rows if r["command"] == shlex.join(cmd)],
+                  flush=True)
+    (out / f"{args.study}_finetune_{args.finetune}.json").write_text(json.dumps(rows, indent=1))
+    _plot_finetune(rows, arms, out / f"{args.study}_finetune_{args.finetune}.png",
+                   f"{args.study} study: {args.finetune} test accuracy after fine-tuning")
+    print("| arm | init | n | accuracy % | macro-F1 % |\n|---|---|---|---|---|")
+    for arm in arms:
+        for init in ("pretrained", "random"):
+            rs = [r for r in rows if r["arm"] == arm and r["init"] == init]
+            if rs:
+                print(f"| {arm} | {init} | {len(rs)} | "
+                      f"{_ms([100 * r['accuracy'] for r in rs], 2, pop=True)} | "
+                      f"{_ms([100 * r['macro_f1'] for r in rs], 2, pop=True)} |")
+    return 0
 
 
 def main() -> int:
@@ -134,7 +216,14 @@ def main() -> int:
     ap.add_argument("--probe-blocks", type=int, default=200)
     ap.add_argument("--probe-texts", type=int, default=600)
     ap.add_argument("--report", action="store_true", help="print the table of OUT's results")
+    ap.add_argument("--finetune", default=None, help="fine-tune the --runs arms on this task")
+    ap.add_argument("--runs", default="", help="comma list of pre-training --out folders")
+    ap.add_argument("--ft-set", default="", help="comma list of KEY=VALUE for fmlab text finetune")
+    ap.add_argument("--ft-fraction", type=float, default=None, help="--fraction of the train split")
+    ap.add_argument("--ft-no-random", action="store_true", help="skip the random-init fine-tunes")
     args = ap.parse_args()
+    if args.finetune:
+        return finetune_study(args)
     out = Path(args.out)
     if args.report:
         print(report(args.study, json.loads((out / f"{args.study}_results.json").read_text())))
