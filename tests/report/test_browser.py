@@ -23,8 +23,10 @@ def _wait(driver, script: str, timeout: float = 20.0):
 
 
 def _charts_drawn(driver) -> None:
-    n = driver.execute_script("return document.querySelectorAll('div.chart').length")
-    assert n > 0
+    # a file:// navigation can return before the new document replaced the old one (seen on a
+    # loaded CI machine): wait for the page to be complete and to hold its chart divs
+    _wait(driver, "return document.readyState === 'complete' && "
+                  "document.querySelectorAll('div.chart').length > 0")
     _wait(driver, "return Array.from(document.querySelectorAll('div.chart'))"
                   ".every(d => d.querySelector('svg.main-svg'))")
 
