@@ -46,3 +46,20 @@ def source_for(config: Path, npz_sources: dict[str, Path]) -> Path:
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     """Tiny tensors: one thread (see tests/conftest.py)."""
+
+
+def kill_after_step_2(straight: Path, crashed: Path) -> Path:
+    """``crashed``: a copy of the finished ``straight`` run (checkpoints at steps 2 and 4) as if
+    killed after its step-2 checkpoint: the later checkpoint's pointer rewound, the export removed."""
+    import json
+    import shutil
+
+    shutil.copytree(straight, crashed)
+    for f in ("encoder.safetensors", "encoder.json"):
+        (crashed / f).unlink()
+    pointer = crashed / "checkpoints" / "latest.json"
+    info = json.loads(pointer.read_text())
+    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002")
+                                       if isinstance(v, str) else v) for k, v in info.items()}
+                                  | {"step": 2}))
+    return crashed

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from fmlab.experiments.pretrain import (
 from fmlab.models import create_backbone
 from fmlab.models.vit import VisionTransformer
 
-from .conftest import CONFIG_DIR, smoke_args
+from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
 
 
 def _config(name: str):
@@ -39,15 +38,7 @@ def test_resume_reaches_the_straight_run_weights(name, npz_sources, tmp_path, ca
     args = smoke_args(_config(name), src, straight, "trainer.checkpoint_every=2",
                       "trainer.log_every=1", steps=4)
     assert main(args) == 0
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight, crashed)
-    for f in ("encoder.safetensors", "encoder.json"):
-        (crashed / f).unlink()
-    pointer = crashed / "checkpoints" / "latest.json"
-    info = json.loads(pointer.read_text())
-    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002")
-                                       if isinstance(v, str) else v) for k, v in info.items()}
-                                  | {"step": 2}))
+    crashed = kill_after_step_2(straight, tmp_path / "crashed")
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(crashed)]) == 0
     assert "resumed from step 2" in capsys.readouterr().out

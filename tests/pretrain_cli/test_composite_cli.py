@@ -4,7 +4,6 @@ the term (exit 2)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from safetensors.torch import load_file
 
 from fmlab.cli.main import main
 
-from .conftest import CONFIG_DIR, smoke_args
+from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
 
 MULTITASK = CONFIG_DIR / "multitask_cifar10.yaml"
 SMALL_VIT = "model.kwargs={embed_dim: 48, depth: 2, num_heads: 2}"  # the shipped ViT is slow in bf16 on CPU
@@ -35,14 +34,7 @@ def test_resume_after_a_kill_is_bit_identical(npz_sources, tmp_path, capsys):
     logs = [json.loads(line)["logs"] for line in (straight / "metrics.jsonl").read_text().splitlines()
             if '"logs"' in line]
     assert {"supervised_loss", "simclr_loss", "mae_loss", "mae_log_var", "supervised/acc"} <= set(logs[-1])
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight, crashed)
-    for f in ("encoder.safetensors", "encoder.json"):
-        (crashed / f).unlink()
-    pointer = crashed / "checkpoints" / "latest.json"
-    info = json.loads(pointer.read_text())
-    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002") if isinstance(v, str) else v)
-                                   for k, v in info.items()} | {"step": 2}))
+    crashed = kill_after_step_2(straight, tmp_path / "crashed")
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(crashed)]) == 0
     assert "resumed from step 2" in capsys.readouterr().out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from fmlab.cli.main import main
 from fmlab.models.vit import VisionTransformer
 from fmlab.pretrain import MAESelfDistill
 
-from .conftest import CONFIG_DIR, smoke_args
+from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
 
 STAGE1 = CONFIG_DIR / "further_mae_eurosat.yaml"
 STAGE2 = CONFIG_DIR / "further_selfdistill_eurosat.yaml"
@@ -51,14 +50,7 @@ def test_two_stages_and_an_exact_resume(npz_sources, tmp_path, capsys):
     logs = [json.loads(line)["logs"] for line in (student / "metrics.jsonl").read_text().splitlines()
             if '"logs"' in line]
     assert logs[0]["distill"] > 0 and {"mae", "distill"} <= set(logs[-1])
-    crashed = tmp_path / "crashed"
-    shutil.copytree(student, crashed)
-    for f in ("encoder.safetensors", "encoder.json"):
-        (crashed / f).unlink()
-    pointer = crashed / "checkpoints" / "latest.json"
-    info = json.loads(pointer.read_text())
-    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002") if isinstance(v, str) else v)
-                                   for k, v in info.items()} | {"step": 2}))
+    crashed = kill_after_step_2(student, tmp_path / "crashed")
     assert main(["pretrain", "--resume", str(crashed)]) == 0
     a, b = load_file(str(student / "encoder.safetensors")), load_file(str(crashed / "encoder.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

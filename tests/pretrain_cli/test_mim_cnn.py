@@ -5,7 +5,6 @@ encoder serves ``fmlab adapt``."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -14,22 +13,9 @@ from safetensors.torch import load_file
 
 from fmlab.cli.main import main
 
-from .conftest import CONFIG_DIR, smoke_args
+from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
 
 NAMES = ("selfie_cifar10", "spark_cifar10", "spark_dense_cifar10", "sit_cifar10")
-
-
-def _kill_after_step_2(straight, crashed) -> None:
-    """``crashed``: a copy of the finished ``straight`` run as if killed after its step-2
-    checkpoint (the later checkpoint's pointer rewound, the export removed)."""
-    shutil.copytree(straight, crashed)
-    for f in ("encoder.safetensors", "encoder.json"):
-        (crashed / f).unlink()
-    pointer = crashed / "checkpoints" / "latest.json"
-    info = json.loads(pointer.read_text())
-    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002")
-                                       if isinstance(v, str) else v) for k, v in info.items()}
-                                  | {"step": 2}))
 
 
 @pytest.mark.parametrize("name", [
@@ -41,7 +27,7 @@ def test_resume_is_bit_identical_and_the_picture_is_written(name, npz_sources, t
     assert main(smoke_args(CONFIG_DIR / f"{name}.yaml", src, straight,
                            "trainer.checkpoint_every=2", "trainer.log_every=1", steps=4)) == 0
     crashed = tmp_path / "crashed"
-    _kill_after_step_2(straight, crashed)
+    kill_after_step_2(straight, crashed)
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(crashed)]) == 0
     assert "resumed from step 2" in capsys.readouterr().out

@@ -4,7 +4,6 @@ exactly, each masked objective draws its PNG, unknown keys exit 2 naming the key
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from safetensors.torch import load_file
 
 from fmlab.cli.main import main
 
-from .conftest import CONFIG_DIR, smoke_args
+from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
 
 MIM_VIT = ("satmae_eurosat", "croco_cifar10", "ibot_eurosat")
 
@@ -25,15 +24,7 @@ def test_resume_after_a_kill_is_bit_identical(name, npz_sources, tmp_path, capsy
     args = smoke_args(CONFIG_DIR / f"{name}.yaml", npz_sources["cifar10"], straight,
                       "trainer.checkpoint_every=2", "trainer.log_every=1", steps=4)
     assert main(args) == 0
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight, crashed)
-    for f in ("encoder.safetensors", "encoder.json"):
-        (crashed / f).unlink()
-    pointer = crashed / "checkpoints" / "latest.json"
-    info = json.loads(pointer.read_text())
-    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002")
-                                       if isinstance(v, str) else v) for k, v in info.items()}
-                                  | {"step": 2}))
+    crashed = kill_after_step_2(straight, tmp_path / "crashed")
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(crashed)]) == 0
     assert "resumed from step 2" in capsys.readouterr().out

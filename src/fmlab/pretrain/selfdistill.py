@@ -31,7 +31,7 @@ from fmlab.models.vit import VisionTransformer
 from fmlab.pretrain.base import register_objective, require
 from fmlab.pretrain.mae import MAE, mae_loss
 
-__all__ = ["MAESelfDistill", "load_vit_teacher"]
+__all__ = ["MAESelfDistill", "load_vit_teacher", "vit_teacher_from_section"]
 
 
 def load_vit_teacher(weights: str | Path) -> VisionTransformer:
@@ -53,6 +53,21 @@ def load_vit_teacher(weights: str | Path) -> VisionTransformer:
     if not isinstance(trunk, VisionTransformer):
         raise ConfigError(f"objective.teacher_weights: {path} holds a {type(trunk).__name__}, not a ViT")
     return trunk
+
+
+def vit_teacher_from_section(section: Any) -> VisionTransformer:
+    """The frozen ViT teacher named by ``objective.teacher_weights`` (``${VAR}`` expanded), for the
+    objectives that distil from an fmlab ViT export (``mae_selfdistill``, ``unip``).
+
+    Raises:
+        ConfigError: the key is empty, or :func:`load_vit_teacher` refuses the file.
+    """
+    from fmlab.engine.config import expand_path
+
+    weights = expand_path(section.teacher_weights or None, "objective.teacher_weights")
+    if weights is None:
+        raise ConfigError("objective.teacher_weights: give the teacher ViT's RUN_DIR/encoder.safetensors")
+    return load_vit_teacher(weights)
 
 
 @register_objective("mae_selfdistill")
@@ -102,13 +117,7 @@ class MAESelfDistill(MAE):
     def provide(cls, need: str, section: Any) -> Any:
         """The teacher, from ``objective.teacher_weights`` (the stage-1 run's export)."""
         if need == "teacher":
-            from fmlab.engine.config import expand_path
-
-            weights = expand_path(section.teacher_weights or None, "objective.teacher_weights")
-            if weights is None:
-                raise ConfigError("objective.teacher_weights: give the further pre-trained "
-                                  "teacher's RUN_DIR/encoder.safetensors")
-            return load_vit_teacher(weights)
+            return vit_teacher_from_section(section)
         return super().provide(need, section)
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:

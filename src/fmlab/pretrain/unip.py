@@ -91,14 +91,9 @@ class UNIP(Objective):
     def provide(cls, need: str, section: Any) -> Any:
         """The teacher, from ``objective.teacher_weights`` (an fmlab pretrain run's ViT export)."""
         if need == "teacher":
-            from fmlab.engine.config import expand_path
-            from fmlab.pretrain.selfdistill import load_vit_teacher
+            from fmlab.pretrain.selfdistill import vit_teacher_from_section
 
-            weights = expand_path(section.teacher_weights or None, "objective.teacher_weights")
-            if weights is None:
-                raise ConfigError("objective.teacher_weights: give the teacher ViT's "
-                                  "RUN_DIR/encoder.safetensors")
-            return load_vit_teacher(weights)
+            return vit_teacher_from_section(section)
         return super().provide(need, section)
 
     def choose_layer(self, images: Tensor) -> int:
