@@ -108,6 +108,29 @@ def random_patch_mask(batch_size: int, num_tokens: int, mask_ratio: float,
     return PatchMask(ids_keep=ids_keep, ids_masked=ids_masked, mask=mask)
 
 
+def batch_or_random_mask(batch: dict, n: int, num_tokens: int, mask_ratio: float,
+                         device: torch.device | None = None, where: str = "") -> Tensor:
+    """``batch["mask"]`` (N, L) as booleans when the transform drew one (runs replay exactly),
+    else a fresh :func:`random_patch_mask` from torch's global RNG (which the engine seeds).
+
+    Raises:
+        DataError: a batch mask of another shape (``where`` names the grid in the message).
+
+    Examples:
+        >>> batch_or_random_mask({"mask": torch.tensor([[1, 0]])}, 1, 2, 0.5).tolist()
+        [[True, False]]
+    """
+    from fmlab.errors import DataError
+
+    if "mask" in batch:
+        mask = batch["mask"].to(device).bool()
+        if tuple(mask.shape) != (n, num_tokens):
+            raise DataError(f"batch['mask'] of shape {tuple(mask.shape)} does not fit {n} images "
+                            f"of {num_tokens} patches{where}")
+        return mask
+    return random_patch_mask(n, num_tokens, mask_ratio, None, device).mask
+
+
 def context_subset(batch_size: int, num_tokens: int, mask_ratio: float,
                    generator: torch.Generator | None,
                    device: torch.device | str | None = None) -> Tensor:

@@ -10,10 +10,8 @@ constructor's signature (:func:`config_section_from_signature`) live in ``config
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,12 @@ from fmlab.engine.config_signature import (  # re-exported: the config helpers l
     config_section_from_signature,
     expand_path,
     signature_params,
+)
+from fmlab.engine.config_types import (  # the typed conversion the loaders use
+    _convert,
+    _convert_text,
+    _strip_optional,
+    _suggest,
 )
 from fmlab.errors import ConfigError
 from fmlab.utils.io import atomic_write
@@ -38,8 +42,6 @@ __all__ = ["EngineConfig", "MonitorConfig", "OptimConfig", "ScheduleConfig", "Tr
 C = TypeVar("C")
 
 LOGGERS = ("jsonl", "tensorboard", "mlflow")  # what trainer.loggers may list
-
-_NONE_WORDS = {"null", "none", "~", ""}
 
 
 @dataclass
@@ -250,6 +252,31 @@ def load_config(path: str | os.PathLike | None, cls: type[C],
     return cfg
 
 
+def selected_name(path: str | os.PathLike | None, overrides: typing.Iterable[str],
+                  section: str = "objective") -> tuple[str | None, Any]:
+    """The ``<section>.name`` a config file selects, an ``<section>.name=`` override winning, and
+    the file's raw data: the loaders whose dataclass depends on that name (generated sections)
+    read it before building the config.
+
+    Returns:
+        ``(name or None, the YAML data or {})``.
+
+    Examples:
+        >>> selected_name(None, ["objective.name=mae"])
+        ('mae', {})
+    """
+    data: Any = read_yaml(path) if path is not None else {}
+    name = None
+    part = data.get(section) if isinstance(data, dict) else None
+    if isinstance(part, dict) and part.get("name") is not None:
+        name = str(part["name"])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == f"{section}.name":
+            name = value.strip()
+    return name, data if data is not None else {}
+
+
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested mapping, converting values to the declared types."""
     if not isinstance(data, dict):
@@ -321,148 +348,3 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-# --------------------------------------------------------------------------- type conversion
-
-
-def _suggest(key: str, names: list[str], prefix: str) -> str:
-    close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
-    known = ", ".join(names)
-    return f"{hint}; known keys{' in ' + repr(prefix.rstrip('.')) if prefix else ''}: {known}"
-
-
-def _is_optional(tp: Any) -> bool:
-    return _is_union(tp) and type(None) in typing.get_args(tp)
-
-
-def _is_union(tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    return origin is typing.Union or origin is types.UnionType
-
-
-def _strip_optional(tp: Any) -> Any:
-    if _is_union(tp):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _convert_text(raw: str, tp: Any, key: str) -> Any:
-    """Convert a ``--set`` value string: YAML-parse it unless the field is a plain string."""
-    base = _strip_optional(tp)
-    if _is_optional(tp) and raw.lower() in _NONE_WORDS:
-        return None
-    if base is str or (typing.get_origin(base) is Literal):
-        return _convert(raw, tp, key, "--set")
-    try:
-        value = yaml.safe_load(raw) if raw else raw
-    except yaml.YAMLError:
-        value = raw
-    return _convert(value, tp, key, "--set")
-
-
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
-    def fail(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
-
-    if tp is Any:
-        return value
-    if _is_union(tp):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise fail(" or ".join(_type_name(a) for a in args))
-        last: ConfigError | None = None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, key, where)
-            except ConfigError as e:
-                last = e
-        assert last is not None
-        raise last
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{where}: {key}: {value!r} is not one of "
-                              f"{', '.join(repr(c) for c in choices)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value if value is not None else {}, where, prefix=f"{key}.")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-            return False
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise fail("a boolean (true/false)")
-    if tp is int:
-        if isinstance(value, bool):
-            raise fail("an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                f = float(value.replace("_", ""))
-            except ValueError:
-                raise fail("an integer") from None
-            if f.is_integer():
-                return int(f)
-        raise fail("an integer")
-    if tp is float:
-        if isinstance(value, bool):
-            raise fail("a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads ``1e-3`` as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise fail("a number") from None
-        raise fail("a number")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise fail("a string")
-    if tp is Path:
-        if isinstance(value, (str, Path)):
-            return Path(value)
-        raise fail("a path")
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.strip("()[] ").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise fail(f"a list ({_type_name(tp)})")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise fail(f"{len(args)} values ({_type_name(tp)})")
-            return tuple(_convert(v, a, f"{key}[{i}]", where)
-                         for i, (v, a) in enumerate(zip(value, args)))
-        elem = args[0] if args else Any
-        items = [_convert(v, elem, f"{key}[{i}]", where) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise fail("a mapping")
-        kt, vt = typing.get_args(tp) or (Any, Any)
-        return {_convert(k, kt, key, where): _convert(v, vt, f"{key}.{k}", where)
-                for k, v in value.items()}
-    if isinstance(tp, type) and isinstance(value, tp):
-        return value
-    raise fail(_type_name(tp))
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -24,7 +24,7 @@ from fmlab.engine.config import (
     TrainerConfig,
     config_section_from_signature,
     load_config,
-    read_yaml,
+    selected_name,
 )
 from fmlab.errors import ConfigError
 from fmlab.utils.validation import check
@@ -244,18 +244,9 @@ def load_pretrain_config(path: str | os.PathLike | None,
     from fmlab.pretrain import OBJECTIVES
 
     overrides = list(overrides)
-    name = None
-    if path is not None:
-        data = read_yaml(path)
-        section = data.get("objective") if isinstance(data, dict) else None
-        if isinstance(section, dict) and section.get("name") is not None:
-            name = str(section["name"])
-        elif isinstance(data, dict) and data.get("objectives"):
-            name = "composite"  # an objectives list alone makes a composite run
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.strip() == "objective.name":
-            name = value.strip()
+    name, data = selected_name(path, overrides)
+    if name is None and isinstance(data, dict) and data.get("objectives"):
+        name = "composite"  # an objectives list alone makes a composite run
     if name is None:
         raise ConfigError(f"{path or '<defaults>'}: objective.name is missing (one of "
                           f"{', '.join(OBJECTIVES.names())})")

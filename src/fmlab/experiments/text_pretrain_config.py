@@ -20,7 +20,7 @@ from fmlab.engine.config import (
     TrainerConfig,
     config_section_from_signature,
     load_config,
-    read_yaml,
+    selected_name,
 )
 from fmlab.errors import ConfigError
 from fmlab.utils.validation import check
@@ -157,16 +157,7 @@ def load_text_pretrain_config(path: str | os.PathLike | None,
         The validated config.
     """
     overrides = list(overrides)
-    name = None
-    if path is not None:
-        data = read_yaml(path)
-        section = data.get("objective") if isinstance(data, dict) else None
-        if isinstance(section, dict) and section.get("name") is not None:
-            name = str(section["name"])
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.strip() == "objective.name":
-            name = value.strip()
+    name, _ = selected_name(path, overrides)
     if name is None:
         raise ConfigError(f"{path or '<defaults>'}: objective.name is missing")
     return load_config(path, text_pretrain_config_class(name), overrides)

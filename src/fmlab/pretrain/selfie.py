@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fmlab.data.masks import mae_mask_fn, num_kept, random_patch_mask
+from fmlab.data.masks import batch_or_random_mask, mae_mask_fn, num_kept, random_patch_mask
 from fmlab.errors import ConfigError, DataError
 from fmlab.models.vit import Block
 from fmlab.pretrain.base import Objective, register_objective, require
@@ -132,14 +132,7 @@ class Selfie(Objective):
         return self.pool_norm(x[:, 0])
 
     def _mask(self, batch: Mapping[str, Any], n: int, device: torch.device) -> Tensor:
-        length = self.grid ** 2
-        if "mask" in batch:
-            mask = batch["mask"].to(device).bool()
-            if tuple(mask.shape) != (n, length):
-                raise DataError(f"batch['mask'] of shape {tuple(mask.shape)} does not fit {n} "
-                                f"images of {length} patches")
-            return mask
-        return random_patch_mask(n, length, self.mask_ratio, None, device).mask
+        return batch_or_random_mask(batch, n, self.grid ** 2, self.mask_ratio, device, "")
 
     def queries_and_candidates(self, images: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(v, h): (N, M, D) queries and candidate patch vectors of the masked positions."""

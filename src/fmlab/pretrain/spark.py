@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fmlab.data.masks import mae_mask_fn, num_kept, random_patch_mask
+from fmlab.data.masks import batch_or_random_mask, mae_mask_fn, num_kept, random_patch_mask
 from fmlab.errors import ConfigError, DataError
 from fmlab.pretrain.base import Objective, register_objective, require
 from fmlab.pretrain.mae import mae_loss
@@ -217,14 +217,7 @@ class SparK(Objective):
         return self.head(x)
 
     def _mask(self, batch: Mapping[str, Any], n: int, device: torch.device) -> Tensor:
-        length = self.grid ** 2
-        if "mask" in batch:
-            mask = batch["mask"].to(device).bool()
-            if tuple(mask.shape) != (n, length):
-                raise DataError(f"batch['mask'] of shape {tuple(mask.shape)} does not fit {n} "
-                                f"images on SparK's {self.grid}x{self.grid} grid")
-            return mask
-        return random_patch_mask(n, length, self.mask_ratio, None, device).mask
+        return batch_or_random_mask(batch, n, self.grid ** 2, self.mask_ratio, device, f" on SparK's {self.grid}x{self.grid} grid")
 
     def reconstruct(self, images: Tensor, mask: Tensor) -> Tensor:
         """Pixel predictions (N, C, H, W) from the images with ``mask`` (N, g*g) hidden."""
