@@ -1,5 +1,7 @@
-"""SparK's dense ablation at the sparse run's step count (equal images seen), evaluated exactly
-as ``benchmarks/pretrain_runs.py`` does (same train/test subsets, kNN + linear probe).
+"""One objective's config at a fixed step count (equal images seen across arms), evaluated exactly
+as ``benchmarks/pretrain_runs.py`` does (same train/test subsets, kNN + linear probe). Written for
+SparK's dense ablation at the sparse run's steps; ``--set`` makes the arms of other comparisons
+(GPT4Image with and without its alignment term).
 
     FMLAB_DATA=/work/shared/data python benchmarks/mim_equal_steps.py --objective spark_dense \\
         --steps 59 --seeds 1,2,3 --out runs/mim1/dense59
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--train-images", type=int, default=20000)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override for every run (repeatable), e.g. objective.align_weight=0")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -38,7 +42,7 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         sets = pr.QUIET + [f"trainer.seed={seed}", f"trainer.max_steps={args.steps}",
-                           f"data.limit={args.train_images}"]
+                           f"data.limit={args.train_images}", *args.overrides]
         cfg = load_pretrain_config(pr.CONFIG_DIR / f"{args.objective}_cifar10.yaml", sets)
         run_dir = Path(args.out) / f"seed{seed}"
         t = time.process_time()
