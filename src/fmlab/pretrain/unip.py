@@ -6,7 +6,7 @@ modality (grey-scale here, the paper's "infrared-like" domain).
 
 ``A_S(last)`` are the student's last-layer attention maps, ``A_T(l*)`` the teacher's maps at the
 layer ``l*`` chosen by its attention NMI (:func:`fmlab.metrics.attention.attention_nmi`): the layer
-whose mean NMI on the first training batch is closest to ``hybrid_nmi`` (between local, NMI → 1,
+whose mean NMI on the first training batch (averaged over ranks under DDP) is closest to ``hybrid_nmi`` (between local, NMI → 1,
 and global, NMI → 0), or a fixed ``teacher_layer``. The choice is stored in a buffer, so it
 resumes with the weights. When the head counts differ, both sides are averaged over heads;
 the token grids must match (same image size and patch grid). The teacher is frozen.
@@ -100,8 +100,12 @@ class UNIP(Objective):
         """The teacher layer whose mean attention NMI on ``images`` is closest to ``hybrid_nmi``."""
         from fmlab.metrics.attention import attention_nmi
 
+        from fmlab.pretrain._dist import all_reduce_mean
+
         with torch.no_grad():
-            nmi = [float(attention_nmi(a).mean()) for a in attention_maps(self.teacher, images)]
+            nmi = torch.stack([attention_nmi(a).mean() for a in attention_maps(self.teacher, images)])
+        # under DDP every rank sees its own shard: average the NMI first so all ranks pick one layer
+        nmi = all_reduce_mean(nmi.float()).tolist()
         return min(range(len(nmi)), key=lambda i: abs(nmi[i] - self.hybrid_nmi))
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
