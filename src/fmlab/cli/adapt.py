@@ -1,4 +1,10 @@
-"""``fmlab adapt``: few-shot adaptation methods × shots × seeds on cached features."""
+"""``fmlab adapt``: few-shot adaptation methods × shots × seeds on cached features, and
+``fmlab adapt spectrum``: the singular-value spectrum (SVE, LSVR) of a feature file.
+
+``spectrum`` is an optional subcommand: ``fmlab adapt --data ... --out ...`` works as before
+(``--data``/``--out`` are checked in :func:`run`, since argparse would otherwise demand them of
+the subcommand too).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ def add_parser(sub) -> None:
                    help="instead of --backbone: an image-text model (open_clip:<arch>[:<tag>] or a "
                         "`fmlab clip train` folder); its image embeddings are the features, its "
                         "text tower gives zero-shot weights, and methods needing the model become available")
-    p.add_argument("--data", required=True, help="labelled image source")
+    p.add_argument("--data", default=None, help="labelled image source (required)")
     p.add_argument("--methods", default=None,
                    help="comma list of methods: {methods} (default {default_methods})")
     p.add_argument("--shots", default="1,2,4,8,16,all",
@@ -41,16 +47,55 @@ def add_parser(sub) -> None:
                    help="augmented views of each training image (default 0), given to the methods "
                         "that use them: {view_methods}")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None, help="output directory (required)")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, adapt_parser=p)
+    asub = p.add_subparsers(dest="adapt_command", metavar="[spectrum]")
+    asub.required = False
+    _add_spectrum(asub)
+
+
+def _add_spectrum(asub) -> None:
+    s = asub.add_parser(
+        "spectrum", help="singular value entropy (SVE) and LSVR of a feature file",
+        description="Rows L2-normalised, columns centred, then SVE = -sum p log p and "
+                    "LSVR = -log p_1 with p = sigma / sum(sigma) (NMTune's spectrum analysis).")
+    s.add_argument("--features", required=True,
+                   help="`fmlab features extract` output, .npy or .safetensors file")
+    s.add_argument("--center", default="column", choices=["column", "row", "none"],
+                   help="column (default), row (the official NMTune code's per-sample mean) or none")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=run_spectrum)
+
+
+def run_spectrum(args: argparse.Namespace) -> int:
+    import json
+
+    from fmlab.errors import DataError
+    from fmlab.metrics.spectrum import load_feature_matrix, spectrum_metrics
+
+    X = load_feature_matrix(args.features)
+    try:
+        m = spectrum_metrics(X, center=args.center)
+    except DataError as e:
+        raise DataError(f"{args.features}: {e}") from None
+    m["features"] = str(args.features)
+    if args.json:
+        print(json.dumps(m))
+    else:
+        print(f"{args.features}: SVE {m['sve']:.4f}  LSVR {m['lsvr']:.4f}  "
+              f"(top share {m['top_share']:.4f}, N={m['n']}, D={m['d']}, center={m['center']})")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from fmlab.experiments.adapt import AdaptConfig, run_adapt
     from fmlab.utils.parsing import parse_ints, parse_shots
 
+    missing = [f for f, v in (("--data", args.data), ("--out", args.out)) if v is None]
+    if missing:  # argparse's own message and exit status 2, as when they were required=True
+        args.adapt_parser.error(f"the following arguments are required: {', '.join(missing)}")
     cfg = AdaptConfig(
         backbone=args.backbone, weights=args.weights, data=args.data, out=Path(args.out),
         methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
