@@ -2,7 +2,7 @@
 
 Estimators (scikit-learn estimators computing in torch on CPU): :class:`NCM`, :class:`KNN`,
 :class:`LinearProbe`, :class:`GDA`, :class:`TipAdapter`, :class:`TipAdapterF`, :class:`ZeroShot`,
-:class:`CoOp` and :class:`ZeroShotEnsemble`. Each registers itself where it is defined
+:class:`CoOp`, :class:`ZeroShotEnsemble` and :class:`NMTune`. Each registers itself where it is defined
 (:func:`register_estimator`); :data:`METHODS` is the registry the workflows read. Protocol:
 :func:`make_split` / :func:`load_split` for split files, :func:`run_sweep` for methods × shots ×
 seeds, :func:`summarize` and :func:`plot_accuracy_vs_shots` for reporting. Importing this package
@@ -20,6 +20,7 @@ from fmlab.adapt.tip import TipAdapter, TipAdapterF
 from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
 from fmlab.adapt.coop import CoOp, PromptLearner
 from fmlab.adapt.ensemble import ZeroShotEnsemble
+from fmlab.adapt.nmtune import NMTune
 from fmlab.adapt.registry import METHODS, MethodSpec, default_methods, register_estimator
 from fmlab.adapt.protocol import (
     create_method,
@@ -37,6 +38,7 @@ __all__ = [
     "KNN",
     "METHODS",
     "NCM",
+    "NMTune",
     "Estimator",
     "FewShotSplit",
     "LinearProbe",
