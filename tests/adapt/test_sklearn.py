@@ -25,6 +25,7 @@ from fmlab.adapt import (
     NCM,
     CoOp,
     LinearProbe,
+    NMTune,
     TipAdapter,
     TipAdapterF,
     ZeroShot,
@@ -49,7 +50,8 @@ EXPECTED_FAILED = {
 # (cross_val_score and check_estimator call fit(X, y) without validation data).
 STANDALONE = [NCM(), NCM(metric="euclidean", center=True), KNN(k=3), LinearProbe(C=1.0), GDA(),
               GDA(covariance="oas", priors="empirical"), TipAdapter(beta=5.0),
-              TipAdapterF(alpha=1.0, beta=5.0, init_alpha=1.0, init_beta=5.0, epochs=2)]
+              TipAdapterF(alpha=1.0, beta=5.0, init_alpha=1.0, init_beta=5.0, epochs=2),
+              NMTune(lam=0.1, lr=1e-2, min_steps=40, max_steps=40)]
 IDS = [repr(e)[:40] for e in STANDALONE]
 
 # Data-independent checks that also apply to the estimators built around fixed inputs.

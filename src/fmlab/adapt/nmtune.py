@@ -221,7 +221,8 @@ class NMTune(Estimator):
              y_val: torch.Tensor | None) -> None:
         views = (X if X.ndim == 3 else X.unsqueeze(0)).float()
         if views.shape[1] * views.shape[0] < 2:
-            raise InputError("NMTune needs at least 2 training samples (BatchNorm statistics)")
+            raise InputError("n_samples = 1: NMTune needs at least 2 training samples "
+                             "(BatchNorm statistics)")
         if self.lam is not None:
             self.net_, steps = self._train(views, y, float(self.lam))
             lam, table = float(self.lam), None
