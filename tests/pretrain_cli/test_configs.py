@@ -21,13 +21,14 @@ MIM_CNN = {"selfie_cifar10", "spark_cifar10", "spark_dense_cifar10", "sit_cifar1
 MIM_VIT = {"mae_eurosat", "satmae_eurosat", "dino_eurosat", "ibot_eurosat", "croco_cifar10"}  # issue 16
 COMPOSITE = {"multitask_cifar10"}  # issue 17: objectives listed under `objectives:`
 CROSS_MODEL = {"gpt4image_cifar10", "further_mae_eurosat", "m3i_cifar10"}  # issue 17
+NOISE = {"supervised_noise_cifar10"}  # issue 20: supervised on noisy labels (data.label_noise)
 ALIASES = {"ibot": "dino",  # ibot_eurosat.yaml is DINO with its iBOT and KoLeo switches on
-           "multitask": "composite", "further_mae": "mae"}
+           "multitask": "composite", "further_mae": "mae", "supervised_noise": "supervised"}
 
 
 def test_one_config_per_objective_and_dataset():
     names = {p.stem for p in CONFIGS}
-    assert names == {f"{o}_{d}" for o in OBJECTIVES for d in ("cifar10", "mnist")} | MIM_CNN | MIM_VIT | COMPOSITE | CROSS_MODEL
+    assert names == {f"{o}_{d}" for o in OBJECTIVES for d in ("cifar10", "mnist")} | MIM_CNN | MIM_VIT | COMPOSITE | CROSS_MODEL | NOISE
     for path in CONFIGS:
         cfg = load_pretrain_config(path)
         stem_objective = path.stem.rsplit("_", 1)[0]

@@ -13,7 +13,10 @@ No objective is named here.
 Data: the ``data.split`` split, put in a seeded order (``data.order_seed``; CIFAR-10's file is
 sorted by class); the last ``data.val_size`` images of that order are held out as the labelled
 queries of the online kNN monitor (never the test split), the others are the training set, of
-which ``data.limit`` keeps the first M. The kNN bank is drawn from the training set
+which ``data.limit`` keeps the first M. ``data.label_noise`` = p flips each training label
+with probability p to a uniformly drawn different class (seeded by ``data.noise_seed``,
+:mod:`fmlab.data.label_noise`); the held-out queries keep clean labels, while the kNN bank, drawn
+from the training set, carries the noisy ones the objective sees. The kNN bank is drawn from the training set
 (``monitor.max_train`` images). Images sit decoded in memory as uint8; images whose size
 differs from the backbone's input (MNIST 28 px) are resized (bilinear) before augmentation,
 and grey images are repeated to RGB when the backbone wants 3 channels — the same rules its
@@ -90,7 +93,7 @@ def load_pretrain_data(cfg: PretrainDataConfig) -> PretrainData:
     keep = min(cfg.limit, n_train) if cfg.limit else n_train
     order = (np.arange(n) if cfg.order_seed is None
              else np.random.default_rng(cfg.order_seed).permutation(n))
-    labels = images.labels
+    labels = _noisy_labels(cfg, images)
     train_idx = order[:keep]
     if getattr(images, "streams", False):  # wds: shards: decode per batch, memory stays flat
         from fmlab.engine.data import SplitSource
@@ -105,9 +108,29 @@ def load_pretrain_data(cfg: PretrainDataConfig) -> PretrainData:
     val = None
     if cfg.val_size:
         val_idx = order[n_train:]
-        val = TensorSource(images.decode(val_idx),
-                           None if labels is None else labels[val_idx])
+        val = TensorSource(images.decode(val_idx),  # clean labels: the monitor's queries
+                           None if images.labels is None else images.labels[val_idx])
     return PretrainData(train, val, images.class_names, shape, images.content_hash)
+
+
+def _noisy_labels(cfg: PretrainDataConfig, images: Any) -> np.ndarray | None:
+    """The split's labels with ``data.label_noise`` applied (drawn per image of the whole split,
+    so an image's noisy label does not depend on ``data.limit`` or ``data.val_size``)."""
+    from fmlab.data.label_noise import symmetric_label_noise
+
+    labels = images.labels
+    if not cfg.label_noise:
+        return labels
+    if labels is None:
+        raise ConfigError(f"data.label_noise: {cfg.label_noise} needs labels; "
+                          f"{cfg.source}:{cfg.split} has none")
+    if getattr(images, "streams", False):
+        raise ConfigError(f"data.label_noise: {cfg.label_noise} is not supported for streamed "
+                          f"(wds:) sources")
+    n_classes = (len(images.class_names) if images.class_names is not None
+                 else int(np.max(labels)) + 1)
+    return symmetric_label_noise(labels, float(cfg.label_noise), n_classes, cfg.noise_seed,
+                                 key="data.label_noise")
 
 
 # --------------------------------------------------------------------------- building

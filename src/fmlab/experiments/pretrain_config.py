@@ -59,10 +59,17 @@ class PretrainDataConfig:
     # the split is first put in this seeded order (CIFAR-10's file is sorted by class), so the
     # held-out queries and the first ``limit`` images are class-mixed; null: file order
     order_seed: int | None = 0
+    # symmetric label noise on the training labels (fmlab.data.label_noise): each flipped with
+    # this probability to a uniformly drawn different class, drawn from noise_seed; the held-out
+    # monitor queries keep their clean labels
+    label_noise: float = 0.0
+    noise_seed: int = 0
 
     def validate(self, prefix: str = "data") -> None:
         check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
         check(self.val_size >= 0, f"{prefix}.val_size", self.val_size, "must be >= 0")
+        check(isinstance(self.label_noise, (int, float)) and 0.0 <= self.label_noise < 1.0,
+              f"{prefix}.label_noise", self.label_noise, "must be a number in [0, 1)")
 
 
 @dataclass
