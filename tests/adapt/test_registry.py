@@ -15,7 +15,8 @@ from fmlab.adapt.registry import get_method, help_fields, uses_views
 from fmlab.errors import ConfigError
 
 # Cheap settings per method, so that the parametrised sweeps stay fast.
-CHEAP = {"tipf": {"epochs": 3}, "tipf+zs": {"epochs": 3}}
+CHEAP = {"tipf": {"epochs": 3}, "tipf+zs": {"epochs": 3},
+         "nmtune": {"min_steps": 10, "max_steps": 10, "lam_grid": (0.0, 1.0)}}
 
 
 def test_default_sweep_and_ensembles_come_from_the_classes():

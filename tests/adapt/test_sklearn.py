@@ -51,7 +51,7 @@ EXPECTED_FAILED = {
 STANDALONE = [NCM(), NCM(metric="euclidean", center=True), KNN(k=3), LinearProbe(C=1.0), GDA(),
               GDA(covariance="oas", priors="empirical"), TipAdapter(beta=5.0),
               TipAdapterF(alpha=1.0, beta=5.0, init_alpha=1.0, init_beta=5.0, epochs=2),
-              NMTune(lam=0.1, lr=1e-2, min_steps=40, max_steps=40)]
+              NMTune(lam=0.1, lr=1e-2, min_steps=20, max_steps=20)]
 IDS = [repr(e)[:40] for e in STANDALONE]
 
 # Data-independent checks that also apply to the estimators built around fixed inputs.

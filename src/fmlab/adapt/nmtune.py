@@ -232,7 +232,7 @@ class NMTune(Estimator):
             for lam in self.lam_grid:
                 net, steps = self._train(views, y, float(lam))
                 with torch.no_grad():
-                    acc, loss = accuracy_and_loss(net(X_val.float())[1], y_val)
+                    acc, loss = accuracy_and_loss(net(X_val.double())[1], y_val)
                 nets.append(net)
                 accs.append(acc)
                 losses.append(loss)
@@ -247,7 +247,7 @@ class NMTune(Estimator):
             self.hyperparameters_["val_accuracy_by_lam"] = table
 
     def _train(self, views: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[NMTuneNet, int]:
-        """AdamW with a per-step cosine schedule; returns the net (in eval mode) and its steps."""
+        """AdamW with a per-step cosine schedule; returns the net (eval mode, float64), its steps."""
         gen = torch.Generator().manual_seed(int(self.seed))
         torch_state = torch.random.get_rng_state()
         torch.manual_seed(int(self.seed))  # the net's initialisation
@@ -279,7 +279,9 @@ class NMTune(Estimator):
                 sched.step()
                 self.losses_.append(float(loss.detach()))
                 step += 1
-        return net.eval(), total
+        # predictions in float64: a row's score then does not depend on which other rows share
+        # the matmul (float32 kernels round differently per batch size)
+        return net.eval().double(), total
 
     def _step_loss(self, net: NMTuneNet, views: torch.Tensor, y: torch.Tensor,
                    idx: torch.Tensor, lam: float, gen: torch.Generator,
@@ -300,4 +302,4 @@ class NMTune(Estimator):
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.net_(X.float())[1].to(X.dtype)
+            return self.net_(X.double())[1].to(X.dtype)
