@@ -224,20 +224,20 @@ class NMTune(Estimator):
             raise InputError("n_samples = 1: NMTune needs at least 2 training samples "
                              "(BatchNorm statistics)")
         if self.lam is not None:
-            self.net_, steps = self._train(views, y, float(self.lam))
+            self.net_, steps, self.losses_ = self._train(views, y, float(self.lam))
             lam, table = float(self.lam), None
         else:
             assert X_val is not None and y_val is not None
             nets, accs, losses = [], [], []
             for lam in self.lam_grid:
-                net, steps = self._train(views, y, float(lam))
+                net, steps, curve = self._train(views, y, float(lam))
                 with torch.no_grad():
                     acc, loss = accuracy_and_loss(net(X_val.double())[1], y_val)
-                nets.append(net)
+                nets.append((net, curve))
                 accs.append(acc)
                 losses.append(loss)
             best = select_best(torch.cat(accs), torch.cat(losses))
-            self.net_, lam = nets[best], float(self.lam_grid[best])
+            (self.net_, self.losses_), lam = nets[best], float(self.lam_grid[best])
             table = {str(float(v)): float(a) for v, a in zip(self.lam_grid, torch.cat(accs))}
         self.hyperparameters_ = {"lam": lam, "w_mse": self.w_mse, "w_cov": self.w_cov,
                                  "w_svd": self.w_svd, "top_k": self.top_k, "steps": steps,
@@ -246,8 +246,10 @@ class NMTune(Estimator):
         if table is not None:
             self.hyperparameters_["val_accuracy_by_lam"] = table
 
-    def _train(self, views: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[NMTuneNet, int]:
-        """AdamW with a per-step cosine schedule; returns the net (eval mode, float64), its steps."""
+    def _train(self, views: torch.Tensor, y: torch.Tensor,
+               lam: float) -> tuple[NMTuneNet, int, list[float]]:
+        """AdamW with a per-step cosine schedule; returns the net (eval mode, float64), its
+        number of steps and its training-loss curve."""
         gen = torch.Generator().manual_seed(int(self.seed))
         torch_state = torch.random.get_rng_state()
         torch.manual_seed(int(self.seed))  # the net's initialisation
@@ -266,7 +268,7 @@ class NMTune(Estimator):
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1))
         net.train()
-        self.losses_: list[float] = []
+        curve: list[float] = []
         step = 0
         while step < total:
             for idx in _batches(n, self.batch_size, gen):
@@ -277,11 +279,11 @@ class NMTune(Estimator):
                 loss.backward()
                 opt.step()
                 sched.step()
-                self.losses_.append(float(loss.detach()))
+                curve.append(float(loss.detach()))
                 step += 1
         # predictions in float64: a row's score then does not depend on which other rows share
         # the matmul (float32 kernels round differently per batch size)
-        return net.eval().double(), total
+        return net.eval().double(), total, curve
 
     def _step_loss(self, net: NMTuneNet, views: torch.Tensor, y: torch.Tensor,
                    idx: torch.Tensor, lam: float, gen: torch.Generator,
