@@ -43,10 +43,10 @@ def test_adapt_with_clip_model_runs_coop_and_zeroshot(saved_clip, tmp_path):
     npz = make_npz(tmp_path / "a.npz", n_train=40, n_test=20, n_classes=4, hw=(16, 16))
     out = tmp_path / "run"
     rc = main(["adapt", "--clip-model", str(saved_clip), "--data", f"npz:{npz}", "--methods",
-               "ncm,zeroshot,coop", "--shots", "2", "--seeds", "1", "--out", str(out), "--no-db"])
+               "ncm,zeroshot,coop,cones", "--shots", "2", "--seeds", "1", "--out", str(out), "--no-db"])
     assert rc == 0
     recs = json.loads((out / "results.json").read_text())
-    assert sorted(r["method"] for r in recs) == ["coop", "ncm", "zeroshot"]
+    assert sorted(r["method"] for r in recs) == ["cones", "coop", "ncm", "zeroshot"]
     coop = next(r for r in recs if r["method"] == "coop")
     assert coop["hyperparameters"]["n_ctx"] == 16 and 0.0 <= coop["accuracy"] <= 1.0
     # every method scored on the same split file

@@ -19,6 +19,7 @@ from fmlab.adapt.gda import GDA, ledoit_wolf_shrinkage, oas_shrinkage
 from fmlab.adapt.tip import TipAdapter, TipAdapterF
 from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
 from fmlab.adapt.coop import CoOp, PromptLearner
+from fmlab.adapt.cones import ConES, ConESRandom
 from fmlab.adapt.ensemble import ZeroShotEnsemble
 from fmlab.adapt.registry import METHODS, MethodSpec, default_methods, register_estimator
 from fmlab.adapt.protocol import (
@@ -32,6 +33,8 @@ from fmlab.adapt.splits import FewShotSplit, load_split, make_split
 
 __all__ = [
     "CoOp",
+    "ConES",
+    "ConESRandom",
     "PromptLearner",
     "GDA",
     "KNN",

@@ -165,14 +165,11 @@ class CoOp(Estimator):
     def _fit(self, X, y, X_val, y_val) -> None:
         if X.ndim == 3:
             X, y = views_as_samples(X, y)
-        y_global = torch.as_tensor(self.classes_)[y]
         if self.classes_.max() >= len(self.class_names):
-            raise InputError(f"labels go up to {int(self.classes_.max())} but CoOp has "
-                             f"{len(self.class_names)} class names")
-        y = y_global  # prompts cover every class name; scores keep classes_ columns
+            raise InputError(f"labels go up to {int(self.classes_.max())} but "
+                             f"{type(self).__name__} has {len(self.class_names)} class names")
+        y = torch.as_tensor(self.classes_)[y]  # the learner covers every class name
         g = torch.Generator().manual_seed(self.seed)
-        self.learner_ = PromptLearner(self.model, list(self.class_names), self.n_ctx, self.csc,
-                                      self.class_token_position, self.ctx_init, g)
         frozen = [(p, p.requires_grad) for p in self.model.parameters()]
         was_training = self.model.training
         self.model.eval()
@@ -180,6 +177,7 @@ class CoOp(Estimator):
             p.requires_grad_(False)
         self.scale_ = float(self.model.logit_scale_value())
         try:
+            self.learner_ = self._make_learner(g)
             total = self._train(X, y, g)
             # still in eval mode: a model handed over in train mode must not apply dropout here
             with torch.no_grad():
@@ -188,10 +186,18 @@ class CoOp(Estimator):
             for p, req in frozen:
                 p.requires_grad_(req)
             self.model.train(was_training)
-        self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
-                                 "class_token_position": self.class_token_position,
-                                 "lr": self.lr, "epochs": self.epochs, "steps": total,
+        self.hyperparameters_ = {**self._learner_hyperparameters(), "lr": self.lr,
+                                 "epochs": self.epochs, "steps": total,
                                  "batch_size": self.batch_size, "logit_scale": self.scale_}
+
+    def _make_learner(self, g: torch.Generator) -> nn.Module:
+        """The module whose output is the (C, D) class embeddings and whose parameters train."""
+        return PromptLearner(self.model, list(self.class_names), self.n_ctx, self.csc,
+                             self.class_token_position, self.ctx_init, g)
+
+    def _learner_hyperparameters(self) -> dict:
+        return {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
+                "class_token_position": self.class_token_position}
 
     def _lr_at(self, step: int, warm: int, total: int) -> float:
         if step < warm:
@@ -200,11 +206,12 @@ class CoOp(Estimator):
         return 0.5 * self.lr * (1 + math.cos(math.pi * t))
 
     def _train(self, X: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> int:
-        """SGD on the context vectors; returns the number of steps taken."""
+        """SGD on the learner's parameters (CoOp: the context vectors); returns the steps taken."""
         device = self.model.logit_scale.device
         Xn = F.normalize(X.float(), dim=-1).to(device)
         y = y.to(device)
-        opt = torch.optim.SGD([self.learner_.ctx], lr=self.lr, momentum=self.momentum,
+        params = [p for p in self.learner_.parameters() if p.requires_grad]  # not the model's
+        opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                               weight_decay=self.weight_decay)
         n = len(Xn)
         spe = max(1, math.ceil(n / self.batch_size))
