@@ -68,28 +68,45 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.ctx = nn.Parameter(ctx.to(device).clone())
 
-    def prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings (C, L+M, D) and each prompt's EOS position."""
-        C = self.class_emb.shape[0]
-        ctx = self.ctx if self.ctx.ndim == 3 else self.ctx.unsqueeze(0).expand(C, -1, -1)
-        emb = self.class_emb.to(ctx.dtype)
+    def prompts(self, ctx: torch.Tensor | None = None, rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings (C, L+M, D) and each prompt's EOS position.
+
+        Args:
+            ctx: context vectors to use instead of the learner's own (GRAM's meta-training
+                evaluates the prompts at an updated context θ' = θ − α·ψ(g)).
+            rows: only these classes' prompts (a meta-task's classes among all prototypes).
+        """
+        ctx = self.ctx if ctx is None else ctx
+        emb, end = self.class_emb, self.end
+        names = self.name_len
+        if rows is not None:
+            emb, end = emb[rows], end[rows]
+            names = [self.name_len[int(r)] for r in rows]
+            if ctx.ndim == 3:
+                ctx = ctx[rows]
+        C = emb.shape[0]
+        ctx = ctx if ctx.ndim == 3 else ctx.unsqueeze(0).expand(C, -1, -1)
+        emb = emb.to(ctx.dtype)
         if self.position == "end":
             seq = torch.cat([emb[:, :1], ctx, emb[:, 1:]], dim=1)
         else:
-            rows = []
+            rows_out = []
             half = self.n_ctx // 2
             for c in range(C):
-                n = self.name_len[c]
+                n = names[c]
                 sos, name, rest = emb[c, :1], emb[c, 1:1 + n], emb[c, 1 + n:]
                 if self.position == "front":
-                    rows.append(torch.cat([sos, name, ctx[c], rest]))
+                    rows_out.append(torch.cat([sos, name, ctx[c], rest]))
                 else:
-                    rows.append(torch.cat([sos, ctx[c, :half], name, ctx[c, half:], rest]))
-            seq = torch.stack(rows)
-        return seq, self.end + self.n_ctx
+                    rows_out.append(torch.cat([sos, ctx[c, :half], name, ctx[c, half:], rest]))
+            seq = torch.stack(rows_out)
+        return seq, end + self.n_ctx
 
-    def forward(self) -> torch.Tensor:
-        seq, end = self.prompts()
+    def forward(self, ctx: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The (C, D) class embeddings in the joint space (see :meth:`prompts` for the args)."""
+        seq, end = self.prompts(ctx, rows)
         return self.model.text_proj(self.model.text.forward_embeds(seq, end))
 
 
@@ -233,10 +250,14 @@ class CoOp(Estimator):
                 loss = F.cross_entropy(logits, y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                self._regulate_gradients()
                 opt.step()
                 self.losses_.append(float(loss.detach()))
                 step += 1
         return total
+
+    def _regulate_gradients(self) -> None:
+        """Hook between ``backward`` and the optimiser step (GRAM rewrites the gradient here)."""
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         w = self.text_weights_[torch.as_tensor(self.classes_)].to(X.dtype)
@@ -248,3 +269,24 @@ def class_prompt_weights(model, class_names: Sequence[str], template: str = "a p
     with torch.no_grad():
         return F.normalize(model.encode_text([template.format(c) for c in class_names]).float(),
                            dim=-1).cpu().numpy()
+
+
+@register_estimator("coop_photo")
+class CoOpPhoto(CoOp):
+    """CoOp whose context starts from the words "a photo of a" (CoOp's hand-crafted init).
+
+    The baseline GRAM's meta-learnt start is compared with (GRAM's φ starts there too).
+
+    Examples:
+        >>> CoOpPhoto(model=None, class_names=["cat"]).get_params()["ctx_init"]
+        'a photo of a'
+    """
+
+    def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
+                 class_token_position: Position = "end", ctx_init: str | None = "a photo of a",
+                 lr: float = 0.002, epochs: int = 50, batch_size: int = 32,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, warmup_epochs: int = 1,
+                 warmup_lr: float = 1e-5, max_steps: int | None = None, seed: int = 0) -> None:
+        super().__init__(model, class_names, n_ctx, csc, class_token_position, ctx_init, lr,
+                         epochs, batch_size, momentum, weight_decay, warmup_epochs, warmup_lr,
+                         max_steps, seed)

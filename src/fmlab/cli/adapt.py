@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--views", type=int, default=0,
                    help="augmented views of each training image (default 0), given to the methods "
                         "that use them: {view_methods}")
+    p.add_argument("--meta", default=None,
+                   help="a `fmlab adapt meta-train` folder, for the methods that need one (gram)")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
     p.add_argument("--out", required=True, help="output directory")
     add_data_root(p)
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),
-        clip_model=args.clip_model, init_seed=args.seed,
+        clip_model=args.clip_model, init_seed=args.seed, meta=args.meta,
     )
     run_adapt(cfg)
     print((Path(args.out) / "summary.md").read_text())
