@@ -68,6 +68,8 @@ def pseudo_domains(image_emb: np.ndarray, text_emb: np.ndarray, n_domains: int,
         sub = KMeans(k, n_init=4, random_state=seed).fit(image_emb[rows])
         for j in range(k):
             members = rows[sub.labels_ == j]
+            if len(members) == 0:  # k-means on duplicated points can leave a cluster empty
+                continue
             centre = text_emb[members].mean(0)
             cls[members] = len(domain_of)
             proto.append(int(members[np.argmax(text_emb[members] @ centre)]))

@@ -15,7 +15,10 @@ def _help_fields() -> dict[str, str]:
     return help_fields()
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse._SubParsersAction:
+    """Add ``fmlab adapt`` (the sweep) and return its subparsers, so further jobs on the same
+    methods (``meta-train``) become ``fmlab adapt <job>`` while ``fmlab adapt --data ...`` keeps
+    running the sweep."""
     p = sub.add_parser(
         "adapt", help="compare few-shot adaptation methods on frozen features",
         description="Sweep adaptation methods x shots x seeds on cached features with leak-free "
@@ -29,7 +32,7 @@ def add_parser(sub) -> None:
                    help="instead of --backbone: an image-text model (open_clip:<arch>[:<tag>] or a "
                         "`fmlab clip train` folder); its image embeddings are the features, its "
                         "text tower gives zero-shot weights, and methods needing the model become available")
-    p.add_argument("--data", required=True, help="labelled image source")
+    p.add_argument("--data", default=None, help="labelled image source (required)")
     p.add_argument("--methods", default=None,
                    help="comma list of methods: {methods} (default {default_methods})")
     p.add_argument("--shots", default="1,2,4,8,16,all",
@@ -43,14 +46,22 @@ def add_parser(sub) -> None:
     p.add_argument("--meta", default=None,
                    help="a `fmlab adapt meta-train` folder, for the methods that need one (gram)")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None, help="output directory (required)")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _adapt_parser=p)
+    jobs = p.add_subparsers(dest="adapt_command", metavar="[JOB]",
+                            title="other jobs (fmlab adapt JOB --help)")
+    jobs.required = False
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
     from fmlab.experiments.adapt import AdaptConfig, run_adapt
+
+    missing = [f"--{k}" for k in ("data", "out") if getattr(args, k) is None]
+    if missing:  # not argparse-required: `fmlab adapt JOB` does not take them
+        args._adapt_parser.error(f"the following arguments are required: {', '.join(missing)}")
     from fmlab.utils.parsing import parse_ints, parse_shots
 
     cfg = AdaptConfig(
