@@ -11,7 +11,8 @@ from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import sha256_file
 
 # coop needs an image-text model; its own leak test is in tests/multimodal/test_adapt_clip_model.py
-ALL_METHODS = [m for m in METHODS.names() if m != "coop"]
+# the methods that need an image-text model have their own leak test (tests/multimodal)
+ALL_METHODS = [m for m in METHODS.names() if "model" not in METHODS.get(m).requires]
 
 
 @pytest.fixture

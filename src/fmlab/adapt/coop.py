@@ -68,28 +68,45 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.ctx = nn.Parameter(ctx.to(device).clone())
 
-    def prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings (C, L+M, D) and each prompt's EOS position."""
-        C = self.class_emb.shape[0]
-        ctx = self.ctx if self.ctx.ndim == 3 else self.ctx.unsqueeze(0).expand(C, -1, -1)
-        emb = self.class_emb.to(ctx.dtype)
+    def prompts(self, ctx: torch.Tensor | None = None, rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings (C, L+M, D) and each prompt's EOS position.
+
+        Args:
+            ctx: context vectors to use instead of the learner's own (GRAM's meta-training
+                evaluates the prompts at an updated context θ' = θ − α·ψ(g)).
+            rows: only these classes' prompts (a meta-task's classes among all prototypes).
+        """
+        ctx = self.ctx if ctx is None else ctx
+        emb, end = self.class_emb, self.end
+        names = self.name_len
+        if rows is not None:
+            emb, end = emb[rows], end[rows]
+            names = [self.name_len[int(r)] for r in rows]
+            if ctx.ndim == 3:
+                ctx = ctx[rows]
+        C = emb.shape[0]
+        ctx = ctx if ctx.ndim == 3 else ctx.unsqueeze(0).expand(C, -1, -1)
+        emb = emb.to(ctx.dtype)
         if self.position == "end":
             seq = torch.cat([emb[:, :1], ctx, emb[:, 1:]], dim=1)
         else:
-            rows = []
+            rows_out = []
             half = self.n_ctx // 2
             for c in range(C):
-                n = self.name_len[c]
+                n = names[c]
                 sos, name, rest = emb[c, :1], emb[c, 1:1 + n], emb[c, 1 + n:]
                 if self.position == "front":
-                    rows.append(torch.cat([sos, name, ctx[c], rest]))
+                    rows_out.append(torch.cat([sos, name, ctx[c], rest]))
                 else:
-                    rows.append(torch.cat([sos, ctx[c, :half], name, ctx[c, half:], rest]))
-            seq = torch.stack(rows)
-        return seq, self.end + self.n_ctx
+                    rows_out.append(torch.cat([sos, ctx[c, :half], name, ctx[c, half:], rest]))
+            seq = torch.stack(rows_out)
+        return seq, end + self.n_ctx
 
-    def forward(self) -> torch.Tensor:
-        seq, end = self.prompts()
+    def forward(self, ctx: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The (C, D) class embeddings in the joint space (see :meth:`prompts` for the args)."""
+        seq, end = self.prompts(ctx, rows)
         return self.model.text_proj(self.model.text.forward_embeds(seq, end))
 
 
@@ -165,14 +182,11 @@ class CoOp(Estimator):
     def _fit(self, X, y, X_val, y_val) -> None:
         if X.ndim == 3:
             X, y = views_as_samples(X, y)
-        y_global = torch.as_tensor(self.classes_)[y]
         if self.classes_.max() >= len(self.class_names):
-            raise InputError(f"labels go up to {int(self.classes_.max())} but CoOp has "
-                             f"{len(self.class_names)} class names")
-        y = y_global  # prompts cover every class name; scores keep classes_ columns
+            raise InputError(f"labels go up to {int(self.classes_.max())} but "
+                             f"{type(self).__name__} has {len(self.class_names)} class names")
+        y = torch.as_tensor(self.classes_)[y]  # the learner covers every class name
         g = torch.Generator().manual_seed(self.seed)
-        self.learner_ = PromptLearner(self.model, list(self.class_names), self.n_ctx, self.csc,
-                                      self.class_token_position, self.ctx_init, g)
         frozen = [(p, p.requires_grad) for p in self.model.parameters()]
         was_training = self.model.training
         self.model.eval()
@@ -180,6 +194,7 @@ class CoOp(Estimator):
             p.requires_grad_(False)
         self.scale_ = float(self.model.logit_scale_value())
         try:
+            self.learner_ = self._make_learner(g)
             total = self._train(X, y, g)
             # still in eval mode: a model handed over in train mode must not apply dropout here
             with torch.no_grad():
@@ -188,10 +203,18 @@ class CoOp(Estimator):
             for p, req in frozen:
                 p.requires_grad_(req)
             self.model.train(was_training)
-        self.hyperparameters_ = {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
-                                 "class_token_position": self.class_token_position,
-                                 "lr": self.lr, "epochs": self.epochs, "steps": total,
+        self.hyperparameters_ = {**self._learner_hyperparameters(), "lr": self.lr,
+                                 "epochs": self.epochs, "steps": total,
                                  "batch_size": self.batch_size, "logit_scale": self.scale_}
+
+    def _make_learner(self, g: torch.Generator) -> nn.Module:
+        """The module whose output is the (C, D) class embeddings and whose parameters train."""
+        return PromptLearner(self.model, list(self.class_names), self.n_ctx, self.csc,
+                             self.class_token_position, self.ctx_init, g)
+
+    def _learner_hyperparameters(self) -> dict:
+        return {"n_ctx": self.learner_.n_ctx, "csc": self.csc,
+                "class_token_position": self.class_token_position}
 
     def _lr_at(self, step: int, warm: int, total: int) -> float:
         if step < warm:
@@ -200,11 +223,12 @@ class CoOp(Estimator):
         return 0.5 * self.lr * (1 + math.cos(math.pi * t))
 
     def _train(self, X: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> int:
-        """SGD on the context vectors; returns the number of steps taken."""
+        """SGD on the learner's parameters (CoOp: the context vectors); returns the steps taken."""
         device = self.model.logit_scale.device
         Xn = F.normalize(X.float(), dim=-1).to(device)
         y = y.to(device)
-        opt = torch.optim.SGD([self.learner_.ctx], lr=self.lr, momentum=self.momentum,
+        params = [p for p in self.learner_.parameters() if p.requires_grad]  # not the model's
+        opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                               weight_decay=self.weight_decay)
         n = len(Xn)
         spe = max(1, math.ceil(n / self.batch_size))
@@ -226,10 +250,14 @@ class CoOp(Estimator):
                 loss = F.cross_entropy(logits, y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                self._regulate_gradients()
                 opt.step()
                 self.losses_.append(float(loss.detach()))
                 step += 1
         return total
+
+    def _regulate_gradients(self) -> None:
+        """Hook between ``backward`` and the optimiser step (GRAM rewrites the gradient here)."""
 
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         w = self.text_weights_[torch.as_tensor(self.classes_)].to(X.dtype)
@@ -241,3 +269,24 @@ def class_prompt_weights(model, class_names: Sequence[str], template: str = "a p
     with torch.no_grad():
         return F.normalize(model.encode_text([template.format(c) for c in class_names]).float(),
                            dim=-1).cpu().numpy()
+
+
+@register_estimator("coop_photo")
+class CoOpPhoto(CoOp):
+    """CoOp whose context starts from the words "a photo of a" (CoOp's hand-crafted init).
+
+    The baseline GRAM's meta-learnt start is compared with (GRAM's φ starts there too).
+
+    Examples:
+        >>> CoOpPhoto(model=None, class_names=["cat"]).get_params()["ctx_init"]
+        'a photo of a'
+    """
+
+    def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
+                 class_token_position: Position = "end", ctx_init: str | None = "a photo of a",
+                 lr: float = 0.002, epochs: int = 50, batch_size: int = 32,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, warmup_epochs: int = 1,
+                 warmup_lr: float = 1e-5, max_steps: int | None = None, seed: int = 0) -> None:
+        super().__init__(model, class_names, n_ctx, csc, class_token_position, ctx_init, lr,
+                         epochs, batch_size, momentum, weight_decay, warmup_epochs, warmup_lr,
+                         max_steps, seed)

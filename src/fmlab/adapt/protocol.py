@@ -112,7 +112,7 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
               shots: Iterable[int | str] = (1, 2, 4, 8, 16), seeds: Iterable[int] = (1, 2, 3), *,
               train_view_features: ArrayLike | None = None,
               zeroshot_weights: ArrayLike | None = None,
-              class_names: Sequence[str] | None = None, model: Any = None,
+              class_names: Sequence[str] | None = None, model: Any = None, meta: Any = None,
               split_dir: str | os.PathLike | None = None, n_val: int | None = None,
               method_params: dict[str, dict[str, Any]] | None = None,
               on_fit: Callable[[str, int | str, int, Estimator], None] | None = None,
@@ -136,6 +136,7 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
         zeroshot_weights: (n_classes, D) text class weights, for methods that require them.
         class_names: the class names (split errors; methods that require them).
         model: the image-text model, for methods that require it (CoOp).
+        meta: a meta-trained initialisation, for methods that require it (GRAM).
         split_dir: where split files ``split_{shots}shot_seed{seed}.json`` are written (None:
             the hash is of the bytes that would be written).
         n_val: validation images per class (default: the split's rule).
@@ -160,7 +161,8 @@ def run_sweep(train_features: ArrayLike, train_labels: ArrayLike, test_features:
     """
     Xtr, ytr, Xte, yte, views = _check_features(train_features, train_labels, test_features,
                                                  test_labels, train_view_features)
-    inputs = {"zeroshot_weights": zeroshot_weights, "class_names": class_names, "model": model}
+    inputs = {"zeroshot_weights": zeroshot_weights, "class_names": class_names, "model": model,
+              "meta": meta}
     params = method_params or {}
     specs = _resolve_methods(list(methods), inputs, params)
     n_classes = len(class_names) if class_names is not None else None

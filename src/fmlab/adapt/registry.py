@@ -26,6 +26,8 @@ INPUTS = {
     "model": "an image-text model and class names (fmlab adapt --clip-model RUN_DIR|open_clip:<arch>;"
              " its image embeddings are then the features)",
     "class_names": "the class names (class_names=...)",
+    "meta": "a meta-trained initialisation (meta=...; fmlab adapt: --meta META_DIR from "
+            "fmlab adapt meta-train)",
 }
 """The inputs a method may declare in ``requires``, and what each one is (for error messages)."""
 

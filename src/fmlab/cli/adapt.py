@@ -21,7 +21,10 @@ def _help_fields() -> dict[str, str]:
     return help_fields()
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse._SubParsersAction:
+    """Add ``fmlab adapt`` (the sweep) and return its subparsers, so further jobs on the same
+    methods (``meta-train``) become ``fmlab adapt <job>`` while ``fmlab adapt --data ...`` keeps
+    running the sweep."""
     p = sub.add_parser(
         "adapt", help="compare few-shot adaptation methods on frozen features",
         description="Sweep adaptation methods x shots x seeds on cached features with leak-free "
@@ -46,14 +49,18 @@ def add_parser(sub) -> None:
     p.add_argument("--views", type=int, default=0,
                    help="augmented views of each training image (default 0), given to the methods "
                         "that use them: {view_methods}")
+    p.add_argument("--meta", default=None,
+                   help="a `fmlab adapt meta-train` folder, for the methods that need one (gram)")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
     p.add_argument("--out", default=None, help="output directory (required)")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
     p.set_defaults(func=run, adapt_parser=p)
-    asub = p.add_subparsers(dest="adapt_command", metavar="[spectrum]")
-    asub.required = False
-    _add_spectrum(asub)
+    jobs = p.add_subparsers(dest="adapt_command", metavar="[JOB]",
+                            title="other jobs (fmlab adapt JOB --help)")
+    jobs.required = False
+    _add_spectrum(jobs)
+    return jobs
 
 
 def _add_spectrum(asub) -> None:
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         shots=parse_shots(args.shots), seeds=parse_ints(args.seeds, "--seeds"),
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),
-        clip_model=args.clip_model, init_seed=args.seed,
+        clip_model=args.clip_model, init_seed=args.seed, meta=args.meta,
     )
     run_adapt(cfg)
     print((Path(args.out) / "summary.md").read_text())

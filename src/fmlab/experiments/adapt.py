@@ -29,6 +29,7 @@ _HOW_TO_PROVIDE = {
                         "text:minilm) or --clip-model",
     "model": "an image-text model: pass --clip-model RUN_DIR|open_clip:<arch> instead of "
              "--backbone (its image embeddings are then the features)",
+    "meta": "a meta-trained initialisation: pass --meta META_DIR (from fmlab adapt meta-train)",
 }
 
 
@@ -51,6 +52,7 @@ class AdaptConfig:
         clip_model: ``open_clip:<arch>`` or a ``fmlab clip train`` folder (the joint space).
         init_seed: seed of the backbone's random init when no ``weights`` are given (recorded
             in the protocol); None draws it from the global RNG.
+        meta: a ``fmlab adapt meta-train`` folder, for the methods that require one (GRAM).
     """
 
     backbone: str | None
@@ -69,6 +71,7 @@ class AdaptConfig:
     progress: bool | None = None
     clip_model: str | None = None
     init_seed: int | None = 0
+    meta: str | None = None
 
     def __post_init__(self) -> None:
         if self.methods is None:
@@ -83,6 +86,8 @@ def _check_config(cfg: AdaptConfig) -> None:
         available |= {"model", "zeroshot_weights"}
     if cfg.text_encoder:
         available.add("zeroshot_weights")
+    if cfg.meta:
+        available.add("meta")
     for m in cfg.methods:
         for key in get_method(m).missing(available):
             how = _HOW_TO_PROVIDE.get(key, f"the input {key!r}, which fmlab adapt cannot provide")
@@ -184,6 +189,25 @@ def _zeroshot(cfg: AdaptConfig, clip, class_names, bb, dim: int) -> torch.Tensor
     return zs
 
 
+def _meta(cfg: AdaptConfig, test, test_name: str):
+    """The meta-trained initialisation a selected method requires, after the leak check: its
+    meta-training images must not include any image of the downstream test split."""
+    if not (cfg.meta and _needs(cfg.methods, "meta")):
+        return None
+    from fmlab.adapt.gram import load_gram_meta
+    from fmlab.data.hashing import image_content_hashes
+
+    meta = load_gram_meta(cfg.meta)
+    seen = set(meta.image_hashes)
+    hits = [i for i, h in enumerate(image_content_hashes(test)) if h in seen]
+    if hits:
+        raise ConfigError(
+            f"--meta {cfg.meta}: its meta-training images ({meta.info.get('source')}) include "
+            f"{len(hits)} image(s) of the {cfg.data} {test_name} split (first at test index "
+            f"{hits[0]}); meta-train on data disjoint from the test split")
+    return meta
+
+
 def _protocol(cfg: AdaptConfig, bb, source, train, test, test_name: str, clip, zs) -> dict[str, Any]:
     """The protocol stored with every record of ``results.json``."""
     return {
@@ -191,7 +215,7 @@ def _protocol(cfg: AdaptConfig, bb, source, train, test, test_name: str, clip, z
         "source": cfg.data, "train_content_hash": train.content_hash, "test_split": test_name,
         "test_content_hash": test.content_hash, "views": cfg.views,
         "text_encoder": cfg.text_encoder or (f"{cfg.clip_model} (text tower)" if clip else None),
-        "clip_model": cfg.clip_model,
+        "clip_model": cfg.clip_model, "meta": cfg.meta,
         "templates": cfg.templates or (DEFAULT_TEMPLATES if zs is not None else None),
         **{k: source.metadata[k] for k in ("variant", "warning") if k in source.metadata},
     }
@@ -233,10 +257,11 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
     bb, clip = _load_backbone(cfg)
     ftrain, ftest, fviews = _features(cfg, bb, train, test, source.class_names)
     zs = _zeroshot(cfg, clip, source.class_names, bb, ftrain.features.shape[-1])
+    meta = _meta(cfg, test, test_name)
     records = run_sweep(
         ftrain.features, ftrain.labels, ftest.features, ftest.labels, cfg.methods,
         shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
-        zeroshot_weights=zs, class_names=source.class_names, model=clip,
+        zeroshot_weights=zs, class_names=source.class_names, model=clip, meta=meta,
         split_dir=Path(cfg.out) / "splits",
     )
     protocol = _protocol(cfg, bb, source, train, test, test_name, clip, zs)
