@@ -31,7 +31,8 @@ def pairs_jsonl(folder, images: np.ndarray, seed: int = 0):
 SMOKE = ["--set", "trainer.max_steps=3", "--set", "trainer.batch_size=2", "--set",
          "trainer.checkpoint_every=1", "--set", "meta.n_domains=2", "--set",
          "meta.classes_per_domain=3", "--set", "meta.n_way=2", "--set", "meta.shots=2",
-         "--set", "trainer.log_every=1", "--set", "schedule.warmup_steps=0"]
+         "--set", "trainer.log_every=1", "--set", "schedule.warmup_steps=0",
+         "--set", "data.split=train"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def meta_run(saved_clip, tmp_path_factory):
 def test_meta_train_writes_phi_psi_hashes_and_resumes_exactly(meta_run, saved_clip, tmp_path):
     tmp, src, out = meta_run
     info = json.loads((out / "gram_meta.json").read_text())
-    assert info["steps"] == 3 and info["n_pairs"] == 24 and info["n_pseudo_classes"] == 6
+    assert info["steps"] == 3 and info["n_pairs"] == info["n_images"] == 24 and info["n_pseudo_classes"] == 6
     assert info["n_ctx"] == 4 and len(json.loads((out / "image_hashes.json").read_text())) == 24
     # as if killed after the step-2 checkpoint: rewind the pointer, drop the outputs, resume
     crashed = tmp_path / "crashed"

@@ -26,8 +26,8 @@ __all__ = ["MetaConfig", "MetaDataConfig", "MetaSpec", "load_meta_config", "run_
 @dataclass
 class MetaDataConfig:
     source: str = "coco_mini"  # an image-text source: coco_mini, csv:PATH, jsonl:PATH
-    split: str = "train"
-    limit: int = 0  # keep the first M pairs (0: all)
+    split: str = "train+val"  # several splits joined by +
+    limit: int = 0  # keep the first M images, with all their captions (0: all)
     data_root: str | None = None
 
     def validate(self, prefix: str = "data") -> None:
@@ -83,35 +83,46 @@ def load_meta_config(path: str | Path | None, overrides=()) -> MetaConfig:
 
 
 def _pairs(cfg: MetaConfig):
-    """(image split, one caption per image) of the meta-training source."""
+    """(images as one uint8 array, every caption, each caption's image row) of the splits named
+    by ``data.split`` (``train``, or several joined by ``+``: ``train+val``); ``data.limit``
+    keeps the first M images."""
     from fmlab.data import open_source
-    from fmlab.data.sources import ImageTextSource, SubsetSplit
+    from fmlab.data.sources import ImageTextSource
     from fmlab.errors import DataError
 
     source = open_source(cfg.data.source, cfg.data.data_root)
     if not isinstance(source, ImageTextSource):
         raise DataError(f"data.source {cfg.data.source!r} is not an image-text source "
                         "(coco_mini, csv:PATH, jsonl:PATH)")
-    split = source.split(cfg.data.split)
-    first: dict[int, str] = {}
-    for cap, img in zip(split.captions, split.caption_image_index):
-        first.setdefault(int(img), cap)
-    rows = np.asarray(sorted(first), dtype=np.int64)
-    if cfg.data.limit:
-        rows = rows[:cfg.data.limit]
-    return SubsetSplit(split.images, rows), [first[int(r)] for r in rows]
+    images, captions, owner = [], [], []
+    taken = 0
+    for name in cfg.data.split.split("+"):
+        split = source.split(name.strip())
+        n = len(split.images)
+        if cfg.data.limit:
+            n = min(n, cfg.data.limit - taken)
+        if n <= 0:
+            break
+        images.append(split.images.get_batch(np.arange(n)))
+        for cap, img in zip(split.captions, split.caption_image_index):
+            if int(img) < n:
+                captions.append(cap)
+                owner.append(taken + int(img))
+        taken += n
+    return np.concatenate(images), captions, np.asarray(owner, dtype=np.int64)
 
 
 @torch.no_grad()
-def _embed(model, images, captions: list[str], batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def _embed(model, images: np.ndarray, captions: list[str], owner: np.ndarray,
+           batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised joint-space embeddings of every pair (its image's and its caption's)."""
     import torch.nn.functional as F
 
-    xi, xt = [], []
-    for s in range(0, len(images), batch):
-        idx = np.arange(s, min(s + batch, len(images)))
-        xi.append(F.normalize(model.encode_image(torch.from_numpy(images.get_batch(idx))).float(), dim=-1))
-        xt.append(F.normalize(model.encode_text([captions[i] for i in idx]).float(), dim=-1))
-    return torch.cat(xi).numpy(), torch.cat(xt).numpy()
+    xi = torch.cat([F.normalize(model.encode_image(torch.from_numpy(images[s:s + batch])).float(),
+                                dim=-1) for s in range(0, len(images), batch)])
+    xt = torch.cat([F.normalize(model.encode_text(captions[s:s + batch]).float(), dim=-1)
+                    for s in range(0, len(captions), batch)])
+    return xi[torch.from_numpy(owner)].numpy(), xt.numpy()
 
 
 def run_meta_train(cfg: MetaConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -124,6 +135,7 @@ def run_meta_train(cfg: MetaConfig, out: str | Path, resume: bool = False) -> di
     from fmlab.adapt.gram import save_gram_meta
     from fmlab.adapt.gram_meta import GramMetaObjective, MetaTaskSource, pseudo_domains
     from fmlab.data.hashing import image_content_hashes
+    from fmlab.data.sources import ArraySplit
     from fmlab.engine import Trainer
     from fmlab.multimodal.io import joint_image_backbone, load_image_text_model
 
@@ -131,8 +143,8 @@ def run_meta_train(cfg: MetaConfig, out: str | Path, resume: bool = False) -> di
     model = load_image_text_model(cfg.clip_model).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    images, captions = _pairs(cfg)
-    img, txt = _embed(model, images, captions)
+    images, captions, owner = _pairs(cfg)
+    img, txt = _embed(model, images, captions, owner)
     m = cfg.meta
     cls, domain, proto = pseudo_domains(img, txt, m.n_domains, m.classes_per_domain, cfg.trainer.seed)
     names = [captions[int(i)] for i in proto]
@@ -144,9 +156,12 @@ def run_meta_train(cfg: MetaConfig, out: str | Path, resume: bool = False) -> di
     res = Trainer.from_config(objective, source, cfg, run_dir=out / "run").fit(resume=resume or None)
     info = {"method": "gram", "clip_model": cfg.clip_model,
             "clip_weights_sha256": joint_image_backbone(model).weights_sha256,
-            "source": cfg.data.source, "split": cfg.data.split, "n_pairs": len(images),
+            "source": cfg.data.source, "split": cfg.data.split, "n_images": len(images),
+            "n_pairs": len(captions),
             "n_pseudo_classes": len(domain), "ctx_init": m.ctx_init, "inner_lr": m.inner_lr,
             "steps": res.step, "tasks_per_step": cfg.trainer.batch_size, "seed": cfg.trainer.seed,
             "prototype_captions": names}
-    save_gram_meta(out, objective.ctx, objective.regulator, info, image_content_hashes(images))
+    hashes = image_content_hashes(ArraySplit(images, name=cfg.data.split, labels=None,
+                                             class_names=None, content_hash="", origin=cfg.data.source))
+    save_gram_meta(out, objective.ctx, objective.regulator, info, hashes)
     return info
