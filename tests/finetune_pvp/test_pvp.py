@@ -173,3 +173,18 @@ def test_lora_on_a_cnn_both_stages(tmp_path, monkeypatch):
     assert seen.keys() == want.keys()
     for k, v in want.items():
         assert torch.equal(seen[k], v), k
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "data.limt=3"], "unknown key 'data.limt'"),
+    (["--set", "data.limit=-1"], "data.limit must be an integer >= 0"),
+    (["--method", "lora,vpt"], "give one method"),
+])
+def test_stage1_bad_input_exits_2(tmp_path, capsys, extra, message):
+    up = make_npz(tmp_path / "up.npz", n_train=8, n_test=2, n_classes=2, hw=(8, 8))
+    args = ["finetune", "pretrain-peft", *VIT, "--data", f"npz:{up}", "--method", "vpt",
+            "--out", str(tmp_path / "o"), *FAST, *extra]
+    rc = main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o" / "pvp.json").exists()
