@@ -31,6 +31,7 @@ train split is allowed: a train split disjoint from the test split passes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -129,7 +130,7 @@ def run_pretrain_peft(cfg: FinetuneConfig) -> dict[str, Any]:
     """PVP stage 1: one fine-tuning run on the whole upstream train split, plus the provenance.
 
     Args:
-        cfg: one method, one seed, ``shots=["all"]``, ``n_val=0`` (set here), ``train_limit``.
+        cfg: one method, one seed (``shots`` and ``n_val`` are set here: all, 0), ``train_limit``.
 
     Returns:
         The content of ``pvp.json``.
@@ -141,7 +142,7 @@ def run_pretrain_peft(cfg: FinetuneConfig) -> dict[str, Any]:
         raise ConfigError("pretrain-peft: give one --method and one --seed")
     if cfg.init_from is not None:
         raise ConfigError("pretrain-peft: --init-from is for the downstream runs")
-    cfg.shots, cfg.n_val = ["all"], 0
+    cfg = dataclasses.replace(cfg, shots=["all"], n_val=0)
     rec = run_finetune(cfg)[0]
     train = open_data(cfg)[0]
     out, method, seed = Path(cfg.out), cfg.methods[0], cfg.seeds[0]
