@@ -1,7 +1,8 @@
 """Table (mean ± std over seeds, paired PVP − random LoRA) and accuracy-vs-shots plot of the PVP runs.
 
-Usage: python docs/results/pvp/summarize.py RANDOM_DIR PVP_DIR OUT_DIR
-(RANDOM_DIR: `fmlab finetune --method linear,lora`; PVP_DIR: `--method lora --init-from ...`).
+Usage: python docs/results/pvp/summarize.py RANDOM_DIRS PVP_DIRS OUT_DIR
+(comma lists; RANDOM: `fmlab finetune --method linear,lora`, PVP: `--method lora --init-from ...`;
+the seeds of several directories are pooled).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 def load(path: Path, tag: str | None = None) -> dict[tuple[str, int], dict[int, float]]:
     """(arm, shots) -> {seed: test accuracy %}."""
     out: dict[tuple[str, int], dict[int, float]] = {}
-    for r in json.loads((path / "results.json").read_text()):
-        arm = tag or r["method"]
-        out.setdefault((arm, int(r["shots"])), {})[int(r["seed"])] = 100 * r["accuracy"]
+    for d in str(path).split(","):
+        for r in json.loads((Path(d) / "results.json").read_text()):
+            arm = tag or r["method"]
+            out.setdefault((arm, int(r["shots"])), {})[int(r["seed"])] = 100 * r["accuracy"]
     return out
 
 
@@ -27,10 +29,10 @@ def main() -> None:
     acc = {**load(rand_dir), **load(pvp_dir, "pvp_lora")}
     arms = ["linear", "lora", "pvp_lora"]
     shots = sorted({k for _, k in acc})
-    lines = ["| shots | linear probe | LoRA (random init) | PVP LoRA | PVP − LoRA (paired) "
-             "| PVP − linear (paired) |", "|---|---|---|---|---|---|"]
+    lines = ["| shots | seeds | linear probe | LoRA (random init) | PVP LoRA | PVP − LoRA (paired) "
+             "| PVP − linear (paired) |", "|---|---|---|---|---|---|---|"]
     for k in shots:
-        cells = []
+        cells = [str(len(acc["pvp_lora", k]))]
         for a in arms:
             v = np.array(list(acc[a, k].values()))
             cells.append(f"{v.mean():.1f} ± {v.std():.1f}")
@@ -58,7 +60,8 @@ def main() -> None:
     ax.set_xticks(shots, [str(k) for k in shots])
     ax.set_xlabel("shots per class (EuroSAT, 10 classes)")
     ax.set_ylabel("test accuracy % (1000 images)")
-    ax.set_title("resnet20_cifar, 100 steps; mean ± std over 3 seeds", fontsize=9)
+    seeds = ", ".join(f"{len(acc['pvp_lora', k])}" for k in shots)
+    ax.set_title(f"resnet20_cifar, 100 steps; mean ± std over seeds ({seeds})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
