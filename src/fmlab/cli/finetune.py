@@ -45,15 +45,23 @@ def _lazy_method_help(p: argparse.ArgumentParser, method: argparse.Action) -> No
     p.format_help = format_help  # type: ignore[method-assign]
 
 
-def add_parser(sub) -> None:
+REQUIRED = ("backbone", "data", "method", "out")
+
+
+def add_parser(sub) -> argparse._SubParsersAction:
+    """Add ``fmlab finetune``; returns its (optional) sub-commands, e.g. ``pretrain-peft``.
+
+    ``--backbone``/``--data``/``--method``/``--out`` are checked in :func:`run`, not by argparse:
+    argparse would demand them of ``fmlab finetune SUBCOMMAND`` too.
+    """
     p = sub.add_parser(
         "finetune", help="fine-tune a backbone with PEFT methods under the few-shot protocol",
         description=DESCRIPTION.format(methods="see --help"),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_backbone(p)
-    p.add_argument("--data", required=True, help="labelled image source")
-    method = p.add_argument("--method", required=True, help="comma list of method names")
+    add_backbone(p, required=False)
+    p.add_argument("--data", help="labelled image source (required)")
+    method = p.add_argument("--method", help="comma list of method names (required)")
     p.add_argument("--shots", default="16", help="comma list of shots per class, or 'all'")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--option", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
@@ -64,11 +72,15 @@ def add_parser(sub) -> None:
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
     p.add_argument("--max-test", type=int, default=None,
                    help="score on a seeded random subset of N test images (smoke runs)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--init-from", default=None, metavar="PVP_DIR",
+                   help="start the PEFT modules from `fmlab finetune pretrain-peft`'s (PVP); "
+                        "same method and options, fresh head")
+    p.add_argument("--out", help="output directory (required)")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
     _lazy_method_help(p, method)
     p.set_defaults(func=run)
+    return p.add_subparsers(dest="finetune_command", metavar="SUBCOMMAND")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from fmlab.utils.parsing import parse_ints, parse_shots
     from fmlab.experiments.finetune import FinetuneConfig, parse_options, run_finetune
 
+    missing = [f"--{name}" for name in REQUIRED if getattr(args, name) is None]
+    if missing:
+        raise ConfigError("fmlab finetune: the following arguments are required: "
+                          + ", ".join(missing))
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if args.max_test is not None and args.max_test < 1:
         raise ConfigError(f"--max-test: {args.max_test} must be >= 1")
@@ -90,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         options=parse_options(args.option, methods), targets=targets, overrides=args.overrides,
         test_split=args.test_split, max_test=args.max_test, data_root=args.data_root,
         db=resolve_db(args, args.out), init_seed=args.seed,
+        init_from=Path(args.init_from) if args.init_from else None,
     )
     run_finetune(cfg)
     print((Path(args.out) / "summary.md").read_text())

@@ -38,7 +38,8 @@ COMMANDS = {
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
 # another; the entry point wires them)
-SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn",), "adapt": ("fmlab.cli.adapt_meta",)}
+SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn",), "adapt": ("fmlab.cli.adapt_meta",),
+               "finetune": ("fmlab.cli.finetune_pvp",)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,7 @@ from fmlab.experiments.finetune_settings import (
     parse_options,
     resolve_settings,
 )
+from fmlab.experiments.finetune_pvp import init_modules, pvp_init
 from fmlab.experiments.finetune_run import (
     RunInputs,
     apply_method,
@@ -69,7 +70,7 @@ from fmlab.experiments.finetune_run import (
 from fmlab.utils.io import atomic_write, write_json
 
 __all__ = ["FinetuneConfig", "FinetuneSettings", "RunInputs", "build_base", "finetune_methods",
-           "load_finetuned", "parse_options", "resolve_settings", "run_finetune", "run_one"]
+           "load_finetuned", "open_data", "parse_options", "resolve_settings", "run_finetune", "run_one"]
 
 METRICS = ("accuracy", "val_accuracy", "trainable_parameters", "peak_memory_mb")
 
@@ -93,16 +94,24 @@ def _preflight(cfg: FinetuneConfig, num_classes: int) -> nn.Module:
     base = build_base(cfg.backbone, cfg.weights, num_classes, cfg.init_seed)
     for m in cfg.methods:
         resolve_settings(m, 1, cfg.overrides)
-        apply_method(copy.deepcopy(base), m, cfg.targets, options_for(cfg, m))
+        model = apply_method(copy.deepcopy(base), m, cfg.targets, options_for(cfg, m))
+        if cfg.init_from is not None:  # PVP: the saved modules fit this method and options
+            init_modules(model, cfg.init_from)
     return base
 
 
-def _open_data(cfg: FinetuneConfig) -> tuple[Any, Any, str, list[str]]:
-    """(train split, test split, test split name, class names) of ``cfg.data``."""
+def open_data(cfg: FinetuneConfig) -> tuple[Any, Any, str, list[str]]:
+    """(train split, test split, test split name, class names) of ``cfg.data``.
+
+    ``cfg.train_limit`` = M keeps a random subset of M train images (seed 0, in index order)."""
     from fmlab.data.labelled import open_labelled
+    from fmlab.data.sources import SubsetSplit
 
     source, train, test, test_name = open_labelled(cfg.data, cfg.data_root, cfg.test_split,
                                                    command="fmlab finetune")
+    if 0 < cfg.train_limit < len(train):
+        keep = np.sort(np.random.default_rng(0).permutation(len(train))[:cfg.train_limit])
+        train = SubsetSplit(train, keep)
     return train, test, test_name, list(train.class_names or source.class_names)
 
 
@@ -146,11 +155,13 @@ def run_finetune(cfg: FinetuneConfig) -> list[dict[str, Any]]:
     from fmlab.results import Protocol, ResultsStore
 
     _validate_methods(cfg.methods)
-    train, test, test_name, names = _open_data(cfg)
+    train, test, test_name, names = open_data(cfg)
     k, out = len(names), Path(cfg.out)
-    splits = {(shots, seed): make_split(train.labels, shots, seed, class_names=names, n_classes=k)
+    splits = {(shots, seed): make_split(train.labels, shots, seed, n_val=cfg.n_val,
+                                        class_names=names, n_classes=k)
               for shots in cfg.shots for seed in cfg.seeds}
     base = _preflight(cfg, k)
+    init = {} if cfg.init_from is None else pvp_init(cfg, base, test, test_name)
     for (shots, seed), sp in splits.items():
         sp.save(out / "splits" / f"split_{shots}shot_seed{seed}.json")
     inputs = _inputs(cfg, train, test, splits, k)
@@ -160,6 +171,9 @@ def run_finetune(cfg: FinetuneConfig) -> list[dict[str, Any]]:
             rec = run_one(cfg, method, shots, seed, sp, sp.sha256, inputs,
                           out / f"{method}_{shots}_{seed}")
             rec["split_file"] = f"splits/split_{shots}shot_seed{seed}.json"
+            if init:
+                rec.update(init)
+                rec["hyperparameters"]["init"] = init
             records.append(rec)
     n_test = len(inputs.test_labels)
     protocol = {"backbone": base.name, "weights_sha256": base.weights_sha256,
@@ -174,7 +188,8 @@ def run_finetune(cfg: FinetuneConfig) -> list[dict[str, Any]]:
     if cfg.db is not None:
         ResultsStore(cfg.db).record(
             "finetune", Protocol.of(cfg.data, test_name, backbone=base, train=train, test=test),
-            records, METRICS, extra_keys=("shots", "memory_measure", "best_step", "n_test"))
+            records, METRICS,
+            extra_keys=("shots", "memory_measure", "best_step", "n_test", "init_sha256"))
     return records
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, config_to_dict, save_config
 from fmlab.errors import ConfigError, DataError
+from fmlab.experiments.finetune_pvp import init_modules
 from fmlab.experiments.finetune_settings import (
     FinetuneConfig,
     FinetuneSettings,
@@ -214,6 +215,8 @@ def _prepare(cfg: FinetuneConfig, method: str, s: FinetuneSettings, seed: int, i
     opts = options_for(cfg, method)
     trains_stats = finetune_method(method).prepare_finetune(
         model, lambda m: apply_method(m, method, cfg.targets, opts), ctx)
+    if cfg.init_from is not None:  # PVP stage 2: the modules start at stage 1's values
+        init_modules(model, cfg.init_from)
     model.to(device)
     update_bn = s.bn_stats == "update" or (s.bn_stats == "auto" and bool(trains_stats))
     return model, update_bn, ctx.seconds

@@ -228,6 +228,11 @@ class FinetuneConfig:
         data_root: where sources live.
         db: the results store (None: none).
         init_seed: seed of the base backbone's random init when ``weights`` is None.
+        n_val: validation images per class of the split files (None: ``make_split``'s default;
+            0 with ``shots=["all"]``: train on the whole train split, keep the last state).
+        train_limit: keep a seeded random subset of this many train-split images (0: all).
+        init_from: a ``fmlab finetune pretrain-peft`` directory: the PEFT modules start from its
+            pre-trained values (PVP), the head is fresh (see :mod:`fmlab.experiments.finetune_pvp`).
     """
 
     backbone: str
@@ -245,6 +250,9 @@ class FinetuneConfig:
     data_root: str | None = None
     db: Path | None = None
     init_seed: int = 0
+    n_val: int | None = None
+    train_limit: int = 0
+    init_from: Path | None = None
 
 
 def parse_options(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:

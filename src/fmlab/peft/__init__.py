@@ -26,7 +26,7 @@ from fmlab.peft.core import (
     register,
     trainable_parameters,
 )
-from fmlab.peft.io import load_adapter, save_adapter
+from fmlab.peft.io import init_from_adapter, load_adapter, save_adapter
 from fmlab.peft.pela import LowRankPair, parameter_savings, pela_layers
 from fmlab.peft.pela_distill import PELADistillLoss, inf_norm_penalty, pela_distill
 from fmlab.peft.recipe import FinetuneContext, Recipe
@@ -41,6 +41,7 @@ __all__ = [
     "adapter_stages",
     "apply",
     "inf_norm_penalty",
+    "init_from_adapter",
     "load_adapter",
     "merge",
     "parameter_savings",

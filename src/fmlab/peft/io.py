@@ -281,3 +281,55 @@ def load_adapter(base_model: nn.Module, directory: str | Path, *,
     assert stage is not None
     set_trainable(base_model, stage)
     return base_model
+
+
+def init_from_adapter(model: nn.Module, directory: str | Path, *,
+                      ignore_options: tuple[str, ...] = ("seed",)) -> str:
+    """Start the last stage of ``model`` at the tensors of a saved adapter (PVP's stage 2).
+
+    Unlike :func:`load_adapter`, ``model`` already carries its stage (applied by this run) and only
+    the stage's own tensors are copied: the head and the buffers stay as they are, so a run can
+    start pre-trained modules with a fresh task head of another size. The saved stage must be the
+    same method on the same modules with the same options, or the tensors would mean something
+    else; options in ``ignore_options`` (the random init's ``seed``: overwritten here) may differ.
+
+    Args:
+        model: a model :func:`fmlab.peft.apply` was applied to.
+        directory: what :func:`save_adapter` wrote.
+        ignore_options: options that need not match.
+
+    Returns:
+        The sha256 of the tensors file copied in (the init's identity).
+
+    Raises:
+        ConfigError: another method, other targets or other options (named, with both values).
+
+    Examples:
+        >>> import tempfile, torch
+        >>> import fmlab.peft as fp
+        >>> d = fp.save_adapter(fp.apply(torch.nn.Linear(3, 2), "bitfit"), tempfile.mkdtemp())
+        >>> len(init_from_adapter(fp.apply(torch.nn.Linear(3, 2), "bitfit"), d))
+        64
+    """
+    d = Path(directory)
+    meta = _read_meta(d)
+    path = d / META
+    rec = get_record(model)
+    if rec is None or not rec.stages:
+        raise ConfigError("init_from_adapter: the model has no fmlab.peft adapter; apply one first")
+    saved, now = meta["stages"][-1], rec.stages[-1]
+    if saved.get("method") != now.method:
+        raise ConfigError(f"{path}: the saved modules are {saved.get('method')!r}, this run's "
+                          f"method is {now.method!r}")
+    old = saved.get("options") or {}
+    diff = [k for k in sorted(set(old) | set(now.options))
+            if k not in ignore_options and old.get(k) != now.options.get(k)]
+    if diff:
+        raise ConfigError(f"{path}: {now.method} option(s) differ from the saved modules': " + ", ".join(
+            f"{k}={now.options.get(k)!r} (saved {old.get(k)!r})" for k in diff))
+    if list(saved.get("targets") or []) != list(now.targets):
+        raise ConfigError(f"{path}: the saved modules adapt {saved.get('targets')}, this run "
+                          f"targets {now.targets}")
+    wpath = d / saved["weights"]
+    _copy_into(dict(now.refs), get_method(now.method).from_file(_load_tensors(wpath)), wpath)
+    return str(meta["files"][saved["weights"]])
