@@ -64,7 +64,7 @@ def test_stage1_writes_the_adapter_and_its_provenance(vpt_pvp):
     idx = hashes["index"].numpy()
     assert len(np.unique(idx)) == 20 and idx.max() < 24
     x_up = np.load(up)["x_train"]
-    from fmlab.experiments.finetune_pvp import image_sha256
+    from fmlab.data.hashing import image_sha256
 
     assert np.array_equal(hashes["sha256"].numpy(), image_sha256(x_up[idx]))
     # only the prompts (and the discarded upstream head) trained: 2 tokens x 192

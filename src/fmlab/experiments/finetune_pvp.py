@@ -32,7 +32,6 @@ train split is allowed: a train split disjoint from the test split passes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -43,46 +42,15 @@ from torch import nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.experiments.finetune_settings import FinetuneConfig
+from fmlab.data.hashing import split_image_sha256
 
-__all__ = ["HASHES", "PVP_JSON", "image_sha256", "init_modules", "pop_limit", "pvp_init",
+__all__ = ["HASHES", "PVP_JSON", "init_modules", "pop_limit", "pvp_init",
            "read_pvp", "run_pretrain_peft"]
 
 PVP_JSON = "pvp.json"
 HASHES = "upstream_sha256.safetensors"
 FORMAT = "fmlab.pvp"
 VERSION = 1
-HASH_CHUNK = 2048  # images decoded at a time while hashing
-
-
-def image_sha256(images: np.ndarray) -> np.ndarray:
-    """sha256 of each image's shape and uint8 pixels.
-
-    Args:
-        images: ``(N, H, W[, C])`` uint8.
-
-    Returns:
-        ``(N, 32)`` uint8 digests.
-
-    Examples:
-        >>> a = np.zeros((2, 4, 4, 3), np.uint8); a[1, 0, 0, 0] = 1
-        >>> h = image_sha256(a)
-        >>> h.shape, bool((h[0] == h[1]).all()), bool((image_sha256(a[:1]) == h[:1]).all())
-        ((2, 32), False, True)
-    """
-    arr = np.ascontiguousarray(images, dtype=np.uint8)
-    shape = repr(tuple(arr.shape[1:])).encode()
-    out = np.empty((len(arr), 32), np.uint8)
-    for i, img in enumerate(arr):
-        out[i] = np.frombuffer(hashlib.sha256(shape + img.tobytes()).digest(), np.uint8)
-    return out
-
-
-def split_sha256(split: Any, indices: np.ndarray | None = None) -> np.ndarray:
-    """:func:`image_sha256` of a source split's images (all, or ``indices``), decoded in chunks."""
-    idx = np.arange(len(split)) if indices is None else np.asarray(indices, np.int64)
-    parts = [image_sha256(split.decode(idx[i:i + HASH_CHUNK]))
-             for i in range(0, len(idx), HASH_CHUNK)]
-    return np.concatenate(parts) if parts else np.zeros((0, 32), np.uint8)
 
 
 def pop_limit(overrides: list[str]) -> tuple[int, list[str]]:
@@ -147,7 +115,7 @@ def run_pretrain_peft(cfg: FinetuneConfig) -> dict[str, Any]:
     train = open_data(cfg)[0]
     out, method, seed = Path(cfg.out), cfg.methods[0], cfg.seeds[0]
     index = getattr(train, "indices", np.arange(len(train)))  # a data.limit subset's rows
-    _save_hashes(out / HASHES, split_sha256(train), index)
+    _save_hashes(out / HASHES, split_image_sha256(train), index)
     adapter = Path(f"{method}_all_{seed}") / "adapter"
     stage = json.loads((out / adapter / "fmlab_adapter.json").read_text())["stages"][-1]
     meta = {
@@ -209,7 +177,7 @@ def check_leak(pvp_dir: Path, meta: dict[str, Any], test: Any, test_name: str, d
 
     stored = load_file(str(pvp_dir / meta["image_hashes"]))
     up = stored["sha256"].numpy()
-    down = split_sha256(test)
+    down = split_image_sha256(test)
     as_bytes = np.dtype((np.void, 32))
     up_v, down_v = up.view(as_bytes).ravel(), down.view(as_bytes).ravel()
     hit = np.flatnonzero(np.isin(down_v, up_v))
