@@ -18,15 +18,14 @@ procedure (SGD lr 0.002, momentum 0.9, cosine decay after a 1-epoch warmup at 1e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral, Real
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
-from fmlab.adapt.coop import CoOp, _positive, class_prompt_weights
+from fmlab.adapt.coop import FIT_CONSTRAINTS, CoOp, class_prompt_weights
 from fmlab.adapt.registry import register_estimator
 
 Init = Literal["text", "random"]
@@ -66,17 +65,9 @@ class ConES(CoOp):
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": [HasMethods(["logit_scale_value"])],
-        "class_names": ["array-like"],
         "init": [StrOptions({"text", "random"})],
         "template": [str],
-        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
-        "momentum": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
-        "warmup_lr": [Interval(Real, 0, None, closed="left")],
-        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
-        "seed": [Interval(Integral, None, None, closed="neither")],
+        **FIT_CONSTRAINTS,
     }
 
     def __init__(self, model, class_names: Sequence[str], init: Init = "text",
@@ -88,15 +79,8 @@ class ConES(CoOp):
         self.class_names = class_names
         self.init = init
         self.template = template
-        self.lr = lr
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.warmup_lr = warmup_lr
-        self.max_steps = max_steps
-        self.seed = seed
+        self._store_fit_arguments(lr, epochs, batch_size, momentum, weight_decay, warmup_epochs,
+                                  warmup_lr, max_steps, seed)
 
     def _make_learner(self, g: torch.Generator) -> nn.Module:
         names = [str(n).replace("_", " ") for n in self.class_names]

@@ -114,6 +114,20 @@ def _positive(kind: type) -> list:
     return [Interval(kind, 0, None, closed="neither")]
 
 
+FIT_CONSTRAINTS: dict[str, list] = {
+    "model": [HasMethods(["logit_scale_value"])],
+    "class_names": ["array-like"],
+        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
+        "momentum": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "warmup_lr": [Interval(Real, 0, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "seed": [Interval(Integral, None, None, closed="neither")],
+}
+"""The checks of the arguments CoOp, CoOpPhoto, ConES and GRAM share (model, names, schedule)."""
+
+
 @register_estimator("coop")
 class CoOp(Estimator):
     """Context optimisation on a frozen :class:`~fmlab.multimodal.ImageTextModel`.
@@ -143,19 +157,11 @@ class CoOp(Estimator):
     views = "samples"
     requires = ("model", "class_names")
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": [HasMethods(["logit_scale_value"])],
-        "class_names": ["array-like"],
         "n_ctx": [Interval(Integral, 0, None, closed="left")],
         "csc": ["boolean"],
         "class_token_position": [StrOptions({"end", "middle", "front"})],
         "ctx_init": [str, None],
-        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
-        "momentum": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
-        "warmup_lr": [Interval(Real, 0, None, closed="left")],
-        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
-        "seed": [Interval(Integral, None, None, closed="neither")],
+        **FIT_CONSTRAINTS,
     }
 
     def __init__(self, model, class_names: Sequence[str], n_ctx: int = 16, csc: bool = False,
@@ -169,6 +175,14 @@ class CoOp(Estimator):
         self.csc = csc
         self.class_token_position = class_token_position
         self.ctx_init = ctx_init
+        self._store_fit_arguments(lr, epochs, batch_size, momentum, weight_decay, warmup_epochs,
+                                  warmup_lr, max_steps, seed)
+
+    def _store_fit_arguments(self, lr: float, epochs: int, batch_size: int, momentum: float,
+                             weight_decay: float, warmup_epochs: int, warmup_lr: float,
+                             max_steps: int | None, seed: int) -> None:
+        """Store the fitting procedure's arguments unchanged (scikit-learn's ``__init__`` rule),
+        for CoOp and the methods that reuse its procedure."""
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size

@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
-from sklearn.utils._param_validation import HasMethods, Interval
 
-from fmlab.adapt.coop import CoOp, PromptLearner, _positive
+from fmlab.adapt.coop import FIT_CONSTRAINTS, CoOp, PromptLearner
 from fmlab.adapt.registry import register_estimator
 from fmlab.errors import ConfigError
 from fmlab.utils.io import write_json
@@ -139,17 +137,9 @@ class GRAM(CoOp):
 
     requires = ("model", "class_names", "meta")
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": [HasMethods(["logit_scale_value"])],
-        "class_names": ["array-like"],
         "meta": [GramMeta, str, Path],
         "regulate": ["boolean"],
-        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
-        "momentum": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
-        "warmup_lr": [Interval(Real, 0, None, closed="left")],
-        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
-        "seed": [Interval(Integral, None, None, closed="neither")],
+        **FIT_CONSTRAINTS,
     }
 
     def __init__(self, model, class_names: Sequence[str], meta: GramMeta | str | Path,
@@ -160,15 +150,8 @@ class GRAM(CoOp):
         self.class_names = class_names
         self.meta = meta
         self.regulate = regulate
-        self.lr = lr
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.warmup_lr = warmup_lr
-        self.max_steps = max_steps
-        self.seed = seed
+        self._store_fit_arguments(lr, epochs, batch_size, momentum, weight_decay, warmup_epochs,
+                                  warmup_lr, max_steps, seed)
 
     def _make_learner(self, g: torch.Generator) -> nn.Module:
         meta = self.meta if isinstance(self.meta, GramMeta) else load_gram_meta(self.meta)
