@@ -29,20 +29,27 @@ def task():
     return Xtr, ytr, Xte, yte, views
 
 
-def test_coop_scores_the_same_whatever_runs_beside_it(tiny_model, task):
+@pytest.mark.parametrize("method", ["coop", "coop_photo", "cones", "cones_random", "gram"])
+def test_coop_scores_the_same_whatever_runs_beside_it(tiny_model, task, method):
+    """Every method that needs the image-text model (tests/adapt/test_registry.py skips them)."""
+    from fmlab.adapt.coop import PromptLearner
+    from fmlab.adapt.gram import GradientRegulator, GramMeta
+
     Xtr, ytr, Xte, yte, views = task
+    ctx = PromptLearner(tiny_model, ["x"], ctx_init="a photo of a").ctx.detach()
+    meta = GramMeta(ctx, GradientRegulator(ctx.shape[1], 4), {}, [], "mem")
 
     def sweep(methods):
         recs = run_sweep(Xtr, ytr, Xte, yte, methods, shots=(2,), seeds=(1,), class_names=NAMES,
-                         model=tiny_model, train_view_features=views,
+                         model=tiny_model, meta=meta, train_view_features=views,
                          zeroshot_weights=np.eye(4, 16),
-                         method_params={"coop": {"epochs": 2, "n_ctx": 2}})
+                         method_params={method: {"epochs": 2, **({"n_ctx": 2} if method == "coop" else {})}})
         return [(r["accuracy"], r["hyperparameters"], r["n_views"]) for r in recs
-                if r["method"] == "coop"]
+                if r["method"] == method]
 
-    alone = sweep(["coop"])
-    assert alone == sweep(["ncm", "coop", "gda+zs", "zeroshot"])
-    assert alone[0][2] == 2  # CoOp declares it uses views (as samples), so it gets them
+    alone = sweep([method])
+    assert alone == sweep(["ncm", method, "gda+zs", "zeroshot"])
+    assert alone[0][2] == 2  # these methods use views (as samples), so they get them
 
 
 @pytest.mark.parametrize("cls, kw", [(CoOp, {"n_ctx": 2}), (CoOpPhoto, {}), (ConES, {}),
