@@ -117,13 +117,13 @@ def _positive(kind: type) -> list:
 FIT_CONSTRAINTS: dict[str, list] = {
     "model": [HasMethods(["logit_scale_value"])],
     "class_names": ["array-like"],
-        "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
-        "momentum": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
-        "warmup_lr": [Interval(Real, 0, None, closed="left")],
-        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
-        "seed": [Interval(Integral, None, None, closed="neither")],
+    "lr": _positive(Real), "epochs": _positive(Integral), "batch_size": _positive(Integral),
+    "momentum": [Interval(Real, 0, None, closed="left")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+    "warmup_lr": [Interval(Real, 0, None, closed="left")],
+    "max_steps": [Interval(Integral, 1, None, closed="left"), None],
+    "seed": [Interval(Integral, None, None, closed="neither")],
 }
 """The checks of the arguments CoOp, CoOpPhoto, ConES and GRAM share (model, names, schedule)."""
 
