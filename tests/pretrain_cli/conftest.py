@@ -63,3 +63,21 @@ def kill_after_step_2(straight: Path, crashed: Path) -> Path:
                                        if isinstance(v, str) else v) for k, v in info.items()}
                                   | {"step": 2}))
     return crashed
+
+
+def resume_after_kill(straight: Path, tmp_path: Path, capsys) -> tuple[dict, dict]:
+    """Kill a copy of the finished 4-step ``straight`` run after step 2 (:func:`kill_after_step_2`),
+    resume it through the CLI, check it said so, and return both runs' encoder tensors
+    (straight, resumed) with the same keys, for the caller's comparison."""
+    from safetensors.torch import load_file
+
+    from fmlab.cli.main import main
+
+    crashed = kill_after_step_2(straight, tmp_path / "crashed")
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(crashed)]) == 0
+    assert "resumed from step 2" in capsys.readouterr().out
+    a = load_file(str(straight / "encoder.safetensors"))
+    b = load_file(str(crashed / "encoder.safetensors"))
+    assert a.keys() == b.keys()
+    return a, b

@@ -22,7 +22,7 @@ from fmlab.experiments.pretrain import (
 from fmlab.models import create_backbone
 from fmlab.models.vit import VisionTransformer
 
-from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
+from .conftest import CONFIG_DIR, resume_after_kill, smoke_args
 
 
 def _config(name: str):
@@ -38,13 +38,8 @@ def test_resume_reaches_the_straight_run_weights(name, npz_sources, tmp_path, ca
     args = smoke_args(_config(name), src, straight, "trainer.checkpoint_every=2",
                       "trainer.log_every=1", steps=4)
     assert main(args) == 0
-    crashed = kill_after_step_2(straight, tmp_path / "crashed")
-    capsys.readouterr()
-    assert main(["pretrain", "--resume", str(crashed)]) == 0
-    assert "resumed from step 2" in capsys.readouterr().out
-    a = load_file(str(straight / "encoder.safetensors"))
-    b = load_file(str(crashed / "encoder.safetensors"))
-    assert a.keys() == b.keys()
+    a, b = resume_after_kill(straight, tmp_path, capsys)
+    crashed = tmp_path / "crashed"
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
     steps = [json.loads(line)["step"] for line in

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from fmlab.cli.main import main
 from fmlab.data import open_source
 from fmlab.experiments.pretrain import PretrainDataConfig, load_pretrain_data
 from tests.conftest import make_npz
 
-from .conftest import CONFIG_DIR, kill_after_step_2, smoke_args
+from .conftest import CONFIG_DIR, resume_after_kill, smoke_args
 
 CONFIG = CONFIG_DIR / "supervised_noise_cifar10.yaml"
 
@@ -61,11 +60,6 @@ def test_recorded_in_the_config_snapshot_and_resumable(npz_sources, tmp_path, ca
     assert main(args) == 0
     saved = yaml.safe_load((straight / "config.yaml").read_text())
     assert saved["data"]["label_noise"] == 0.2 and saved["data"]["noise_seed"] == 3
-    crashed = kill_after_step_2(straight, tmp_path / "crashed")
-    capsys.readouterr()
-    assert main(["pretrain", "--resume", str(crashed)]) == 0
-    assert "resumed from step 2" in capsys.readouterr().out
-    a = load_file(str(straight / "encoder.safetensors"))
-    b = load_file(str(crashed / "encoder.safetensors"))
+    a, b = resume_after_kill(straight, tmp_path, capsys)
     for k in a:
         assert torch.equal(a[k], b[k]), k
