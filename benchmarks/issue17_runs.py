@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmlab.utils.io import write_json
+
 _spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("mim_eurosat_runs.py"))
 mer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mer)
@@ -64,7 +66,7 @@ class Runner:
             cpu = mer.run_cli([*args, "--out", str(run)], run.with_suffix(".log"))
             cmd = "fmlab " + " ".join(mer._rel(c) for c in [*args, "--out", str(run)])
             self.done[key] = {"command": cmd, "cpu_s": round(cpu, 1)}
-            self.path.write_text(json.dumps(self.done, indent=1))
+            write_json(self.path, self.done)  # atomic: a killed driver keeps its record
             print(f"{key}: {cpu:.0f} CPU-s", flush=True)
         return run
 
@@ -122,7 +124,7 @@ class Scores:
     def add(self, key: str, fn) -> dict:
         if key not in self.rows:
             self.rows[key] = fn()
-            self.path.write_text(json.dumps(self.rows, indent=1))
+            write_json(self.path, self.rows)
             print(key, {k: round(v, 4) for k, v in self.rows[key].items()
                         if isinstance(v, float)}, flush=True)
         return self.rows[key]
@@ -189,13 +191,12 @@ def study_further(args, run: Runner, sc: Scores) -> None:
                                                        f"objective.teacher_weights={plain}/encoder.safetensors"]))
         for arm, r in (("none", init), ("plain", plain), ("selfdistill", sd)):
             key = f"further/{arm}/seed{s}"
-            scores = sc.add(key + "/frozen", lambda r=r: score(r, data))
+            sc.add(key + "/frozen", lambda r=r: score(r, data))
             for shots in ("30", "all"):
                 ft = run(f"further/finetune/{arm}_{shots}_seed{s}",
                          finetune_cmd(r / "encoder.safetensors", shots, s))
                 sc.add(f"{key}/finetune_{shots}", lambda ft=ft: {
                     "accuracy": mer._find_acc(json.loads((ft / "results.json").read_text()))})
-            del scores
 
 
 def study_unip(args, run: Runner, sc: Scores) -> None:

@@ -1,7 +1,7 @@
 """``fmlab adapt meta-train``: GRAM's meta-training of a CoOp context φ and gradient regulator ψ
 on unlabelled image-text pairs, through the engine (:class:`~fmlab.engine.Trainer`).
 
-Steps: embed every pair with the frozen image-text model (images and one caption each), cluster
+Steps: embed every image-text pair with the frozen model (each caption of each image is a pair), cluster
 them into pseudo-domains and pseudo-classes (:func:`fmlab.adapt.gram_meta.pseudo_domains`),
 train :class:`~fmlab.adapt.gram_meta.GramMetaObjective` on the seeded task list, then write
 φ, ψ, the provenance and the meta-training images' content hashes to the output folder
