@@ -9,8 +9,9 @@ L2 logistic-regression probe (C chosen on 500 held-out train images) on standard
 * ``multitask``: supervised + SimCLR + MAE on one 4-block, 128-d ViT vs each single objective's
   shipped config on the same ViT, same steps x batch; CIFAR-10 (5,000 train subset / 2,000 test)
   and EuroSAT transfer (3,000 / 1,000 tiles, upsampled to 32 px by the encoder).
-* ``m3i``: M3I (view + label + text targets) and M3I (view + label) vs the sequential recipe
-  (view target for half the steps, then label target from those weights), equal total steps.
+* ``m3i``: M3I (view + label + text targets), M3I (view + label) and M3I + COCO-mini caption
+  pairs vs the sequential recipe (view target for half the steps, then label target from those
+  weights), equal total steps.
 * ``further``: one MAE theta_init on CIFAR-10 (seed 0), then per seed: plain further MAE on EuroSAT
   (teacher), self-distilled further MAE from theta_init, and ``fmlab finetune --method full``
   of none / plain / self-distilled with 10 % (30 per class) and 100 % of the EuroSAT train labels.
@@ -156,6 +157,9 @@ def study_m3i(args, run: Runner, sc: Scores) -> None:
             "m3i": pretrain("m3i_cifar10.yaml", common, seed, [f"trainer.max_steps={n}"]),
             "m3i_view_label": pretrain("m3i_cifar10.yaml", common, seed, [
                 f"trainer.max_steps={n}", "objective.text_weight=0"]),
+            # + the image-text term on COCO-mini's own captions (64 of its images per step)
+            "m3i_pairs": pretrain("m3i_cifar10.yaml", common, seed, [
+                f"trainer.max_steps={n}", "objective.pairs_weight=1.0"]),
             "seq_stage1_view": pretrain("m3i_cifar10.yaml", common, seed, [
                 f"trainer.max_steps={half}", "objective.label_weight=0", "objective.text_weight=0"]),
         }
@@ -166,7 +170,7 @@ def study_m3i(args, run: Runner, sc: Scores) -> None:
             f"trainer.max_steps={n - half}", "objective.view_weight=0", "objective.text_weight=0",
             f"model.weights={s1}/encoder.safetensors"]))
         run(f"m3i/random/seed{s}", pretrain("m3i_cifar10.yaml", common, seed, RANDOM))
-        for arm in ("m3i", "m3i_view_label", "seq", "random"):
+        for arm in ("m3i", "m3i_view_label", "m3i_pairs", "seq", "random"):
             r = run.out / f"m3i/{arm}/seed{s}"
             sc.add(f"m3i/{arm}/seed{s}", lambda r=r: score(r, data))
 

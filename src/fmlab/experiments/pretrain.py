@@ -160,6 +160,8 @@ def _objective_arguments(cls: Any, cfg: PretrainConfig, data: PretrainData) -> d
                 raise DataError(f"objective {name!r} needs labels; {where} has none")
         elif need == "num_samples":
             kwargs[need] = len(data.train)
+        elif need == "data_root":
+            kwargs[need] = cfg.data.data_root
         elif need in ("num_classes", "class_names"):
             if data.num_classes is None:
                 raise DataError(f"objective {name!r} needs class labels; {cfg.data.source} has none")

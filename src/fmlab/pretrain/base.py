@@ -27,7 +27,7 @@ from fmlab.registry import Registry
 
 #: what a run can supply from its data (``Objective.needs``); other needs the objective
 #: builds itself in :meth:`Objective.provide` (e.g. a distillation teacher)
-DATA_NEEDS = ("labels", "num_samples", "num_classes", "class_names")
+DATA_NEEDS = ("labels", "num_samples", "num_classes", "class_names", "data_root")
 
 
 def resolve_encoder(encoder: nn.Module, feature_dim: int | None) -> tuple[nn.Module, int]:
@@ -115,7 +115,8 @@ class Objective(nn.Module):
     Attributes:
         name: the registry name, set by :func:`register_objective`.
         needs: what the run supplies: ``"labels"`` (the training set must be labelled),
-            ``"num_samples"`` / ``"num_classes"`` / ``"class_names"`` (passed to the constructor
+            ``"num_samples"`` / ``"num_classes"`` / ``"class_names"`` / ``"data_root"`` (the run's
+            ``data.data_root``, for objectives that open a second source; passed to the constructor
             under that name),
             or any other name, built by :meth:`provide` from the ``objective`` config section.
         filled_by_run: constructor parameters that are never config keys (besides ``needs``).
