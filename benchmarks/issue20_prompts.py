@@ -8,9 +8,11 @@ Steps, each a CLI command in a child process (one thread), skipped when its outp
 2. ``fmlab adapt meta-train --clip-model M --data coco_mini`` -> GRAM's META_DIR (the
    meta-training images are COCO-mini's; the downstream test splits are CIFAR-10 and EuroSAT, and
    the leak check confirms no overlap);
-3. ``fmlab adapt --clip-model M --data D --methods ... --shots ... --seeds 1,2,3`` per source D.
+3. ``fmlab adapt --clip-model M --data D --methods ... --shots ... --seeds 1,2,3`` per source D
+   (study ``b2n`` adds ``--base-to-new``; study ``xd`` adds ``--transfer-to`` the other source).
 
     FMLAB_DATA=/work/shared/data python benchmarks/issue20_prompts.py --out runs/i20p
+    FMLAB_DATA=/work/shared/data python benchmarks/issue20_prompts.py --out runs/i20p --studies b2n,xd
     python benchmarks/issue20_prompts.py --out runs/i20p --report   # tables from results.json
 """
 
@@ -29,7 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = {
     "cones": ("zeroshot,coop,cones,cones_random", "1,2,4,8,16"),
     "gram": ("coop,coop_photo,gram", "1,2,4"),
+    # GRAM's generalisation studies (with the gram_phi ablation: φ without ψ)
+    "b2n": ("zeroshot,coop,coop_photo,gram,gram_phi", "1,2,4"),
+    "xd": ("zeroshot,coop,coop_photo,gram,gram_phi", "1,2,4"),
 }
+TRANSFER = {"cifar10": "eurosat", "eurosat": "cifar10"}  # xd: fitted on the key, scored on the value
 
 
 def fmlab(args: list[str], log: Path) -> float:
@@ -50,7 +56,7 @@ def run(out: Path, sources: list[str], studies: list[str], seeds: str) -> None:
         fmlab(["clip", "train", "--config", str(ROOT / "configs/clip/coco_mini_retrieval.yaml"),
                "--out", str(model)], out / "clip.log")
     meta = out / "meta"
-    if "gram" in studies and not (meta / "gram_meta.json").is_file():
+    if set(studies) - {"cones"} and not (meta / "gram_meta.json").is_file():
         fmlab(["adapt", "meta-train", "--clip-model", str(model), "--data", "coco_mini",
                "--out", str(meta)], out / "meta.log")
     for study in studies:
@@ -61,8 +67,12 @@ def run(out: Path, sources: list[str], studies: list[str], seeds: str) -> None:
                 continue
             cmd = ["adapt", "--clip-model", str(model), "--data", data, "--methods", methods,
                    "--shots", shots, "--seeds", seeds, "--out", str(dest), "--no-db"]
-            if study == "gram":
+            if study != "cones":
                 cmd += ["--meta", str(meta)]
+            if study == "b2n":
+                cmd += ["--base-to-new"]
+            if study == "xd":
+                cmd += ["--transfer-to", TRANSFER[data]]
             wall = fmlab(cmd, out / f"{study}_{data}.log")
             print(f"{study} on {data}: {wall:.0f} s", flush=True)
 
@@ -85,6 +95,10 @@ def report(out: Path) -> str:
                              if len(xs) > 1 else f"{xs[0]:.1f}")
             fit = statistics.mean(r["fit_seconds"] for r in recs if r["method"] == m)
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {fit:.2f} |")
+        if recs[0].get("evaluation") in ("base_to_new", "cross_dataset"):
+            from fmlab.adapt.transfer import summarize_transfer
+
+            lines += ["", summarize_transfer(recs)]
         lines.append("")
     return "\n".join(lines)
 

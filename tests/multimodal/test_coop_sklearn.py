@@ -29,7 +29,7 @@ def task():
     return Xtr, ytr, Xte, yte, views
 
 
-@pytest.mark.parametrize("method", ["coop", "coop_photo", "cones", "cones_random", "gram"])
+@pytest.mark.parametrize("method", ["coop", "coop_photo", "cones", "cones_random", "gram", "gram_phi"])
 def test_coop_scores_the_same_whatever_runs_beside_it(tiny_model, task, method):
     """Every method that needs the image-text model (tests/adapt/test_registry.py skips them)."""
     from fmlab.adapt.coop import PromptLearner

@@ -164,7 +164,9 @@ class Estimator(ClassifierMixin, BaseEstimator):
     What a method needs from the workflow is declared on its class, not in lists elsewhere:
     ``views`` (how augmented training views are used; ``"none"``: not at all) and ``requires``
     (inputs the few-shot sweep must fill in as constructor arguments: ``"zeroshot_weights"``,
-    ``"model"``, ``"class_names"``). Register a subclass with
+    ``"model"``, ``"class_names"``) and ``transfers_to_new_classes`` (it has a
+    ``for_classes(class_names, zeroshot_weights)`` that scores classes it was not fitted on, for
+    base-to-new and cross-dataset evaluation). Register a subclass with
     :func:`fmlab.adapt.registry.register_estimator` to make it a sweep method.
 
     Examples:
@@ -179,6 +181,7 @@ class Estimator(ClassifierMixin, BaseEstimator):
 
     views: ClassVar[str] = "samples"
     requires: ClassVar[tuple[str, ...]] = ()
+    transfers_to_new_classes: ClassVar[bool] = False
     needs_validation: bool = False
     _parameter_constraints: ClassVar[dict[str, list]] = {}
 

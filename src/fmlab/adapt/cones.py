@@ -64,6 +64,8 @@ class ConES(CoOp):
         'random'
     """
 
+    transfers_to_new_classes = False  # one learnt embedding per seen class
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "init": [StrOptions({"text", "random"})],
         "template": [str],

@@ -15,10 +15,11 @@ cosine decay, the first epoch at a constant 1e-5 (CoOp's warmup), batch 32.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -276,6 +277,38 @@ class CoOp(Estimator):
     def _scores(self, X: torch.Tensor) -> torch.Tensor:
         w = self.text_weights_[torch.as_tensor(self.classes_)].to(X.dtype)
         return self.scale_ * F.normalize(X, dim=-1) @ w.T
+
+    #: the learnt context is class-agnostic, so it can name classes it never saw (base-to-new,
+    #: cross-dataset); per-class parameters (ConES, ``csc=True``) cannot
+    transfers_to_new_classes: ClassVar[bool] = True
+
+    def for_classes(self, class_names: Sequence[str], zeroshot_weights: Any = None) -> CoOp:
+        """This fitted estimator with its learnt context put in front of other class names:
+        a fitted copy whose classes ``0..len(class_names)-1`` are ``class_names`` (base-to-new
+        and cross-dataset evaluation; ``zeroshot_weights`` is unused here).
+
+        Raises:
+            fmlab.adapt.base.InputError: not fitted, or a class-specific context (``csc``).
+        """
+        if not hasattr(self, "learner_"):
+            raise InputError(f"{type(self).__name__}.for_classes needs a fitted estimator")
+        if not type(self).transfers_to_new_classes or self.learner_.ctx.ndim != 2:
+            raise InputError(f"{type(self).__name__} learns per-class parameters "
+                             f"(csc={getattr(self, 'csc', None)}); it cannot name unseen classes")
+        new = copy.copy(self)
+        new.class_names = list(class_names)
+        learner = PromptLearner(self.model, new.class_names, self.learner_.n_ctx, False,
+                                self.learner_.position, None, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            learner.ctx.copy_(self.learner_.ctx)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                new.text_weights_ = F.normalize(learner().float(), dim=-1).cpu()
+            finally:
+                self.model.train(was_training)
+        new.learner_, new.classes_ = learner, np.arange(len(new.class_names))
+        return new
 
 
 def class_prompt_weights(model, class_names: Sequence[str], template: str = "a photo of a {}.") -> np.ndarray:

@@ -177,3 +177,20 @@ class GRAM(CoOp):
     def _learner_hyperparameters(self) -> dict:
         return {"n_ctx": self.learner_.n_ctx, "meta": self.meta_.path, "regulate": self.regulate,
                 "meta_steps": self.meta_.info.get("steps")}
+
+
+@register_estimator("gram_phi")
+class GRAMPhi(GRAM):
+    """GRAM's ablation: CoOp from the meta-learnt context φ with plain gradients (no ψ).
+
+    Examples:
+        >>> GRAMPhi(model=None, class_names=["cat"], meta="META").get_params()["regulate"]
+        False
+    """
+
+    def __init__(self, model, class_names: Sequence[str], meta: GramMeta | str | Path,
+                 regulate: bool = False, lr: float = 0.002, epochs: int = 50, batch_size: int = 32,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, warmup_epochs: int = 1,
+                 warmup_lr: float = 1e-5, max_steps: int | None = None, seed: int = 0) -> None:
+        super().__init__(model, class_names, meta, regulate, lr, epochs, batch_size, momentum,
+                         weight_decay, warmup_epochs, warmup_lr, max_steps, seed)

@@ -139,6 +139,17 @@ class ZeroShot(Estimator):
         tags.requires_fit = False
         return tags
 
+    #: new classes are new text weights (base-to-new, cross-dataset evaluation)
+    transfers_to_new_classes: ClassVar[bool] = True
+
+    def for_classes(self, class_names: Sequence[str], zeroshot_weights: ArrayLike = None) -> ZeroShot:
+        """A fitted zero-shot classifier over other classes: their ``zeroshot_weights``
+        (one row per name of ``class_names``)."""
+        if zeroshot_weights is None or len(zeroshot_weights) != len(class_names):
+            raise InputError(f"ZeroShot.for_classes needs one zero-shot weight row per class name "
+                             f"({len(class_names)})")
+        return ZeroShot(zeroshot_weights).fit()
+
     def fit(self, X: ArrayLike | None = None, y: ArrayLike | None = None,
             X_val: ArrayLike | None = None, y_val: ArrayLike | None = None) -> ZeroShot:
         """Read the weights; check X and y when given (they are not used).

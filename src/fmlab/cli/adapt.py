@@ -52,6 +52,12 @@ def add_parser(sub) -> argparse._SubParsersAction:
     p.add_argument("--meta", default=None,
                    help="a `fmlab adapt meta-train` folder, for the methods that need one (gram)")
     p.add_argument("--test-split", default=None, help="evaluation split (default: test)")
+    p.add_argument("--base-to-new", action="store_true",
+                   help="fit on the first half of the classes (base) only; report accuracy on the "
+                        "base and on the unseen (new) classes and their harmonic mean")
+    p.add_argument("--transfer-to", default=None, metavar="SOURCE",
+                   help="cross-dataset: also score each fitted method on SOURCE's test split among "
+                        "SOURCE's classes")
     p.add_argument("--out", default=None, help="output directory (required)")
     add_data_root(p)
     add_db(p, default_help="OUT/fmlab.db")
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         text_encoder=args.text_encoder, templates=args.templates, views=args.views,
         test_split=args.test_split, data_root=args.data_root, db=resolve_db(args, args.out),
         clip_model=args.clip_model, init_seed=args.seed, meta=args.meta,
+        base_to_new=args.base_to_new, transfer_to=args.transfer_to,
     )
     run_adapt(cfg)
     print((Path(args.out) / "summary.md").read_text())

@@ -53,6 +53,10 @@ class AdaptConfig:
         init_seed: seed of the backbone's random init when no ``weights`` are given (recorded
             in the protocol); None draws it from the global RNG.
         meta: a ``fmlab adapt meta-train`` folder, for the methods that require one (GRAM).
+        base_to_new: fit on the base half of the classes, also score the new half
+            (:func:`fmlab.adapt.transfer.run_base_to_new`).
+        transfer_to: a labelled source whose test split each fitted method is also scored on
+            (:func:`fmlab.adapt.transfer.run_cross_dataset`).
     """
 
     backbone: str | None
@@ -72,6 +76,8 @@ class AdaptConfig:
     clip_model: str | None = None
     init_seed: int | None = 0
     meta: str | None = None
+    base_to_new: bool = False
+    transfer_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.methods is None:
@@ -81,6 +87,8 @@ class AdaptConfig:
 def _check_config(cfg: AdaptConfig) -> None:
     """Refuse bad values and unsatisfiable methods before any model is loaded or image read."""
     non_negative_int("--views", cfg.views)
+    if cfg.base_to_new and cfg.transfer_to:
+        raise ConfigError("give --base-to-new or --transfer-to, not both")
     available = {"class_names"}
     if cfg.clip_model:
         available |= {"model", "zeroshot_weights"}
@@ -133,16 +141,23 @@ def _load_backbone(cfg: AdaptConfig):
                            seed=cfg.init_seed if cfg.weights is None else None), None
 
 
-def _split_rows(labels, shots, seeds, class_names) -> np.ndarray:
-    """Union of the train and validation rows of every (shots, seed) split of the sweep."""
+def _split_rows(labels, shots, seeds, class_names, base_to_new: bool = False) -> np.ndarray:
+    """Union of the train and validation rows of every (shots, seed) split of the sweep (with
+    ``base_to_new``: the splits of the base classes' images, as that sweep draws them)."""
     from fmlab.adapt.splits import make_split
+    from fmlab.adapt.transfer import base_new_split
 
+    index = np.arange(len(labels))
+    if base_to_new:
+        base = base_new_split(len(class_names))[0]
+        index = np.flatnonzero(np.isin(labels, base))
+        labels, class_names = labels[index], list(class_names)[:len(base)]
     rows = set()
     for k in shots:
         for seed in seeds:
             sp = make_split(labels, k, seed, class_names=class_names, n_classes=len(class_names))
-            rows.update(np.asarray(sp.train).tolist())
-            rows.update(np.asarray(sp.val).tolist())
+            rows.update(index[np.asarray(sp.train, dtype=np.int64)].tolist())
+            rows.update(index[np.asarray(sp.val, dtype=np.int64)].tolist())
     return np.asarray(sorted(rows), dtype=np.int64)
 
 
@@ -167,7 +182,8 @@ def _features(cfg: AdaptConfig, bb, train, test, class_names):
     # Without `all`, the splits touch only a few images per class: extract just those rows (the
     # others stay zero and are never indexed), so a 1-16-shot sweep on a 60k-image source does not
     # pay for 60k forward passes.
-    needed = None if "all" in cfg.shots else _split_rows(train.labels, cfg.shots, cfg.seeds, class_names)
+    needed = None if "all" in cfg.shots else _split_rows(train.labels, cfg.shots, cfg.seeds,
+                                                         class_names, cfg.base_to_new)
     ftrain = _train_features(bb, train, needed, 0, cfg.progress)
     ftest = cached_features(bb, test, progress=cfg.progress)
     fviews = None
@@ -216,6 +232,8 @@ def _protocol(cfg: AdaptConfig, bb, source, train, test, test_name: str, clip, z
         "test_content_hash": test.content_hash, "views": cfg.views,
         "text_encoder": cfg.text_encoder or (f"{cfg.clip_model} (text tower)" if clip else None),
         "clip_model": cfg.clip_model, "meta": cfg.meta,
+        "evaluation": ("base_to_new" if cfg.base_to_new else
+                       f"cross_dataset:{cfg.transfer_to}" if cfg.transfer_to else "few_shot"),
         "templates": cfg.templates or (DEFAULT_TEMPLATES if zs is not None else None),
         **{k: source.metadata[k] for k in ("variant", "warning") if k in source.metadata},
     }
@@ -232,8 +250,18 @@ def _write_reports(cfg: AdaptConfig, records: list[dict], bb, source, test_name:
               f"train/val drawn from the train split only.\n")
     if "warning" in source.metadata:
         header += f"\nNote: {source.metadata['warning']}.\n"
+    body = summarize(records)
+    if records and records[0].get("evaluation") in ("base_to_new", "cross_dataset"):
+        from fmlab.adapt.transfer import summarize_transfer
+
+        what = ("Base-to-new: fitted on the base classes only (the table above: base test images "
+                "among the base classes); new = the unseen classes' test images among the new "
+                "classes; H = harmonic mean." if cfg.base_to_new else
+                f"Cross-dataset: fitted on {cfg.data} (the table above), scored on "
+                f"{cfg.transfer_to}'s test split among its classes.")
+        body += f"\n\n{what}\n\n{summarize_transfer(records)}"
     with atomic_write(out / "summary.md", "w") as f:
-        f.write(header + "\n" + summarize(records) + "\n")
+        f.write(header + "\n" + body + "\n")
     plot_accuracy_vs_shots(records, out / "accuracy_vs_shots.png")
 
 
@@ -258,12 +286,16 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
     ftrain, ftest, fviews = _features(cfg, bb, train, test, source.class_names)
     zs = _zeroshot(cfg, clip, source.class_names, bb, ftrain.features.shape[-1])
     meta = _meta(cfg, test, test_name)
-    records = run_sweep(
-        ftrain.features, ftrain.labels, ftest.features, ftest.labels, cfg.methods,
-        shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
-        zeroshot_weights=zs, class_names=source.class_names, model=clip, meta=meta,
-        split_dir=Path(cfg.out) / "splits",
-    )
+    sweep = dict(shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), train_view_features=fviews,
+                 zeroshot_weights=zs, class_names=source.class_names, model=clip, meta=meta,
+                 split_dir=Path(cfg.out) / "splits")
+    if cfg.base_to_new or cfg.transfer_to:
+        from fmlab.experiments.adapt_transfer import run_transfer
+
+        records, metrics = run_transfer(cfg, bb, clip, ftrain, ftest, sweep)
+    else:
+        records, metrics = run_sweep(ftrain.features, ftrain.labels, ftest.features,
+                                     ftest.labels, cfg.methods, **sweep), ()
     protocol = _protocol(cfg, bb, source, train, test, test_name, clip, zs)
     for r in records:
         r["protocol"] = protocol
@@ -271,7 +303,8 @@ def run_adapt(cfg: AdaptConfig) -> list[dict]:
     if cfg.db is not None:
         ResultsStore(cfg.db).record(
             "adapt", Protocol.of(cfg.data, test_name, backbone=bb, train=train, test=test, views=cfg.views),
-            records, ("accuracy", "mean_per_class_recall"), extra_keys=("shots",), seconds_key="fit_seconds")
+            records, ("accuracy", "mean_per_class_recall", *metrics), extra_keys=("shots",),
+            seconds_key="fit_seconds")
     write_json(Path(cfg.out) / "run.json", {"seconds": round(time.perf_counter() - t0, 2),
                                             "feature_cache": {"train": ftrain.meta.get("cache"),
                                                               "test": ftest.meta.get("cache")},
