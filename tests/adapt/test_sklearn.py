@@ -25,6 +25,7 @@ from fmlab.adapt import (
     NCM,
     GRAM,
     ConES,
+    GRAMPhi,
     ConESRandom,
     CoOp,
     CoOpPhoto,
@@ -78,7 +79,8 @@ def test_check_estimator(est):
 def test_every_registered_class_is_covered():
     """A new estimator class registered in fmlab.adapt must be added to this file's checks."""
     # the image-text methods: tests/multimodal/test_coop_sklearn.py (GRAM: test_gram.py)
-    covered = {type(e) for e in STANDALONE} | {ZeroShot, CoOp, CoOpPhoto, ConES, ConESRandom, GRAM}
+    covered = {type(e) for e in STANDALONE} | {ZeroShot, CoOp, CoOpPhoto, ConES, ConESRandom, GRAM,
+                                                    GRAMPhi}
     assert {METHODS.get(n).cls for n in METHODS.in_order()} <= covered
 
 

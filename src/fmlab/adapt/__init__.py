@@ -20,7 +20,7 @@ from fmlab.adapt.tip import TipAdapter, TipAdapterF
 from fmlab.adapt.zeroshot import ZeroShot, build_zeroshot_weights, load_templates
 from fmlab.adapt.coop import CoOp, CoOpPhoto, PromptLearner
 from fmlab.adapt.cones import ConES, ConESRandom
-from fmlab.adapt.gram import GRAM
+from fmlab.adapt.gram import GRAM, GRAMPhi
 from fmlab.adapt.ensemble import ZeroShotEnsemble
 from fmlab.adapt.nmtune import NMTune
 from fmlab.adapt.registry import METHODS, MethodSpec, default_methods, register_estimator
@@ -38,6 +38,7 @@ __all__ = [
     "CoOpPhoto",
     "ConES",
     "GRAM",
+    "GRAMPhi",
     "ConESRandom",
     "PromptLearner",
     "GDA",
