@@ -150,7 +150,7 @@ def summary_markdown(records: list[dict[str, Any]], fits: dict[str, Any], second
               "| case@knob | slope m | slope n | R² a/√m+b/√n | R² a/m+b/n | supervised slope n |",
               "|---|---|---|---|---|---|"]
     for key, f in fits.items():
-        def g(name: str) -> str:
+        def g(name: str, f: dict = f) -> str:
             return f"{f[name]:+.2f}" if name in f else "n/a"
         lines.append(f"| {key} | {g('loglog_slope_m')} | {g('loglog_slope_n')} | "
                      f"{f['additive_sqrt']['r2']:.2f} | {f['additive_linear']['r2']:.2f} | "
