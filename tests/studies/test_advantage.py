@@ -71,3 +71,14 @@ def test_pretrain_matches_bayes_when_m_and_n_large():
                                        "gmm.separation=4.0"])
     excess = advantage_table(run_grid(cfg), "gmm", 0.0, "excess")[(2000, 200)]
     assert excess.mean() < 0.02
+
+
+def test_grid_is_deterministic():
+    """Same config → identical records; another top-level seed → different ones."""
+    sets = ["grid.m=[30]", "grid.n=[10]", "grid.knobs=[0.0,1.0]", "grid.seeds=2", "grid.n_test=300",
+            "gmm.n_init=1", "factor.d=8"]
+    a = run_grid(load_advantage_config(None, sets))
+    b = run_grid(load_advantage_config(None, sets))
+    assert a == b
+    other = run_grid(load_advantage_config(None, [*sets, "seed=5"]))
+    assert [r["error"] for r in other] != [r["error"] for r in a]
