@@ -58,3 +58,19 @@ def test_bad_terms_exit_2_naming_the_term(edit, message, npz_sources, tmp_path, 
     assert main(smoke_args(path, npz_sources["cifar10"], tmp_path / "run")) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_set_addresses_a_term_by_its_index(npz_sources, tmp_path, capsys):
+    """``--set objectives.1.weight=...`` and a term's own keys; bad indices exit 2 naming them."""
+    out = tmp_path / "run"
+    assert main(smoke_args(MULTITASK, npz_sources["cifar10"], out, SMALL_VIT, "objectives.1.weight=0.25",
+                           "objectives.2.objective.mask_ratio=0.5")) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["objectives"][1]["weight"] == 0.25
+    assert saved["objectives"][2]["objective"]["mask_ratio"] == 0.5
+    for bad, message in (("objectives.3.weight=1", "index 0..2"),
+                         ("objectives.2.objective.mask_ratio=abc", "objectives[2].objective.mask_ratio")):
+        capsys.readouterr()
+        assert main(smoke_args(MULTITASK, npz_sources["cifar10"], tmp_path / "bad", bad)) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

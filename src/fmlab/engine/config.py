@@ -302,6 +302,18 @@ def apply_override(cfg: Any, item: str) -> None:
     parts = key.split(".")
     obj = cfg
     for i, part in enumerate(parts):
+        if isinstance(obj, list):  # a list of sections (a composite's objectives): KEY.INDEX.FIELD
+            obj = _list_item(obj, part, key, parts[:i], i == len(parts) - 1)
+            continue
+        if isinstance(obj, dict):  # a free-form section (a term's own keys), typed when validated
+            if i == len(parts) - 1:
+                obj[part] = _convert_text(raw.strip(), Any, key)
+                return
+            if not isinstance(obj.get(part), (dict, list)):
+                raise ConfigError(f"--set: unknown key {key!r} ({'.'.join(parts[:i + 1])!r} is not "
+                                  "a section)")
+            obj = obj[part]
+            continue
         if not dataclasses.is_dataclass(obj):
             raise ConfigError(f"--set: unknown key {key!r} ({'.'.join(parts[:i])!r} has no keys)")
         names = [f.name for f in dataclasses.fields(obj) if f.init]
@@ -314,6 +326,18 @@ def apply_override(cfg: Any, item: str) -> None:
     if dataclasses.is_dataclass(_strip_optional(hint)):
         raise ConfigError(f"--set: {key!r} is a section; set one of its keys, e.g. {key}.KEY=VALUE")
     setattr(obj, parts[-1], _convert_text(raw.strip(), hint, key))
+
+
+def _list_item(items: list, part: str, key: str, before: list[str], last: bool) -> Any:
+    """``items[int(part)]`` for ``--set objectives.1.weight=...``; the errors name the key."""
+    where = ".".join(before)
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"--set: {key!r}: {where!r} is a list of {len(items)} item(s); address "
+                          f"one by its index 0..{len(items) - 1}, e.g. {where}.0.KEY=VALUE")
+    if last or not dataclasses.is_dataclass(items[int(part)]):
+        raise ConfigError(f"--set: {key!r} is an item of the list {where!r}; set one of its keys, "
+                          f"e.g. {key}.KEY=VALUE")
+    return items[int(part)]
 
 
 def validate_config(cfg: Any, prefix: str = "") -> None:
