@@ -2,8 +2,9 @@
 CIFAR-10 (backbone frozen), stage 2 tunes them per few-shot task from that init, beside the same
 method from a random init and the linear probe, on two downstream sources.
 
-* ``vpt``: deep VPT prompts on a ViT pre-trained here (the 600-step MAE ViT of issue 17's further
-  study, ``--vit``; vit_tiny_cifar, 128-d, 4 blocks, 16 px, patch 2);
+* ``vpt``: deep VPT prompts (10 per block, ``--option deep=true`` in both stages) on a ViT
+  pre-trained here (the 600-step MAE ViT of issue 17's further study, ``--vit``; vit_tiny_cifar,
+  128-d, 4 blocks, 16 px, patch 2);
 * ``lora``: LoRA (r=8) on the pretrained CIFAR-10 ResNet-20 (EuroSAT was measured before; this adds
   MNIST as the second downstream source).
 
@@ -37,14 +38,16 @@ def fmlab(args: list[str], log: Path) -> None:
 
 
 def arms(out: Path, method: str, backbone: list[str], sources: list[str], shots: str, seeds: str,
-         steps: int) -> None:
+         steps: int, options: list[str]) -> None:
     stage1 = out / f"stage1_{method}"
     if not (stage1 / "pvp.json").is_file():
-        fmlab(["finetune", "pretrain-peft", *backbone, "--data", "cifar10", "--method", method,
+        fmlab(["finetune", "pretrain-peft", *backbone, *options, "--data", "cifar10", "--method", method,
                "--out", str(stage1), "--set", "trainer.max_steps=300", "--set", "trainer.log_every=50",
                "--max-test", "2000", "--no-db"], out / f"stage1_{method}.log")
     for data in sources:
-        common = [*backbone, "--data", data, "--shots", shots, "--seeds", seeds,
+        # stage 2 runs linear beside the method: its options are addressed to the method only
+        own = [o if o == "--option" else f"{method}.{o}" for o in options]
+        common = [*backbone, *own, "--data", data, "--shots", shots, "--seeds", seeds,
                   "--set", f"trainer.max_steps={steps}", "--no-db"]
         for tag, extra in ((f"pvp_{method}", ["--method", method, "--init-from", str(stage1)]),
                            (f"random_{method}", ["--method", f"linear,{method}"])):
@@ -64,11 +67,12 @@ def main() -> None:
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     data = Path(os.environ.get("FMLAB_DATA", ""))
-    plans = {"vpt": (["--backbone", "vit_tiny_cifar", "--weights", a.vit], ["eurosat", "mnist"]),
-             "lora": (["--backbone", "resnet20_cifar", "--weights", str(data / RESNET)], ["mnist"])}
+    plans = {"vpt": (["--backbone", "vit_tiny_cifar", "--weights", a.vit], ["eurosat", "mnist"],
+                     ["--option", "deep=true"]),
+             "lora": (["--backbone", "resnet20_cifar", "--weights", str(data / RESNET)], ["mnist"], [])}
     for m in a.methods.split(","):
-        backbone, sources = plans[m]
-        arms(a.out, m, backbone, sources, a.shots, a.seeds, a.steps)
+        backbone, sources, options = plans[m]
+        arms(a.out, m, backbone, sources, a.shots, a.seeds, a.steps, options)
 
 
 if __name__ == "__main__":
