@@ -81,3 +81,13 @@ def test_cross_dataset_scores_the_fitted_context_on_the_target(tiny_model):
     est.fit(Xtr[sp.train], ytr[sp.train], Xtr[sp.val], ytr[sp.val])
     want = float((est.for_classes(NAMES[3:]).predict(Xt) == yt).mean())
     assert recs[0]["target_accuracy"] == pytest.approx(want) and recs[0]["n_test_target"] == len(yt)
+
+
+def test_base_to_new_passes_the_base_images_views(tiny_model):
+    Xtr, ytr = _data(6, 1)
+    Xte, yte = _data(5, 2)
+    views = np.stack([Xtr + 0.05 * np.random.default_rng(v).normal(size=Xtr.shape) for v in range(2)])
+    recs = run_base_to_new(Xtr, ytr, Xte, yte, ["coop"], (2,), (1,), class_names=NAMES, model=tiny_model,
+                           train_view_features=views,
+                           method_params={"coop": {"n_ctx": 2, "epochs": 1, "warmup_epochs": 0}})
+    assert recs[0]["n_views"] == 2 and recs[0]["n_train"] == 6

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fmlab.adapt.base import ArrayLike, to_labels, to_tensor
 from fmlab.adapt.protocol import mean_per_class_recall, run_sweep
@@ -32,7 +33,7 @@ from fmlab.adapt.registry import get_method
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import write_json
 
-__all__ = ["base_new_split", "harmonic_mean", "run_base_to_new", "run_cross_dataset",
+__all__ = ["base_new_split", "check_transferable", "harmonic_mean", "run_base_to_new", "run_cross_dataset",
            "summarize_transfer"]
 
 
@@ -59,7 +60,8 @@ def harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
-def _check_transferable(methods: Sequence[str], what: str) -> None:
+def check_transferable(methods: Sequence[str], what: str) -> None:
+    """Refuse (by name) the methods that cannot score classes they were not fitted on."""
     bad = [m for m in methods if not get_method(m).cls.transfers_to_new_classes]
     if bad:
         raise ConfigError(f"{what}: method(s) {', '.join(bad)} learn per-class parameters and "
@@ -96,7 +98,7 @@ def run_base_to_new(train_features: ArrayLike, train_labels: ArrayLike, test_fea
         With ``split_dir``, its split files index the base classes' train images, whose rows in
         the train split ``split_dir/base_to_new_rows.json`` lists.
     """
-    _check_transferable(methods, "base-to-new")
+    check_transferable(methods, "base-to-new")
     names = list(class_names)
     base, new = base_new_split(len(names))
     ytr, yte = to_labels(train_labels, "train_labels"), to_labels(test_labels, "test_labels")
@@ -105,6 +107,9 @@ def run_base_to_new(train_features: ArrayLike, train_labels: ArrayLike, test_fea
     if not te_n.any():
         raise DataError("base-to-new: the test split has no image of the new classes")
     zs = None if zeroshot_weights is None else to_tensor(zeroshot_weights, "zeroshot_weights")
+    if sweep.get("train_view_features") is not None:  # augmented views follow their images
+        sweep["train_view_features"] = to_tensor(sweep["train_view_features"],
+                                                 "train_view_features")[:, torch.from_numpy(tr)]
     split_dir = sweep.get("split_dir")
     if split_dir is not None:  # the split files index the base classes' rows: say which they are
         write_json(Path(split_dir) / "base_to_new_rows.json", {
@@ -140,7 +145,7 @@ def run_cross_dataset(train_features: ArrayLike, train_labels: ArrayLike, test_f
         run_sweep's records (``accuracy``: the source's test split) with ``target_accuracy``,
         ``target_mean_per_class_recall`` and ``n_test_target``.
     """
-    _check_transferable(methods, "cross-dataset")
+    check_transferable(methods, "cross-dataset")
     yt = to_labels(target_labels, "target_labels")
     Xt = to_tensor(target_features, "target_features")
     if len(yt) != len(Xt):

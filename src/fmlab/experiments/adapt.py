@@ -89,6 +89,10 @@ def _check_config(cfg: AdaptConfig) -> None:
     non_negative_int("--views", cfg.views)
     if cfg.base_to_new and cfg.transfer_to:
         raise ConfigError("give --base-to-new or --transfer-to, not both")
+    if cfg.base_to_new or cfg.transfer_to:
+        from fmlab.adapt.transfer import check_transferable
+
+        check_transferable(cfg.methods, "--base-to-new" if cfg.base_to_new else "--transfer-to")
     available = {"class_names"}
     if cfg.clip_model:
         available |= {"model", "zeroshot_weights"}
