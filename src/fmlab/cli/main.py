@@ -34,6 +34,7 @@ COMMANDS = {
     "inspect": "fmlab.cli.inspect",
     "text": "fmlab.cli.text",
     "report": "fmlab.cli.report",
+    "graph": "fmlab.cli.graph",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
