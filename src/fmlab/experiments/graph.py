@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from fmlab.data.graphs import GraphDataset, GraphSource, graph_split, load_graph_datasets, parse_specs
-from fmlab.errors import ModelError
+from fmlab.errors import DataError, ModelError
 from fmlab.experiments.graph_config import GraphFinetuneConfig, GraphPretrainConfig
 from fmlab.graphs.graphon import dataset_graphons, feasibility, fit_bases
 from fmlab.utils.io import write_json
@@ -55,7 +55,9 @@ def run_feasibility(pretrain: str, downstream: str, resolution: int = 16, bases:
     """
     t0 = time.perf_counter()
     pre = load_graph_datasets(parse_specs(pretrain), data_root)
-    (down,) = load_graph_datasets(parse_specs(downstream)[:1], data_root)
+    if len(parse_specs(downstream)) != 1:
+        raise DataError(f"--downstream: {downstream!r} must name one dataset")
+    (down,) = load_graph_datasets(parse_specs(downstream), data_root)
     pre_g = np.concatenate([dataset_graphons(ds, resolution, method) for ds in pre])
     fitted = fit_bases(pre_g, k=bases, seed=seed)
     target = dataset_graphons(down, resolution, method).mean(0)
