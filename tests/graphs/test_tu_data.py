@@ -86,3 +86,22 @@ def test_batch_is_a_disjoint_union(toy):
     assert b["x"].shape == (7, 11) and b["batch"].tolist() == [0] * 4 + [1] * 3
     assert b["edge_index"].max() == 6 and b["labels"].tolist() == [1, 0] and int(b["num_graphs"]) == 2
     assert b["x"].sum(1).tolist() == [1.0] * 7  # one-hot degree
+
+
+def test_feasibility_cli_prints_the_score_last(tmp_path, capsys):
+    a = write_tu(tmp_path / "A", *random_graphs(30, seed=1))
+    assert main(["graph", "feasibility", "--pretrain", f"tu:{a}", "--downstream", f"tu:{a}", "--json",
+                 str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[-2] == "feasibility" and float(out[-1]) == pytest.approx(1.0)  # a set against itself
+    assert (tmp_path / "f.json").is_file()
+
+
+def test_staged_datasets_score_in_unit_interval(data_root):
+    from fmlab.experiments.graph import run_feasibility
+
+    if not (data_root / "tu_graphs" / "MUTAG").is_dir():
+        pytest.skip("the staged TU datasets are not under FMLAB_DATA")
+    res = run_feasibility("MUTAG", "ENZYMES", data_root=str(data_root))
+    assert 0.0 < res["score"] < 1.0 and res["warning"] is None
+    assert abs(sum(res["alpha"]) - 1) < 1e-3 and [r["graphs"] for r in res["datasets"]] == [188, 600]

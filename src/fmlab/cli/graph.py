@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fmlab.cli.common import add_data_root, add_train_arguments, train_paths
 
@@ -52,6 +53,8 @@ def run_feasibility(args: argparse.Namespace) -> int:
         print(f"{r['name']:<12} {r['role']:<10} {r['graphs']:>6} {r['mean_nodes']:>7.1f} {r['mean_edges']:>7.1f}")
     print(f"bases {res['bases']} (weights {res['basis_weights']}), alpha {res['alpha']}, "
           f"{res['method']} {res['resolution']}x{res['resolution']}, {res['seconds']:.2f}s")
+    if res["warning"]:
+        print(f"fmlab: warning: {res['warning']}", file=sys.stderr)
     if args.json:
         write_json(args.json, res)
     print(f"feasibility {res['score']:.4f}")

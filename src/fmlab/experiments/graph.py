@@ -63,7 +63,10 @@ def run_feasibility(pretrain: str, downstream: str, resolution: int = 16, bases:
     target = dataset_graphons(down, resolution, method).mean(0)
     score, alpha = feasibility(target, fitted)
     rows = [_describe(ds, "pretrain") for ds in pre] + [_describe(down, "downstream")]
-    return {"pretrain": pretrain, "downstream": downstream, "resolution": resolution, "bases": len(alpha),
+    empty = [name for name, g in (("pre-training", pre_g), ("downstream", target)) if not g.any()]
+    warning = (f"every {' and '.join(empty)} graphon is all zeros ({method} at this graph size), so the "
+               "score says nothing; use method sas" if empty else None)
+    return {"warning": warning, "pretrain": pretrain, "downstream": downstream, "resolution": resolution, "bases": len(alpha),
             "method": method, "seed": seed, "score": float(score), "alpha": alpha.round(4).tolist(),
             "basis_weights": fitted.weights.round(4).tolist(), "datasets": rows,
             "seconds": time.perf_counter() - t0}
