@@ -134,6 +134,23 @@ def _plot(rows: list[dict], rho: float, path: Path) -> None:
     plt.close(fig)
 
 
+def sensitivity(out: Path, seeds: list[int]) -> list[dict]:
+    """Spearman of feasibility vs the measured seed-mean gain for other graphon resolutions K and
+    basis counts k (k-means seed 0; the gains are those in OUT/records.json): is the sign of the
+    correlation an artefact of one setting?"""
+    recs = [r for r in json.loads((out / "records.json").read_text()) if r["seed"] in seeds]
+    gains = [float(np.mean([r["gain"] for r in recs if (r["pretrain"], r["downstream"]) == pd])) for pd in pairs()]
+    rows = []
+    for res in (8, 16, 32):
+        for k in (1, 2, 4, 8):
+            feas = [run_feasibility(p, d, resolution=res, bases=k, seed=0)["score"] for p, d in pairs()]
+            rows.append({"resolution": res, "bases": k, "spearman": _spearman(feas, gains),
+                         "feasibility": [round(f, 4) for f in feas]})
+            print(json.dumps(rows[-1]), flush=True)
+    write_json(out / "sensitivity.json", rows)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/w2pgnn")
@@ -141,7 +158,12 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--finetune-steps", type=int, default=300)
     ap.add_argument("--summary-only", action="store_true", help="re-summarise OUT/records.json")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="feasibility at K in 8,16,32 and k in 1,2,4,8 against the recorded gains")
     args = ap.parse_args()
+    if args.sensitivity:
+        sensitivity(Path(args.out), args.seeds)
+        return
     if args.summary_only:
         recs = json.loads((Path(args.out) / "records.json").read_text())
         print(json.dumps(summarise([r for r in recs if r["seed"] in args.seeds], Path(args.out)), indent=1))
