@@ -154,16 +154,8 @@ def read_tu(folder: str | os.PathLike, name: str | None = None) -> GraphDataset:
     counts = np.bincount(indicator - 1, minlength=n_graphs)
     if (counts == 0).any():
         raise DataError(f"{files['graph_indicator']}: graph {int(np.argmin(counts)) + 1} has no node")
-    bad = (edges < 1) | (edges > n_nodes)
-    if bad.any():
-        row = _first_bad(bad.any(axis=1))
-        raise DataError(f"{files['A']}: line {row}: node id {edges[row - 1][bad[row - 1]][0]} out of "
-                        f"range 1..{n_nodes} (the number of lines of {files['graph_indicator'].name})")
-    edges = edges.T - 1
+    edges = _checked_edges(files, edges, indicator - 1)
     graph_of_node = indicator - 1
-    cross = graph_of_node[edges[0]] != graph_of_node[edges[1]]
-    if cross.any():
-        raise DataError(f"{files['A']}: line {_first_bad(cross)}: edge joins two graphs")
     node_labels = _optional_node_labels(folder / f"{name}_node_labels.txt", n_nodes)
     digest = hashlib.sha256()
     for f in sorted(folder.glob(f"{name}_*.txt")):
@@ -174,6 +166,21 @@ def read_tu(folder: str | os.PathLike, name: str | None = None) -> GraphDataset:
                         node_ptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                         node_order=order.astype(np.int64), labels=labels.astype(np.int64),
                         node_labels=node_labels, digest=digest.hexdigest())
+
+
+def _checked_edges(files: dict[str, Path], edges: np.ndarray, graph_of_node: np.ndarray) -> np.ndarray:
+    """(2, E) 0-based edges; an id out of range or an edge across graphs names its line of DS_A.txt."""
+    n_nodes = len(graph_of_node)
+    bad = (edges < 1) | (edges > n_nodes)
+    if bad.any():
+        row = _first_bad(bad.any(axis=1))
+        raise DataError(f"{files['A']}: line {row}: node id {edges[row - 1][bad[row - 1]][0]} out of "
+                        f"range 1..{n_nodes} (the number of lines of {files['graph_indicator'].name})")
+    edges = edges.T - 1
+    cross = graph_of_node[edges[0]] != graph_of_node[edges[1]]
+    if cross.any():
+        raise DataError(f"{files['A']}: line {_first_bad(cross)}: edge joins two graphs")
+    return edges
 
 
 def _optional_node_labels(path: Path, n_nodes: int) -> np.ndarray | None:
