@@ -35,6 +35,7 @@ COMMANDS = {
     "text": "fmlab.cli.text",
     "report": "fmlab.cli.report",
     "study": "fmlab.cli.study",
+    "graph": "fmlab.cli.graph",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
