@@ -15,6 +15,9 @@ Steps, each a CLI command in a child process (one thread), skipped when already 
 
     FMLAB_DATA=/work/shared/data python benchmarks/issue20_noise.py --out runs/i20n
     python benchmarks/issue20_noise.py --out runs/i20n --report   # table + noise_study.png
+    # or one process per seed (separate folders), pooled by the report:
+    python benchmarks/issue20_noise.py --seeds 2 --out runs/i20n_s2   # ... and so on
+    python benchmarks/issue20_noise.py --out runs/i20n,runs/i20n_s2,runs/i20n_s3 --report
 """
 
 from __future__ import annotations
@@ -101,20 +104,22 @@ def _spectrum(out: Path, key: str) -> dict:
     return json.loads(text[-1])
 
 
-def collect(out: Path) -> dict:
-    """{(p, source): {"linear@shots": [...], "nmtune@shots": [...], "sve": [...], "lsvr": [...]}}."""
+def collect(outs: list[Path]) -> dict:
+    """{(p, source): {"linear@shots": [...], "nmtune@shots": [...], "sve": [...], "lsvr": [...]}}
+    over every run recorded in the ``outs`` folders (e.g. one folder per seed, run in parallel)."""
     table: dict = {}
-    for key in json.loads((out / "runs.json").read_text()):
-        if not key.startswith("adapt/"):
-            continue
-        tag = key.split("/", 1)[1]            # p0.1_s2_cifar10
-        p, _, data = tag.split("_", 2)
-        cell = table.setdefault((p[1:], data), {})
-        for r in json.loads((out / key / "results.json").read_text()):
-            cell.setdefault(f"{r['method']}@{r['shots']}", []).append(100 * r["accuracy"])
-        spec = _spectrum(out, tag)
-        cell.setdefault("sve", []).append(spec["sve"])
-        cell.setdefault("lsvr", []).append(spec["lsvr"])
+    for out in outs:
+        for key in json.loads((out / "runs.json").read_text()):
+            if not key.startswith("adapt/"):
+                continue
+            tag = key.split("/", 1)[1]            # p0.1_s2_cifar10
+            p, _, data = tag.split("_", 2)
+            cell = table.setdefault((p[1:], data), {})
+            for r in json.loads((out / key / "results.json").read_text()):
+                cell.setdefault(f"{r['method']}@{r['shots']}", []).append(100 * r["accuracy"])
+            spec = _spectrum(out, tag)
+            cell.setdefault("sve", []).append(spec["sve"])
+            cell.setdefault("lsvr", []).append(spec["lsvr"])
     return table
 
 
@@ -123,8 +128,8 @@ def _ms(xs: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(xs):.{digits}f} ± {sd:.{digits}f} (n={len(xs)})"
 
 
-def report(out: Path, shots: str) -> str:
-    table = collect(out)
+def report(outs: list[Path], shots: str) -> str:
+    table = collect(outs)
     top = shots.split(",")[-1]
     lines = []
     for data in SOURCES:
@@ -138,7 +143,7 @@ def report(out: Path, shots: str) -> str:
             diff = [b - a for a, b in zip(lin, nmt)]
             lines.append(f"| {p} | {_ms(lin)} | {_ms(nmt)} | {_ms(diff)} | {_ms(c['sve'], 3)} | "
                          f"{_ms(c['lsvr'], 3)} |")
-    plot(table, top, out / "noise_study.png")
+    plot(table, top, outs[0] / "noise_study.png")
     return "\n".join(lines)
 
 
@@ -176,16 +181,17 @@ def plot(table: dict, top: str, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", required=True,
+                    help="output folder; with --report a comma list of them (pooled)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--steps", type=int, default=250, help="pre-training optimiser steps per run")
     ap.add_argument("--shots", default="10,100", help="shots per class of the probes")
     ap.add_argument("--report", action="store_true")
     a = ap.parse_args()
     if a.report:
-        print(report(a.out, a.shots))
+        print(report([Path(o) for o in a.out.split(",")], a.shots))
     else:
-        run(a.out, [int(s) for s in a.seeds.split(",")], a.steps, a.shots)
+        run(Path(a.out), [int(s) for s in a.seeds.split(",")], a.steps, a.shots)
 
 
 if __name__ == "__main__":
