@@ -38,7 +38,7 @@ def fmlab(args: list[str], log: Path) -> None:
 
 
 def arms(out: Path, method: str, backbone: list[str], sources: list[str], shots: str, seeds: str,
-         steps: int, options: list[str]) -> None:
+         steps: int, options: list[str], max_test: int) -> None:
     stage1 = out / f"stage1_{method}"
     if not (stage1 / "pvp.json").is_file():
         fmlab(["finetune", "pretrain-peft", *backbone, *options, "--data", "cifar10", "--method", method,
@@ -49,6 +49,8 @@ def arms(out: Path, method: str, backbone: list[str], sources: list[str], shots:
         own = [o if o == "--option" else f"{method}.{o}" for o in options]
         common = [*backbone, *own, "--data", data, "--shots", shots, "--seeds", seeds,
                   "--set", f"trainer.max_steps={steps}", "--no-db"]
+        if max_test:  # a seeded subset of the test split (MNIST's 10,000 dominate the cost)
+            common += ["--max-test", str(max_test)]
         for tag, extra in ((f"pvp_{method}", ["--method", method, "--init-from", str(stage1)]),
                            (f"random_{method}", ["--method", f"linear,{method}"])):
             dest = out / f"{tag}_{data}"
@@ -64,6 +66,8 @@ def main() -> None:
     ap.add_argument("--shots", default="1,2,4,8")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--max-test", type=int, default=0, help="score on N test images (0: all)")
+    ap.add_argument("--sources", default=None, help="downstream sources (default: the plan's)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     data = Path(os.environ.get("FMLAB_DATA", ""))
@@ -72,7 +76,8 @@ def main() -> None:
              "lora": (["--backbone", "resnet20_cifar", "--weights", str(data / RESNET)], ["mnist"], [])}
     for m in a.methods.split(","):
         backbone, sources, options = plans[m]
-        arms(a.out, m, backbone, sources, a.shots, a.seeds, a.steps, options)
+        sources = a.sources.split(",") if a.sources else sources
+        arms(a.out, m, backbone, sources, a.shots, a.seeds, a.steps, options, a.max_test)
 
 
 if __name__ == "__main__":
