@@ -73,8 +73,11 @@ def test_cross_dataset_scores_the_fitted_context_on_the_target(tiny_model):
     Xte, yte = _data(3, 2, n_classes=3)
     Xt, yt = _data(3, 5, n_classes=2)
     params = {"coop": {"n_ctx": 2, "epochs": 2, "warmup_epochs": 0}}
+    seen = []
     recs = run_cross_dataset(Xtr, ytr, Xte, yte, Xt, yt, ["coop"], (2,), (1,), class_names=NAMES[:3],
-                             target_class_names=NAMES[3:], model=tiny_model, method_params=params)
+                             target_class_names=NAMES[3:], model=tiny_model, method_params=params,
+                             on_fit=lambda m, k, s, est: seen.append((m, k, s)))
+    assert seen == [("coop", 2, 1)]  # the caller's own hook still runs
     # the same fit by hand (split seed 1 = estimator seed 1), then the context on the target names
     est = CoOp(tiny_model, NAMES[:3], n_ctx=2, epochs=2, warmup_epochs=0, seed=1)
     sp = make_split(ytr, 2, 1, class_names=NAMES[:3], n_classes=3)

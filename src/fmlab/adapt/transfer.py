@@ -69,12 +69,14 @@ def check_transferable(methods: Sequence[str], what: str) -> None:
                           "coop_photo, gram or gram_phi")
 
 
-def _scorer(store: dict, names: list[str], zs: Any, X: Any, y: np.ndarray):
+def _scorer(store: dict, names: list[str], zs: Any, X: Any, y: np.ndarray, then: Any = None):
     """An ``on_fit`` hook: score the just-fitted estimator on other classes (after its fit,
-    before the sweep predicts its own test data)."""
+    before the sweep predicts its own test data), then call the caller's own hook ``then``."""
     def on_fit(method: str, k: int | str, seed: int, est: Any) -> None:
         pred = est.for_classes(names, zeroshot_weights=zs).predict(X)
         store[(method, str(k), seed)] = (float(np.mean(pred == y)), mean_per_class_recall(y, pred))
+        if then is not None:
+            then(method, k, seed, est)
     return on_fit
 
 
@@ -99,6 +101,7 @@ def run_base_to_new(train_features: ArrayLike, train_labels: ArrayLike, test_fea
         the train split ``split_dir/base_to_new_rows.json`` lists.
     """
     check_transferable(methods, "base-to-new")
+    sweep = dict(sweep)  # the views are subset below; the caller's dict stays as it was
     names = list(class_names)
     base, new = base_new_split(len(names))
     ytr, yte = to_labels(train_labels, "train_labels"), to_labels(test_labels, "test_labels")
@@ -118,7 +121,7 @@ def run_base_to_new(train_features: ArrayLike, train_labels: ArrayLike, test_fea
             "train_rows": np.flatnonzero(tr).tolist()})
     scored: dict = {}
     hook = _scorer(scored, [names[c] for c in new], None if zs is None else zs[new],
-                   Xte[te_n], yte[te_n] - len(base))
+                   Xte[te_n], yte[te_n] - len(base), sweep.pop("on_fit", None))
     records = run_sweep(Xtr[tr], ytr[tr], Xte[te_b], yte[te_b], methods, shots, seeds,
                         class_names=[names[c] for c in base],
                         zeroshot_weights=None if zs is None else zs[base], on_fit=hook, **sweep)
@@ -151,7 +154,8 @@ def run_cross_dataset(train_features: ArrayLike, train_labels: ArrayLike, test_f
     if len(yt) != len(Xt):
         raise DataError(f"target features ({len(Xt)}) and labels ({len(yt)}) differ in length")
     scored: dict = {}
-    hook = _scorer(scored, list(target_class_names), target_zeroshot_weights, Xt, yt)
+    hook = _scorer(scored, list(target_class_names), target_zeroshot_weights, Xt, yt,
+                   sweep.pop("on_fit", None))
     records = run_sweep(train_features, train_labels, test_features, test_labels, methods, shots,
                         seeds, class_names=class_names, zeroshot_weights=zeroshot_weights,
                         on_fit=hook, **sweep)
