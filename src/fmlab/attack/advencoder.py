@@ -93,44 +93,41 @@ def patch_side(area: float, size: tuple[int, int]) -> int:
 
 
 class PerturbationGenerator(nn.Module):
-    """G: a fixed noise vector → one (C, h, w) map in (−1, 1) (tanh of the last conv).
+    """G: a fixed noise IMAGE z (z_dim, h, w) → one (C, h, w) map in (−1, 1) (tanh at the end).
 
-    A linear layer makes a 4×4 map that is upsampled ×2 until it covers (h, w), then resized.
-    The noise z is a buffer: it is part of the checkpoint and never trained.
+    As in the paper's generator, the input is spatial noise and the convolutions keep full
+    resolution, so G can produce per-pixel (high-frequency) structure; a G that upsamples a
+    small code is biased to smooth patterns, which a CNN barely notices. The noise is a buffer:
+    part of the checkpoint, never trained.
 
     Args:
         out_size: (h, w) of the output.
         channels: output channels.
-        z_dim: noise size.
+        z_dim: channels of the noise image.
         width: channels of the hidden maps.
+        depth: hidden 3×3 conv layers.
 
     Examples:
-        >>> g = PerturbationGenerator((32, 32), 3, z_dim=8, width=8)
+        >>> g = PerturbationGenerator((32, 32), 3, z_dim=4, width=8)
         >>> y = g(); y.shape, bool(y.abs().max() <= 1)
         (torch.Size([3, 32, 32]), True)
     """
 
-    def __init__(self, out_size: tuple[int, int], channels: int = 3, z_dim: int = 64,
-                 width: int = 32) -> None:
+    def __init__(self, out_size: tuple[int, int], channels: int = 3, z_dim: int = 8,
+                 width: int = 32, depth: int = 3) -> None:
         super().__init__()
         self.out_size = (int(out_size[0]), int(out_size[1]))
-        self.width = width
-        self.register_buffer("z", torch.randn(z_dim))
-        self.fc = nn.Linear(z_dim, width * 16)
-        n_up = max(0, math.ceil(math.log2(max(self.out_size) / 4)))
+        self.register_buffer("z", torch.rand(1, z_dim, *self.out_size) * 2 - 1)
         layers: list[nn.Module] = []
-        for _ in range(n_up):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)]
-        layers.append(nn.Conv2d(width, channels, 3, padding=1))
+        c_in = z_dim
+        for _ in range(depth):
+            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.LeakyReLU(0.2)]
+            c_in = width
+        layers.append(nn.Conv2d(c_in, channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
 
     def forward(self) -> torch.Tensor:
-        h = self.fc(self.z).view(1, self.width, 4, 4)
-        y = self.body(F.leaky_relu(h, 0.2))
-        if tuple(y.shape[-2:]) != self.out_size:
-            y = F.interpolate(y, size=self.out_size, mode="bilinear", align_corners=False)
-        return torch.tanh(y[0])
+        return torch.tanh(self.body(self.z)[0])
 
 
 def apply_delta(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -247,7 +244,7 @@ class AdvEncoderLoss(nn.Module):
 
     def __init__(self, backbone: nn.Module, eps: float, patch: float = 0.0,
                  temperature: float = 0.2, lambda_hf: float = 1.0, blur_sigma: float = 1.0,
-                 z_dim: int = 64, width: int = 32) -> None:
+                 z_dim: int = 8, width: int = 32) -> None:
         super().__init__()
         spec = backbone.preprocess
         c = spec.channels

@@ -61,7 +61,7 @@ class AdvEncoderSection:
     temperature: float = 0.2
     lambda_hf: float = 1.0  # weight of L_HFC; 0 turns the high-frequency term off
     blur_sigma: float = 1.0
-    z_dim: int = 64
+    z_dim: int = 8  # channels of the fixed noise image
     width: int = 32
 
     def validate(self, prefix: str = "attack") -> None:
