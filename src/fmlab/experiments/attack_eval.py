@@ -201,10 +201,12 @@ def run_attack_eval(cfg: AttackEvalConfig) -> list[dict[str, Any]]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", records)
+    baseline = (f"noise: a seeded ±{info['linf']:.6f} sign pattern, δ's ℓ∞ norm" if kind == "linf"
+                else "noise: a seeded uniform [0, 1] patch of the same size at the same positions")
     with atomic_write(out / "summary.md", "w") as f:
         f.write(f"# fmlab attack eval: {kind} perturbation on {bb.name}\n\n"
-                f"Accuracy (%) of probes fitted on clean features, scored on clean / δ-perturbed / "
-                f"random-noise test images (same ℓ∞ norm: {info['linf']}).\n\n"
+                f"Accuracy (%) of probes fitted on clean features, scored on clean / perturbed / "
+                f"random-noise test images ({baseline}).\n\n"
                 + summarize_attack(records) + "\n")
     if cfg.db is not None:
         store = ResultsStore(cfg.db)
