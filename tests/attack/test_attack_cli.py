@@ -5,6 +5,7 @@ perturbed features never come from the clean-feature cache)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -29,20 +30,33 @@ def _universal(npz, out, *extra):
                  "--set", "attack.width=8", "--set", "attack.z_dim=8", *extra])
 
 
-def test_resume_is_bit_identical_and_outputs_are_written(npz, tmp_path, capsys):
-    straight, split = tmp_path / "straight", tmp_path / "split"
+def _kill_after_step_2(straight, crashed):
+    """A copy of the finished 4-step run as if SIGKILLed after its step-2 checkpoint: the
+    checkpoint pointer rewound to step 2 and the exports removed."""
+    shutil.copytree(straight, crashed)
+    for f in ("delta.safetensors", "delta.json", "delta.png"):
+        (crashed / f).unlink()
+    pointer = crashed / "checkpoints" / "latest.json"
+    info = json.loads(pointer.read_text())
+    pointer.write_text(json.dumps({k: (v.replace("00000004", "00000002") if isinstance(v, str)
+                                       else v) for k, v in info.items()} | {"step": 2}))
+    return crashed
+
+
+def test_resume_after_a_kill_is_bit_identical_and_outputs_are_written(npz, tmp_path, capsys):
+    straight = tmp_path / "straight"
     assert _universal(npz, straight, "--eps", "8/255", "--set", "trainer.max_steps=4",
                       "--set", "trainer.checkpoint_every=2") == 0
-    assert _universal(npz, split, "--eps", "8/255", "--set", "trainer.max_steps=2",
-                      "--set", "trainer.checkpoint_every=2") == 0
-    assert main(["attack", "universal", "--resume", str(split), "--set",
-                 "trainer.max_steps=4"]) == 0
+    crashed = _kill_after_step_2(straight, tmp_path / "crashed")
+    capsys.readouterr()
+    assert main(["attack", "universal", "--resume", str(crashed)]) == 0
     a = load_file(str(straight / "delta.safetensors"))["delta"]
-    b = load_file(str(split / "delta.safetensors"))["delta"]
+    b = load_file(str(crashed / "delta.safetensors"))["delta"]
     assert torch.equal(a, b) and a.shape == (3, 32, 32)  # the backbone's input size
     info = json.loads((straight / "delta.json").read_text())
     assert info["kind"] == "linf" and info["step"] == 4 and info["linf"] <= 8 / 255
     assert info["backbone"] == "resnet20_cifar" and (straight / "delta.png").is_file()
+    assert json.loads((crashed / "delta.json").read_text())["sha256"] == info["sha256"]
 
 
 def test_patch_variant_writes_a_patch(npz, tmp_path):
