@@ -71,7 +71,7 @@ def chart(acc: dict, path: Path) -> None:
 
 
 def deltas(runs: Path, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(CONFIGS), figsize=(2.6 * len(CONFIGS), 2.9))
+    fig, axes = plt.subplots(1, len(CONFIGS), figsize=(2.6 * len(CONFIGS), 3.3))
     for ax, name in zip(axes, CONFIGS):
         f = runs / name / "seed1" / "delta.safetensors"
         if f.is_file():
@@ -81,7 +81,7 @@ def deltas(runs: Path, path: Path) -> None:
         ax.set_title(name + "\n(seed 1" + (")" if name.endswith("patch") else ", scaled)"),
                      fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
 
 
