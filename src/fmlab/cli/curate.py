@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse._SubParsersAction:
+    """Add ``fmlab curate`` (MetaCLIP balancing) and return its subparsers, so other curation
+    jobs (``filter``) become ``fmlab curate <job>`` while ``fmlab curate --captions ...`` keeps
+    running the balancing."""
     p = sub.add_parser(
         "curate",
         help="balance a caption pool against metadata entries (MetaCLIP)",
@@ -18,20 +21,21 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--captions",
-        required=True,
+        default=None,
         help="caption pool: JSONL (.jsonl/.json/.ndjson[.gz]), CSV (.csv[.gz]) or parquet; or a "
         "folder / quoted glob of such shards, read in sorted order as one pool",
     )
-    p.add_argument("--entries", required=True, help="metadata: a text file with one entry per line")
+    p.add_argument("--entries", default=None,
+                   help="metadata: a text file with one entry per line (required)")
     p.add_argument(
         "--threshold",
         "-t",
-        required=True,
+        default=None,
         type=float,
-        help="t: entries matched by more than t pairs are sampled down to about t",
+        help="t: entries matched by more than t pairs are sampled down to about t (required)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None, help="output directory (required)")
     p.add_argument("--field", default="caption", help="caption field / column (default: caption)")
     p.add_argument(
         "--format",
@@ -62,11 +66,20 @@ def add_parser(sub) -> None:
         default=None,
         help="Ray cluster address for --engine ray (default: start a local cluster for the run)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, curate_parser=p)
+    jobs = p.add_subparsers(dest="curate_command", metavar="[JOB]",
+                            title="other jobs (fmlab curate JOB --help)")
+    jobs.required = False
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
     from fmlab.curate import CurateConfig, curate
+
+    missing = [f for f, v in (("--captions", args.captions), ("--entries", args.entries),
+                              ("--threshold/-t", args.threshold), ("--out", args.out)) if v is None]
+    if missing:  # argparse's own message and exit status 2, as when they were required=True
+        args.curate_parser.error(f"the following arguments are required: {', '.join(missing)}")
 
     s = curate(
         CurateConfig(

@@ -42,7 +42,8 @@ COMMANDS = {
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
 # another; the entry point wires them)
 SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn",), "adapt": ("fmlab.cli.adapt_meta",),
-               "finetune": ("fmlab.cli.finetune_pvp",)}
+               "finetune": ("fmlab.cli.finetune_pvp",),
+               "curate": ("fmlab.cli.curate_filter",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
