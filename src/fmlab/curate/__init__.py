@@ -1,4 +1,5 @@
-"""MetaCLIP-style data curation: substring matching against metadata entries, then balancing.
+"""MetaCLIP-style data curation: substring matching against metadata entries, then balancing;
+and PASS-style filtering of a category (people) with a per-image manifest (``filter_source``).
 
 ``curate(CurateConfig(...))`` runs the whole pipeline (``fmlab curate`` on the command line); the
 pieces (:class:`EntryMatcher`, :func:`entry_probabilities`, :func:`keep_probabilities`, ...) are
@@ -15,6 +16,8 @@ from fmlab.curate.balance import (
     tail_proportion,
 )
 from fmlab.curate.matcher import EntryMatcher
+from fmlab.curate.people import KeywordMatcher, get_category
+from fmlab.curate.people_filter import FilterConfig, filter_source
 from fmlab.curate.pipeline import CurateConfig, curate
 from fmlab.curate.readers import CaptionSource, detect_format
 from fmlab.curate.text import entry_key, load_entries, spacing
@@ -23,12 +26,16 @@ __all__ = [
     "CaptionSource",
     "CurateConfig",
     "EntryMatcher",
+    "FilterConfig",
+    "KeywordMatcher",
     "check_threshold",
     "curate",
     "detect_format",
     "entry_counts",
     "entry_key",
     "entry_probabilities",
+    "filter_source",
+    "get_category",
     "keep_probabilities",
     "kept_entry_counts",
     "load_entries",

@@ -135,7 +135,7 @@ def filter_source(cfg: FilterConfig) -> dict:
         >>> out = Path(tempfile.mkdtemp())
         >>> s = filter_source(FilterConfig("cifar10_demo", out, drop=[], drop_classes=["cat"]))
         >>> s["splits"]["test"]["dropped"], s["by_key"]
-        (103, {"class 'cat'": 103})
+        (100, {"class 'cat'": 200})
     """
     from fmlab.data import open_source
 
