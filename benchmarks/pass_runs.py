@@ -82,6 +82,22 @@ def eval_data(n_train: int, n_test: int) -> dict:
             "yte": te.labels[j], "class_names": src.class_names}
 
 
+def random_baseline(args: argparse.Namespace) -> None:
+    """The reference point: resnet20_cifar at random init, probed exactly like the runs."""
+    from fmlab.models import create_backbone
+
+    torch.set_num_threads(1)
+    ev = eval_data(args.eval_train, args.eval_test)
+    dropped = [ev["class_names"].index(c.strip()) for c in args.drop_classes.split(",")]
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        torch.manual_seed(seed)
+        rows.append({"condition": "random", "seed": seed,
+                     **evaluate(create_backbone("resnet20_cifar"), ev, dropped)})
+        print(json.dumps(rows[-1]), flush=True)
+    write_json(Path(args.out) / "random.json", {"args": vars(args), "rows": rows})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="1,2,3")
@@ -94,8 +110,13 @@ def main() -> None:
     ap.add_argument("--pair", default="cifar", choices=["cifar", "coco"],
                     help="cifar: full vs --drop-classes CIFAR-10; coco: COCO-mini train images "
                          "vs the same without people (--drop people; monitor off, no labels)")
+    ap.add_argument("--random-only", action="store_true",
+                    help="only score the architecture at random init (seeded like each run) with "
+                         "the same probe: OUT/random.json")
     ap.add_argument("--out", default="runs/pass")
     args = ap.parse_args()
+    if args.random_only:
+        return random_baseline(args)
     torch.set_num_threads(1)
     out = Path(args.out)
     filt = out / "filter"
