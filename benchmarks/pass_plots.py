@@ -56,6 +56,12 @@ def accuracy_bars(results: Path, out: Path) -> None:
         sds = [statistics.stdev(v) if len(v) > 1 else 0 for v in vals]
         ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=3,
                label=f"pre-trained on {cond} CIFAR-10 (n={len(vals[0])} seeds)")
+    rnd = results.parent / "random.json"
+    if rnd.is_file():  # the same architecture at random init, probed the same way
+        rr = json.loads(rnd.read_text())["rows"]
+        for k, (g, _) in enumerate(groups):
+            ax.hlines(statistics.mean(100 * r[g] for r in rr), k - 0.4, k + 0.4, colors="k",
+                      linestyles="--", label="random init (3 seeds)" if k == 0 else None)
     ax.set_xticks(x, [lbl for _, lbl in groups])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("SimCLR 60 steps x 64, probe on CIFAR-10 (JPEG copy); cat+dog = proxy 'people'")
