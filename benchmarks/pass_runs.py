@@ -161,6 +161,11 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             write_json(out / "results.json", {"args": vars(args), "filter_command": cmd[2:],
                                               "dropped": names, "rows": rows})
+    print_summary(rows)
+
+
+def print_summary(rows: list[dict]) -> None:
+    """Mean ± std (%) over seeds per metric and condition."""
     for key in ("linear", "linear_dropped_classes", "linear_kept_classes", "knn",
                 "knn_dropped_classes", "knn_kept_classes"):
         for cond in ("full", "filtered"):

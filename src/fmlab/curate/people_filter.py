@@ -31,7 +31,7 @@ from fmlab.curate.people import (
     get_category,
     score_reasons,
 )
-from fmlab.data.sources import ImageTextSource
+from fmlab.data.sources import ImageTextSplit
 from fmlab.errors import ConfigError, DataError
 from fmlab.utils.io import atomic_write, write_json
 
@@ -117,6 +117,31 @@ def _reason_keys(reason: str) -> list[str]:
     return ["classifier"]
 
 
+def _filter_split(cfg: FilterConfig, name: str, split, class_names: list[str] | None, f,
+                  summary: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Decide one split: manifest lines to ``f``, counts into ``summary``, kept arrays."""
+    text = isinstance(split, ImageTextSplit)
+    images_split = split.images if text else split
+    n = len(images_split)
+    view = (split.captions, split.caption_image_index, images_split.labels) if text else split
+    reasons = split_reasons(cfg, name, view, class_names, n)
+    images = images_split.decode(np.arange(n))
+    kept = np.array([not r for r in reasons], dtype=bool)
+    for i in range(n):
+        rec = {"split": name, "index": i, "sha256": _image_hash(images[i]),
+               "kept": bool(kept[i]), "reasons": reasons[i]}
+        f.write(json.dumps(rec) + "\n")
+        for r in reasons[i]:
+            summary["by_kind"][_reason_kind(r)] += 1
+            summary["by_key"].update(_reason_keys(r))
+    summary["splits"][name] = {"images": n, "kept": int(kept.sum()),
+                               "dropped": int(n - kept.sum())}
+    arrays[f"x_{name}"] = images[kept]
+    labels = images_split.labels
+    arrays[f"y_{name}"] = (np.zeros(int(kept.sum()), dtype=np.int64) if labels is None
+                           else np.asarray(labels)[kept])
+
+
 def filter_source(cfg: FilterConfig) -> dict:
     """Filter every split of ``cfg.data``; write manifest, summary and the filtered npz.
 
@@ -152,26 +177,7 @@ def filter_source(cfg: FilterConfig) -> dict:
                      "splits": {}, "by_kind": Counter(), "by_key": Counter()}
     with atomic_write(out / "manifest.jsonl", "w") as f:
         for name, split in _splits(source):
-            images_split = split.images if isinstance(source, ImageTextSource) else split
-            n = len(images_split)
-            view = ((split.captions, split.caption_image_index, images_split.labels)
-                    if isinstance(source, ImageTextSource) else split)
-            reasons = split_reasons(cfg, name, view, class_names, n)
-            images = images_split.decode(np.arange(n))
-            kept = np.array([not r for r in reasons], dtype=bool)
-            for i in range(n):
-                rec = {"split": name, "index": i, "sha256": _image_hash(images[i]),
-                       "kept": bool(kept[i]), "reasons": reasons[i]}
-                f.write(json.dumps(rec) + "\n")
-                for r in reasons[i]:
-                    summary["by_kind"][_reason_kind(r)] += 1
-                    summary["by_key"].update(_reason_keys(r))
-            summary["splits"][name] = {"images": n, "kept": int(kept.sum()),
-                                       "dropped": int(n - kept.sum())}
-            arrays[f"x_{name}"] = images[kept]
-            labels = images_split.labels
-            arrays[f"y_{name}"] = (np.zeros(int(kept.sum()), dtype=np.int64) if labels is None
-                                   else np.asarray(labels)[kept])
+            _filter_split(cfg, name, split, class_names, f, summary, arrays)
     # npz: sources need labels; unlabelled images get the one class "unlabelled"
     arrays["class_names"] = np.asarray(class_names if class_names is not None else ["unlabelled"])
     with atomic_write(out / "filtered.npz", "wb") as f:
