@@ -18,7 +18,7 @@ from fmlab.curate.people import (
 )
 from fmlab.curate.people_filter import FilterConfig, filter_source, read_manifest
 from fmlab.data import open_source
-from fmlab.errors import ConfigError
+from fmlab.errors import ConfigError, DataError
 from tests.conftest import make_npz
 
 PEOPLE = KeywordMatcher(PEOPLE_KEYWORDS)
@@ -176,3 +176,19 @@ def test_coco_mini_counts(data_root, tmp_path):
     assert sum(c["images"] for c in s["splits"].values()) == 159
     dropped = sum(c["dropped"] for c in s["splits"].values())
     assert 50 < dropped < 110  # COCO: roughly half the images show people
+
+
+def test_classifier_scores_hook_adds_reasons(tmp_path):
+    """Scores given to the filter (the hook a person classifier would fill) drop the images at or
+    over the threshold, on top of the caption reasons; wrong-length scores are refused."""
+    spec = _jsonl_source(tmp_path)
+    out = tmp_path / "f"
+    s = filter_source(FilterConfig(spec, out, scores={"train": np.array([0.7, 0.1, 0.9, 0.2])},
+                                   threshold=0.6))
+    recs = _check_manifest(out, s)
+    assert [r["kept"] for r in recs] == [False, False, False, True]
+    assert recs[0]["reasons"] == ["classifier score 0.700 >= 0.6"]
+    assert recs[2]["reasons"] == ["caption 1 matches 'woman'", "classifier score 0.900 >= 0.6"]
+    assert s["by_kind"] == {"caption": 2, "classifier": 2}
+    with pytest.raises(DataError, match="3 values for 4 images"):
+        filter_source(FilterConfig(spec, tmp_path / "g", scores={"train": np.zeros(3)}))
