@@ -192,3 +192,20 @@ def test_classifier_scores_hook_adds_reasons(tmp_path):
     assert s["by_kind"] == {"caption": 2, "classifier": 2}
     with pytest.raises(DataError, match="3 values for 4 images"):
         filter_source(FilterConfig(spec, tmp_path / "g", scores={"train": np.zeros(3)}))
+
+
+def test_cli_scores_file(tmp_path, capsys):
+    """--scores FILE.npz (one array per split) and --threshold reach the filter; a bad file exits 2."""
+    spec = _jsonl_source(tmp_path)
+    np.savez(tmp_path / "s.npz", train=np.array([0.7, 0.1, 0.9, 0.2]))
+    out = tmp_path / "o"
+    assert main(["curate", "filter", "--data", spec, "--scores", str(tmp_path / "s.npz"),
+                 "--threshold", "0.6", "--out", str(out)]) == 0
+    recs = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["kept"] for r in recs] == [False, False, False, True]
+    (tmp_path / "bad.npz").write_text("not a zip")
+    capsys.readouterr()
+    assert main(["curate", "filter", "--data", spec, "--scores", str(tmp_path / "bad.npz"),
+                 "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npz" in err and "Traceback" not in err
