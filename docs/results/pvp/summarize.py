@@ -64,7 +64,7 @@ def plot(acc: dict, method: str, shots: list[int], path: Path, title: str) -> No
     ax.set_xlabel("shots per class")
     ax.set_ylabel("test accuracy %")
     seeds = ", ".join(f"{len(acc[pvp, k])}" for k in shots)
-    ax.set_title(f"{title}; mean ± std over seeds ({seeds})", fontsize=9)
+    ax.set_title(f"{title}\nmean ± std over seeds ({seeds})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
