@@ -23,11 +23,10 @@ Steps, each a CLI command in a child process (one thread), skipped when already 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,22 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 from fmlab.utils.io import write_json  # noqa: E402
 
+# the drivers' one "run fmlab in a child process, one thread, return its CPU seconds" helper
+_spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("mim_eurosat_runs.py"))
+mer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mer)
+
 CONFIG = "configs/pretrain/supervised_noise_cifar10.yaml"
 LEVELS = ["0", "0.05", "0.1", "0.2", "0.3"]
 SOURCES = ["cifar10", "mnist", "eurosat"]
 METHODS = ["linear", "nmtune"]
-
-
-def fmlab(args: list[str], log: Path) -> float:
-    """Run ``fmlab ARGS`` (one thread), stdout+stderr to ``log``; returns its CPU seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}).returncode
-    if rc != 0:
-        raise SystemExit(f"fmlab {' '.join(args)} failed (rc {rc}); see {log}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 class Runner:
@@ -66,7 +58,7 @@ class Runner:
         dest = self.out / key
         if key not in self.done:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            cpu = fmlab([a.replace("{OUT}", str(dest)) for a in args], dest.parent / f"{dest.name}.log")
+            cpu = mer.run_cli([a.replace("{OUT}", str(dest)) for a in args], dest.parent / f"{dest.name}.log")
             cmd = "fmlab " + " ".join(a.replace("{OUT}", str(dest)).replace(str(ROOT) + "/", "")
                                       for a in args)
             self.done[key] = {"command": cmd, "cpu_s": round(cpu, 1)}

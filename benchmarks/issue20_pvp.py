@@ -18,23 +18,21 @@ Each step is one ``fmlab finetune`` command in a child process (one thread), ski
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-RESNET = "weights/resnet_cifar10/resnet20-12fca82f.th"
+# the same child-process runner as the prompt-method driver (one thread; exits on failure)
+_spec = importlib.util.spec_from_file_location("i20p", Path(__file__).with_name("issue20_prompts.py"))
+_i20p = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_i20p)
 
 
 def fmlab(args: list[str], log: Path) -> None:
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}).returncode
-    if rc != 0:
-        raise SystemExit(f"fmlab {' '.join(args)} failed (rc {rc}); see {log}")
-    print(f"{log.stem}: {time.perf_counter() - t:.0f} s wall", flush=True)
+    print(f"{log.stem}: {_i20p.fmlab(args, log):.0f} s wall", flush=True)
+
+
+RESNET = "weights/resnet_cifar10/resnet20-12fca82f.th"
 
 
 def arms(out: Path, method: str, backbone: list[str], sources: list[str], shots: str, seeds: str,
