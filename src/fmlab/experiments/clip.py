@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.errors import ConfigError, DataError
@@ -36,7 +35,10 @@ class ClipDataConfig:
 
 @dataclass
 class ClipLossConfig:
-    name: Literal["clip", "siglip", "multipos"] = "clip"
+    """``loss``: a registered objective name (:data:`fmlab.multimodal.objective.CLIP_OBJECTIVES`)
+    and, for objectives with options, their own sub-section below (one field each)."""
+
+    name: str = "clip"
     cache_text: bool = True  # locked text tower: encode each distinct caption once
 
 
@@ -50,6 +52,11 @@ class ClipTrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def validate(self) -> None:
+        from fmlab.multimodal.objective import clip_objective_names
+
+        names = clip_objective_names()
+        if self.loss.name not in names:
+            raise ConfigError(f"loss.name: {self.loss.name!r} is not one of {', '.join(names)}")
         if self.loss.name == "siglip" and self.model.init_logit_bias is None:
             raise ConfigError("model.init_logit_bias: siglip needs a bias (e.g. -10, with "
                               "model.init_logit_scale: 10)")
@@ -90,14 +97,14 @@ def run_clip_train(cfg: ClipTrainConfig, out: str | Path, resume: bool = False,
     from fmlab.engine import Trainer
     from fmlab.multimodal.io import save_image_text_model
     from fmlab.multimodal.model import ImageTextModel
-    from fmlab.multimodal.objective import ContrastiveObjective
+    from fmlab.multimodal.objective import build_clip_objective
 
     t0 = time.perf_counter()
     out = Path(out)
     src = build_train_source(cfg.data)
     if model is None:
         model = ImageTextModel.from_spec(cfg.model)
-    obj = ContrastiveObjective(model, src.captions, cfg.loss.name, cfg.loss.cache_text)
+    obj = build_clip_objective(model, src, cfg.loss)
     res = Trainer.from_config(obj, src, cfg, run_dir=out).fit(resume=out if resume else None)
     if res.encoder_path is not None:
         save_image_text_model(model, out, write_weights=False)

@@ -10,9 +10,47 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from collections.abc import Callable
+from typing import Any
+
 from fmlab.errors import ConfigError
 from fmlab.multimodal.losses import LOSSES, clip_loss, multi_positive_loss, siglip_loss
 from fmlab.multimodal.model import ImageTextModel
+from fmlab.registry import Registry
+
+#: ``loss.name`` of ``fmlab clip train`` → ``factory(model, source, loss_cfg) -> objective``.
+#: ``source`` is the training dataset (it has ``captions``; labelled ones also ``labels``),
+#: ``loss_cfg`` the config's ``loss`` section. A new image-text objective is one module that
+#: registers itself here plus one line in :data:`OBJECTIVE_MODULES`.
+CLIP_OBJECTIVES: Registry[Callable[..., nn.Module]] = Registry("image-text loss")
+
+#: Modules imported before a ``loss.name`` lookup so their registrations run.
+OBJECTIVE_MODULES: list[str] = []
+
+
+def clip_objective_names() -> list[str]:
+    """Every registered ``loss.name`` (after importing :data:`OBJECTIVE_MODULES`)."""
+    _import_objective_modules()
+    return CLIP_OBJECTIVES.names()
+
+
+def _import_objective_modules() -> None:
+    import importlib
+
+    for mod in OBJECTIVE_MODULES:
+        importlib.import_module(mod)
+
+
+def build_clip_objective(model: ImageTextModel, source: Any, loss_cfg: Any) -> nn.Module:
+    """The engine objective named by ``loss_cfg.name``.
+
+    Raises:
+        fmlab.errors.ConfigError: an unknown name (the message lists the known ones).
+    """
+    names = clip_objective_names()
+    if loss_cfg.name not in names:
+        raise ConfigError(f"loss.name: {loss_cfg.name!r} is not one of {', '.join(names)}")
+    return CLIP_OBJECTIVES.get(loss_cfg.name)(model, source, loss_cfg)
 
 
 class ContrastiveObjective(nn.Module):
@@ -111,3 +149,11 @@ class ContrastiveObjective(nn.Module):
 
     def on_after_optimizer_step(self, step: int, max_steps: int) -> None:
         self.model.clamp_logit_scale()
+
+
+def _contrastive(model: ImageTextModel, source: Any, loss_cfg: Any) -> ContrastiveObjective:
+    return ContrastiveObjective(model, source.captions, loss_cfg.name, loss_cfg.cache_text)
+
+
+for _name in LOSSES:
+    CLIP_OBJECTIVES.add(_name, _contrastive)
