@@ -51,25 +51,7 @@ def sets(*groups: list[str]) -> list[str]:
     return out
 
 
-class Runner:
-    """Runs and records CLI commands under ``out`` (``runs.json``: command and CPU seconds)."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        out.mkdir(parents=True, exist_ok=True)
-        self.path = out / "runs.json"
-        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
-
-    def __call__(self, key: str, args: list[str]) -> Path:
-        run = self.out / key
-        if key not in self.done:
-            run.parent.mkdir(parents=True, exist_ok=True)
-            cpu = mer.run_cli([*args, "--out", str(run)], run.with_suffix(".log"))
-            cmd = "fmlab " + " ".join(mer._rel(c) for c in [*args, "--out", str(run)])
-            self.done[key] = {"command": cmd, "cpu_s": round(cpu, 1)}
-            write_json(self.path, self.done)  # atomic: a killed driver keeps its record
-            print(f"{key}: {cpu:.0f} CPU-s", flush=True)
-        return run
+Runner = mer.Runner
 
 
 def pretrain(config: str, *groups: list[str]) -> list[str]:

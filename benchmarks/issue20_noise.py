@@ -32,7 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from fmlab.utils.io import write_json  # noqa: E402
 
 # the drivers' one "run fmlab in a child process, one thread, return its CPU seconds" helper
 _spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("mim_eurosat_runs.py"))
@@ -45,26 +44,7 @@ SOURCES = ["cifar10", "mnist", "eurosat"]
 METHODS = ["linear", "nmtune"]
 
 
-class Runner:
-    """Records each finished command (and its CPU seconds) in ``OUT/runs.json``, atomically."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        out.mkdir(parents=True, exist_ok=True)
-        self.path = out / "runs.json"
-        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
-
-    def __call__(self, key: str, args: list[str]) -> Path:
-        dest = self.out / key
-        if key not in self.done:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            cpu = mer.run_cli([a.replace("{OUT}", str(dest)) for a in args], dest.parent / f"{dest.name}.log")
-            cmd = "fmlab " + " ".join(a.replace("{OUT}", str(dest)).replace(str(ROOT) + "/", "")
-                                      for a in args)
-            self.done[key] = {"command": cmd, "cpu_s": round(cpu, 1)}
-            write_json(self.path, self.done)
-            print(f"{key}: {cpu:.0f} CPU-s", flush=True)
-        return dest
+Runner = mer.Runner
 
 
 def run(out: Path, seeds: list[int], steps: int, shots: str) -> None:

@@ -99,6 +99,36 @@ def _rel(arg: str) -> str:
     return f"'{arg}'" if " " in arg else arg
 
 
+class Runner:
+    """Runs ``fmlab`` commands once each and records them (command, CPU seconds) in
+    ``OUT/runs.json``, atomically, so a killed driver resumes without redoing finished runs.
+
+    ``runner(key, args)`` runs into ``OUT/key``: the string ``{OUT}`` in ``args`` is replaced by
+    that path, or, when no argument holds it, ``--out OUT/key`` is appended (commands such as
+    ``fmlab adapt spectrum`` have no ``--out``). The log is ``OUT/key.log``.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / "runs.json"
+        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def __call__(self, key: str, args: list[str]) -> Path:
+        dest = self.out / key
+        if key not in self.done:
+            from fmlab.utils.io import write_json
+
+            full = ([a.replace("{OUT}", str(dest)) for a in args] if any("{OUT}" in a for a in args)
+                    else [*args, "--out", str(dest)])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            cpu = run_cli(full, dest.parent / f"{dest.name}.log")
+            self.done[key] = {"command": "fmlab " + " ".join(_rel(c) for c in full), "cpu_s": round(cpu, 1)}
+            write_json(self.path, self.done)
+            print(f"{key}: {cpu:.0f} CPU-s", flush=True)
+        return dest
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
