@@ -22,7 +22,7 @@ def make_betas(name: str, steps: int, beta_start: float = 1e-4, beta_end: float 
     """β_0..β_{T−1} (float64) of a ``linear`` or ``cosine`` schedule.
 
     Why both: ``linear`` is DDPM's (β from 1e-4 to 0.02 at T = 1000, scaled by 1000/T so a short
-    T keeps the same total noise); ``cosine`` (ᾱ_t = f(t)/f(0), f(t) = cos²(((t/T)+s)/(1+s)·π/2),
+    T keeps the same total noise, clipped at 0.999 for a very short T); ``cosine`` (ᾱ_t = f(t)/f(0), f(t) = cos²(((t/T)+s)/(1+s)·π/2),
     s = 0.008, β clipped at 0.999) destroys information more evenly, which helps at 28×28.
 
     Args:
@@ -45,7 +45,8 @@ def make_betas(name: str, steps: int, beta_start: float = 1e-4, beta_end: float 
         raise ConfigError(f"diffusion.steps: {steps} must be >= 2")
     if name == "linear":
         scale = 1000.0 / steps
-        return torch.linspace(beta_start * scale, beta_end * scale, steps, dtype=torch.float64)
+        b = torch.linspace(beta_start * scale, beta_end * scale, steps, dtype=torch.float64)
+        return b.clamp(max=0.999)  # T < ~50 would scale β past 1 (ᾱ < 0: NaN in √ᾱ)
     if name == "cosine":
         s = 0.008
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
