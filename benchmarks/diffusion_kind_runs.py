@@ -110,9 +110,10 @@ def figures(out: Path, summary: dict, seed: int) -> None:
     fig.tight_layout()
     fig.savefig(out / "kind_transfer.png", dpi=110)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
     for ax, m in zip(axes, METHODS):
-        ax.imshow(np.asarray(Image.open(out / f"{m}_s{seed}_samples.png")), cmap="gray")
+        grid = np.asarray(Image.open(out / f"{m}_s{seed}_samples.png"))
+        ax.imshow(grid[: 2 + 6 * 30], cmap="gray", vmin=0, vmax=255)  # first 6 rows of 28+2 px
         ax.set_title(f"{m} (seed {seed}); columns = digits 5..9", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
