@@ -139,7 +139,7 @@ class KindLinear(_KindBase):
                  num_classes: int = 0, bias: bool = True) -> None:
         super().__init__()
         self._init_kind(d_out, d_in, learngenes, tailors, num_classes, bias)
-        self.init_from_matrix(_default_linear(d_in, d_out).weight)
+        self.init_from_matrix(nn.Linear(d_in, d_out).weight)  # PyTorch's default init, factored
 
     @classmethod
     def from_dense(cls, layer: nn.Linear, learngenes: int, tailors: int = 0,
@@ -192,7 +192,7 @@ class KindConv2d(_KindBase):
         self.c_in, self.kernel_size, self.stride, self.padding = c_in, kernel_size, stride, padding
         self._init_kind(c_out, c_in * kernel_size * kernel_size, learngenes, tailors,
                         num_classes, bias)
-        self.init_from_matrix(
+        self.init_from_matrix(  # PyTorch's default init, factored
             nn.Conv2d(c_in, c_out, kernel_size).weight.reshape(c_out, -1))
 
     @classmethod
@@ -220,10 +220,6 @@ class KindConv2d(_KindBase):
         h = F.conv2d(x, v.reshape(-1, self.c_in, ks, ks), stride=self.stride, padding=self.padding)
         h = h * self.scales(x.shape[0])[:, :, None, None]
         return F.conv2d(h, u[:, :, None, None], self.bias)
-
-
-def _default_linear(d_in: int, d_out: int) -> nn.Linear:
-    return nn.Linear(d_in, d_out)
 
 
 def kind_layers(model: nn.Module) -> list[_KindBase]:

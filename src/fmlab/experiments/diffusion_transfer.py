@@ -118,9 +118,8 @@ def build_transfer_net(cfg: DiffusionConfig, k: int) -> tuple[UNet, dict[str, An
     info: dict[str, Any] = {"method": t.method, "source": str(t.source),
                             "learngene_trainable": lg_count, "source_classes": meta["classes"]}
     if t.method == "learngene":
-        net = lg
-        if net is None:
-            learngene_net(src, meta, k, t.tailor_scale, seed)  # raises the error naming the cause
+        # a dense source makes learngene_net raise the error that names its layers
+        net = lg if lg is not None else learngene_net(src, meta, k, t.tailor_scale, seed)
     elif t.method == "lora":
         net = dense_equivalent(src, meta, k)
         if not t.lora_r and lg_count is None:
