@@ -102,3 +102,20 @@ def test_bad_transfer_and_sample_inputs(setup, capsys):
     assert main(["diffusion", "sample", "--model", str(tmp / "nope"), "--out",
                  str(tmp / "z.png")]) == 2
     assert "model.json" in capsys.readouterr().err
+
+
+def test_lora_transfer_resume_is_bit_identical(setup):
+    tmp, cfg = setup
+    assert _train(cfg, tmp / "src", "trainer.max_steps=2") == 0
+
+    def transfer(out, steps):
+        return main(["diffusion", "transfer", "--from", str(tmp / "src"), "--config", str(cfg),
+                     "--method", "lora", "--out", str(out), "--set", "data.classes=[2,3]",
+                     "--set", f"trainer.max_steps={steps}"])
+
+    assert transfer(tmp / "full", 4) == 0
+    assert transfer(tmp / "half", 2) == 0
+    assert main(["diffusion", "transfer", "--resume", str(tmp / "half"),
+                 "--set", "trainer.max_steps=4"]) == 0
+    a, b = load_file(tmp / "full" / "model.safetensors"), load_file(tmp / "half" / "model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
