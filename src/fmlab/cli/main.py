@@ -37,6 +37,7 @@ COMMANDS = {
     "study": "fmlab.cli.study",
     "graph": "fmlab.cli.graph",
     "attack": "fmlab.cli.attack",
+    "vlgpt": "fmlab.cli.vlgpt",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
