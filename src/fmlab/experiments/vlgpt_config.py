@@ -84,7 +84,7 @@ class TokenizerTrainConfig:
 
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     data: VLGPTDataConfig = field(default_factory=VLGPTDataConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=300, batch_size=64, log_every=50))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=200, batch_size=64, log_every=50))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, weight_decay=0.01))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
@@ -97,7 +97,7 @@ class VLGPTTrainConfig:
     model: VLGPTSpec = field(default_factory=VLGPTSpec)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: VLGPTDataConfig = field(default_factory=VLGPTDataConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=400, batch_size=64, log_every=50))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=300, batch_size=64, log_every=50))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 

@@ -124,6 +124,8 @@ def run_vlgpt_eval(model_ref: str | Path, data: str | None = None, split: str = 
             clf = create_backbone(classifier, weights, seed=0).eval()
             out["t2i_classifier_acc"] = float((clf(gimg).argmax(1) == labels).float().mean())
             out["real_classifier_acc"] = float((clf(pairs["images"]).argmax(1) == labels).float().mean())
+            recon = bundle.detokenizer.to_uint8(z)  # the tokenizer's own ceiling: real image -> K embeddings -> pixels
+            out["recon_classifier_acc"] = float((clf(recon).argmax(1) == labels).float().mean())
     else:
         sim = F.normalize(gz.flatten(1), dim=1) @ F.normalize(z.flatten(1), dim=1).T
         out["t2i_r1"] = float((sim.argmax(1) == torch.arange(len(z))).float().mean())
