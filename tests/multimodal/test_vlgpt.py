@@ -183,6 +183,9 @@ def test_bad_input_exits_2_naming_it(runs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["vlgpt", "generate", "--model", str(out), "--caption", " ", "--out", str(tmp_path / "g.png")]) == 2
     assert "empty" in capsys.readouterr().err
+    assert main(["vlgpt", "generate", "--model", str(out), "--caption", "a photo of zebra", "--out",
+                 str(tmp_path / "g.png")]) == 2
+    assert "zebra" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
     assert main(["vlgpt", "eval", "--model", str(tmp_path)]) == 2
     assert "vlgpt.json" in capsys.readouterr().err
 
