@@ -49,6 +49,20 @@ class _Limited:
         return getattr(self.source, name)
 
 
+class CachedCells:
+    """Stage-1 source: the base batches plus the frozen tower's precomputed ``cells`` ``(N, h*w, C)``."""
+
+    def __init__(self, source: Any, cells: torch.Tensor) -> None:
+        self.source, self.cells = source, cells
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def get_batch(self, indices: np.ndarray) -> dict:
+        b = self.source.get_batch(indices)
+        return {"images": b["images"], "cells": self.cells[torch.as_tensor(np.asarray(indices, dtype=np.int64))]}
+
+
 class EmbeddedPairs:
     """Stage-2 source: precomputed image embeddings ``(N, K, D)`` with the base source's captions."""
 
@@ -115,6 +129,8 @@ def run_tokenizer(cfg: TokenizerTrainConfig, out: str | Path, resume: bool = Fal
     torch.manual_seed(cfg.trainer.seed)
     tok, det = build_tokenizer(cfg.tokenizer, size, channels)
     obj = TokenizerObjective(tok, det)
+    if cfg.cache_cells:  # the frozen tower runs once per image instead of once per step
+        src = CachedCells(src, _map_batches(tok.cells, src))
     res = Trainer.from_config(obj, src, cfg, run_dir=out).fit(resume=out if resume else None)
     save_weights(nn.ModuleDict({"tokenizer": tok, "detokenizer": det}), out / "tokenizer.safetensors")
     write_json(out / "tokenizer.json", {"kind": "fmlab.vlgpt.tokenizer", "tokenizer": asdict(cfg.tokenizer),
@@ -149,11 +165,15 @@ def load_tokenizer(run: str | Path):
 
 
 @torch.no_grad()
+def _map_batches(fn: Any, src: Any, batch_size: int = 256) -> torch.Tensor:
+    """``fn(images)`` of every image of ``src``, concatenated."""
+    return torch.cat([fn(src.get_batch(np.arange(i, min(i + batch_size, len(src))))["images"])
+                      for i in range(0, len(src), batch_size)])
+
+
 def embed_images(tokenizer: nn.Module, src: Any, batch_size: int = 256) -> torch.Tensor:
     """``(len(src), K, D)`` embeddings of every image of ``src`` (the frozen tokenizer, in eval mode)."""
-    rows = [tokenizer(src.get_batch(np.arange(i, min(i + batch_size, len(src))))["images"])
-            for i in range(0, len(src), batch_size)]
-    return torch.cat(rows)
+    return _map_batches(tokenizer, src, batch_size)
 
 
 def run_vlgpt_train(cfg: VLGPTTrainConfig, out: str | Path, resume: bool = False) -> dict:

@@ -84,7 +84,9 @@ class TokenizerTrainConfig:
 
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     data: VLGPTDataConfig = field(default_factory=VLGPTDataConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=200, batch_size=64, log_every=50))
+    # run the frozen tower once per training image (memory: data.limit x cells x channels floats)
+    cache_cells: bool = True
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=300, batch_size=64, log_every=50))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, weight_decay=0.01))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 

@@ -13,7 +13,8 @@ frozen diffusion model). Here, at CPU scale:
   of the stage-2 regression target (an MSE of 1 is "no information").
 * :class:`ImageDetokenizer`: a small conv decoder ``K x embed_dim -> pixels`` (the diffusion
   decoder's stand-in).
-* :class:`TokenizerObjective`: the engine objective ``MSE(detok(tok(x)), x)`` on pixels in [0, 1].
+* :class:`TokenizerObjective`: the engine objective ``MSE(detok(tok(x)), x)`` on pixels in [0, 1]; a
+  batch may carry the tower's precomputed ``cells`` (the tower is frozen, so they never change).
 """
 
 from __future__ import annotations
@@ -108,7 +109,11 @@ class ImageTokenizer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, K, embed_dim)`` image embeddings (each layer-normalised) of uint8 images."""
-        cells = self.cells(images)
+        return self.from_cells(self.cells(images))
+
+    def from_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """``(B, K, embed_dim)`` embeddings of the tower's cells ``(B, h*w, C)`` (:meth:`cells`): the
+        frozen tower's output can be computed once per image and reused every step."""
         n = cells.shape[1]
         if n > len(self.cell_pos):
             raise ModelError(f"images: {n} feature-map cells exceed max_cells {len(self.cell_pos)}")
@@ -194,7 +199,8 @@ class TokenizerObjective(nn.Module):
         if target.shape[1:] != (self.detokenizer.channels, self.detokenizer.size, self.detokenizer.size):
             raise ModelError(f"images: {tuple(target.shape[1:])} (C, H, W) differ from the detokenizer's "
                              f"({self.detokenizer.channels}, {self.detokenizer.size}, {self.detokenizer.size})")
-        recon = self.detokenizer(self.tokenizer(batch["images"]))
+        z = self.tokenizer.from_cells(batch["cells"]) if "cells" in batch else self.tokenizer(batch["images"])
+        recon = self.detokenizer(z)
         loss = F.mse_loss(recon, target)
         return loss, {"psnr": (-10 * torch.log10(loss.detach().clamp_min(1e-10)))}
 
