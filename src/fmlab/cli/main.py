@@ -38,6 +38,7 @@ COMMANDS = {
     "graph": "fmlab.cli.graph",
     "attack": "fmlab.cli.attack",
     "diffusion": "fmlab.cli.diffusion",
+    "vlgpt": "fmlab.cli.vlgpt",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
