@@ -128,7 +128,7 @@ def test_doctests(module_name: str) -> None:
 PACKAGES = (
     "fmlab.adapt", "fmlab.peft", "fmlab.pretrain", "fmlab.engine", "fmlab.metrics",
     "fmlab.models", "fmlab.features", "fmlab.data", "fmlab.results", "fmlab.gan",
-    "fmlab.curate", "fmlab.multimodal",
+    "fmlab.curate", "fmlab.multimodal", "fmlab.diffusion",
 )
 
 # The main entry points: each needs an Args:/Parameters section and a runnable Examples: section

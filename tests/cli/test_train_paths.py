@@ -34,7 +34,8 @@ def test_resume_without_a_directory_or_with_a_config_is_refused(tmp_path):
 
 TRAIN_COMMANDS = (["pretrain"], ["gan", "train"], ["clip", "train"], ["text", "pretrain"],
                   ["dense", "train"], ["region", "pretrain"], ["video", "train"], ["str", "pretrain"],
-                  ["attack", "universal"])
+                  ["attack", "universal"], ["vlgpt", "tokenizer"], ["vlgpt", "train"],
+                  ["diffusion", "train"])
 
 
 @pytest.mark.parametrize("command", TRAIN_COMMANDS, ids=" ".join)
