@@ -62,6 +62,7 @@ class InterBertOptions:
     negatives_k: int = 16
     dual: str | None = None
     init: str | None = None
+    seed: int = 0  # the fusion encoder's initialisation (a run is reproducible in any process)
 
     def validate(self, prefix: str = "loss.interbert") -> None:
         bad = [t for t in self.tasks if t not in TASKS]

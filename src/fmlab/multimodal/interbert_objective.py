@@ -96,10 +96,18 @@ class InterBertObjective(nn.Module):
         self.image_texts = [set() for _ in range(len(split.images))]
         for c, img in enumerate(split.caption_image_index):
             self.image_texts[int(img)].add(int(self.caption_text[c]))
-        self.targets, n_classes = self._region_targets(options.region_targets)
+        self.targets, n_classes = (self._region_targets(options.region_targets)
+                                   if "mrm" in options.tasks else ("none", 1))
         region_dim = int(model.image.feature_dim)
         word_dim = int(model.text.token_embedding.weight.shape[1])
-        self.fusion = InterBertFusion(region_dim, word_dim, n_classes, self.ids.shape[1], options)
+        max_len = int(self.ids.shape[1])
+        if options.init:  # the pre-trained fusion's shape (its MRM head stays, unused by [itm])
+            meta = read_interbert_meta(Path(options.init))
+            n_classes, max_len = int(meta["region_classes"]), int(meta["max_len"])
+            self.ids, self.attn = self.ids[:, :max_len], self.attn[:, :max_len]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            self.fusion = InterBertFusion(region_dim, word_dim, n_classes, max_len, options)
         self.dual_img = self.dual_txt = None
         self.register_buffer("region_cache", torch.zeros(0), persistent=False)
         if options.init:
