@@ -95,7 +95,20 @@ def table(done: dict) -> tuple[str, dict]:
     return "\n".join(lines), stats
 
 
-def plot(stats: dict, path: Path) -> None:
+def itm_table(out: Path) -> str:
+    """Last logged ITM loss / accuracy of each fine-tuning (and pre-training) arm, mean ± std."""
+    lines = ["| run | final ITM loss | final ITM accuracy | seeds |", "|---|---|---|---|"]
+    for arm in ("pre_span", "pre_token", "ft_scratch", "ft_token", "ft_span"):
+        last = [json.loads((f / "metrics.jsonl").read_text().splitlines()[-1])["logs"]
+                for f in sorted((out / arm).glob("seed*")) if (f / "metrics.jsonl").is_file()]
+        if last:
+            loss, acc = np.array([x["itm"] for x in last]), np.array([x["itm_acc"] for x in last])
+            sd = (lambda v: v.std(ddof=1) if len(v) > 1 else 0.0)  # noqa: E731
+            lines.append(f"| {arm} | {loss.mean():.3f} ± {sd(loss):.3f} | {acc.mean():.3f} ± {sd(acc):.3f} | {len(last)} |")
+    return "\n".join(lines)
+
+
+def plot(stats: dict, path: Path, seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,8 +121,9 @@ def plot(stats: dict, path: Path) -> None:
         ax.bar(x, mean, width, yerr=sd, capsize=3, label=ARMS[arm])
     ax.set_xticks(np.arange(len(METRICS)), [m.replace("_", " ") for m in METRICS])
     ax.set_ylabel("recall (%), canvas test (300)")
-    ax.set_title("InterBERT re-ranking of a dual encoder's top-10 (mean ± std, 3 seeds)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"InterBERT re-ranking of a dual encoder's top-{K} (mean ± std, {seeds} seeds)")
+    ax.set_ylim(0, 112)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -131,7 +145,8 @@ def main() -> None:
     for k, v in done.items():
         cpu[k.split("/")[0]].append(v["cpu_s"])
     (a.report / "cpu.md").write_text("\n".join(f"| {k} | {np.mean(v):.0f} |" for k, v in cpu.items()) + "\n")
-    plot(stats, a.report / "interbert_rerank.png")
+    (a.report / "itm.md").write_text(itm_table(a.out) + "\n")
+    plot(stats, a.report / "interbert_rerank.png", len(cpu.get("eval_dual", [])))
     print(text)
 
 
