@@ -39,7 +39,15 @@ FUSION_FILE, FUSION_META = "interbert.safetensors", "interbert.json"
 
 
 def image_regions(model: nn.Module, images: torch.Tensor, grid: int) -> torch.Tensor:
-    """(B, grid², C) region features of uint8 (or preprocessed) images from the image tower."""
+    """(B, grid², C) region features of uint8 (or preprocessed) images from the image tower.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> from fmlab.models import create_backbone
+        >>> tower = SimpleNamespace(image=create_backbone("resnet_cifar", depth=8, width=4, seed=0))
+        >>> tuple(image_regions(tower, torch.zeros(2, 32, 32, 3, dtype=torch.uint8), 4).shape)
+        (2, 16, 16)
+    """
     trunk = model.image.trunk
     if not callable(getattr(trunk, "forward_map", None)):
         raise ModelError(f"{model.image.name} has no trunk.forward_map; InterBERT's grid regions "
