@@ -184,5 +184,6 @@ def run_retrieval(model_ref: str, data: str, split: str = "val", data_root: str 
     extra = {"model": str(model_ref)} if rerank is None else {"model": str(model_ref),
                                                               "rerank": str(rerank), "rerank_k": rerank_k}
     _record(db, "clip_retrieval" if rerank is None else "clip_retrieval_rerank", data, split,
-            sp.images.content_hash, model, out, extra, time.perf_counter() - t0)
+            sp.images.content_hash, model, {k: v for k, v in out.items() if k != "rerank_k"},
+            extra, time.perf_counter() - t0)
     return out
