@@ -47,7 +47,7 @@ class InterBertOptions:
     msm_weight: float = 1.0
     mrm_weight: float = 1.0
     itm_weight: float = 1.0
-    hidden: int = 96
+    hidden: int = 64
     heads: int = 4
     single_layers: int = 2
     two_stream_layers: int = 1
