@@ -214,3 +214,17 @@ def test_cli_refuses_unknown_term_and_a_non_interbert_rerank_run(tmp_path, capsy
     assert main(["clip", "retrieval", "--model", "open_clip:nope", "--data", CANVAS,
                  "--rerank", str(tmp_path), "--no-db"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_head_region_targets_are_the_frozen_initial_towers_soft_classes(tiny_model):
+    head = tiny_model.image.head
+    assert isinstance(head, torch.nn.Linear)
+    obj = _objective(tiny_model, _many_to_many_source(), grid=2, region_targets="head")
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    before = obj.region_targets(torch.arange(3), images)
+    assert before.shape == (3, 4, head.out_features)
+    assert torch.allclose(before.sum(-1), torch.ones(3, 4))
+    with torch.no_grad():  # training the live tower does not move the targets
+        for p in tiny_model.image.parameters():
+            p.add_(1.0)
+    assert torch.equal(obj.region_targets(torch.arange(3), images), before)
