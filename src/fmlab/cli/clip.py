@@ -27,6 +27,11 @@ def add_parser(sub) -> None:
         e.add_argument("--split", default=None,
                        help="split to evaluate (default: test for zeroshot, val for retrieval)")
         e.add_argument("--batch-size", type=int, default=64)
+        if name == "retrieval":  # InterBERT: re-rank the --model's top-k by a fusion encoder
+            e.add_argument("--rerank", default=None, metavar="RUN_DIR",
+                           help="an InterBERT run (loss.name: interbert) whose matching score "
+                                "reorders the top --rerank-k candidates of --model")
+            e.add_argument("--rerank-k", type=int, default=10)
         if name == "zeroshot":
             e.add_argument("--templates", default=None, help="JSON list of templates with {}")
             e.add_argument("--classes", default=None,
@@ -69,6 +74,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
     from fmlab.utils.validation import positive_int
 
     positive_int("--batch-size", args.batch_size)
+    positive_int("--rerank-k", args.rerank_k)
     _print(rt(args.model, args.data, args.split or "val", args.data_root, resolve_db(args),
-              args.batch_size))
+              args.batch_size, rerank=args.rerank, rerank_k=args.rerank_k))
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.errors import ConfigError, DataError
+from fmlab.multimodal.interbert import InterBertOptions
 from fmlab.multimodal.model import ImageTextSpec
 
 DEFAULT_TEMPLATES = ["a photo of a {}."]
@@ -40,6 +41,7 @@ class ClipLossConfig:
 
     name: str = "clip"
     cache_text: bool = True  # locked text tower: encode each distinct caption once
+    interbert: InterBertOptions = field(default_factory=InterBertOptions)
 
 
 @dataclass
@@ -108,6 +110,8 @@ def run_clip_train(cfg: ClipTrainConfig, out: str | Path, resume: bool = False,
     res = Trainer.from_config(obj, src, cfg, run_dir=out).fit(resume=out if resume else None)
     if res.encoder_path is not None:
         save_image_text_model(model, out, write_weights=False)
+        if callable(getattr(obj, "export", None)):  # an objective's own modules (InterBERT's fusion)
+            obj.export(out)
     last = res.history[-1]["loss"] if res.history and "loss" in res.history[-1] else None
     return ClipTrainResult(out, res.step, last, time.perf_counter() - t0)
 
@@ -155,7 +159,10 @@ def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
 
 
 def run_retrieval(model_ref: str, data: str, split: str = "val", data_root: str | None = None,
-                  db: Path | None = None, batch_size: int = 64) -> dict:
+                  db: Path | None = None, batch_size: int = 64, rerank: str | None = None,
+                  rerank_k: int = 10) -> dict:
+    """Retrieval of ``model_ref``; with ``rerank`` (an InterBERT run) its top ``rerank_k``
+    candidates per query are reordered by the fusion encoder's matching score."""
     from fmlab.data import open_source
     from fmlab.data.sources import ImageTextSource
     from fmlab.multimodal.evaluate import retrieval_evaluate
@@ -168,7 +175,15 @@ def run_retrieval(model_ref: str, data: str, split: str = "val", data_root: str 
                         "(coco_mini, csv:PATH, jsonl:PATH)")
     sp = source.split(split)
     model = load_image_text_model(model_ref)
-    out = retrieval_evaluate(model, sp, batch_size)
-    _record(db, "clip_retrieval", data, split, sp.images.content_hash, model, out,
-            {"model": str(model_ref)}, time.perf_counter() - t0)
+    if rerank is None:
+        out = retrieval_evaluate(model, sp, batch_size)
+    else:
+        from fmlab.multimodal.interbert_rerank import rerank_evaluate
+
+        out = rerank_evaluate(model, rerank, sp, rerank_k, batch_size)
+    extra = {"model": str(model_ref)} if rerank is None else {"model": str(model_ref),
+                                                              "rerank": str(rerank), "rerank_k": rerank_k}
+    _record(db, "clip_retrieval" if rerank is None else "clip_retrieval_rerank", data, split,
+            sp.images.content_hash, model, {k: v for k, v in out.items() if k != "rerank_k"},
+            extra, time.perf_counter() - t0)
     return out
