@@ -25,7 +25,10 @@ from fmlab.registry import Registry
 CLIP_OBJECTIVES: Registry[Callable[..., nn.Module]] = Registry("image-text loss")
 
 #: Modules imported before a ``loss.name`` lookup so their registrations run.
-OBJECTIVE_MODULES: list[str] = []
+OBJECTIVE_MODULES: list[str] = [
+    "fmlab.multimodal.lightclip",
+    "fmlab.multimodal.plip",
+]
 
 
 def clip_objective_names() -> list[str]:

@@ -1,0 +1,117 @@
+"""Issue 22 (part 1): LightCLIP's ablation and PLIP's identity contrast / colourisation on MNIST
+canvases (docs/results/clip_objectives). Every arm is one ``fmlab clip train`` command in a child
+process (one thread), skipped when its ``encoder.safetensors`` exists, so the driver resumes; then
+every run is evaluated with global embeddings only (what ``fmlab clip retrieval|zeroshot`` do,
+plus same-identity and colour-query mAP from :mod:`fmlab.multimodal.plip_eval`).
+
+    FMLAB_DATA=/work/shared/data python benchmarks/issue22_lightplip.py --out runs/issue22_lightplip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results" / "clip_objectives"
+TEST = "canvas?objects=mnist&size=32&max_objects=2&n_train=2000&n_test=500&seed=0"
+TEMPLATES = ["a {}", "there is a {}", "a picture of a {}"]
+LC = "configs/clip/lightclip_canvas.yaml"
+PL = "configs/clip/plip_canvas.yaml"
+
+
+def _sets(**kv: object) -> list[str]:
+    out: list[str] = []
+    for k, v in kv.items():
+        out += ["--set", f"loss.{k.replace('__', '.')}={str(v).lower()}"]
+    return out
+
+
+ARMS: dict[str, tuple[str, list[str]]] = {
+    # LightCLIP's ablation: CLIP loss -> + soft labels -> + token alignment -> + fused MLM
+    "clip": (LC, _sets(lightclip__soft_labels=False, lightclip__token_align=False, lightclip__mlm=False)),
+    "lc_soft": (LC, _sets(lightclip__token_align=False, lightclip__mlm=False)),
+    "lc_soft_token": (LC, _sets(lightclip__mlm=False)),
+    "lightclip": (LC, []),
+    # PLIP: identity-level contrast, + colourisation, + attribute prediction (the instance-level
+    # CLIP baseline is "clip" above: the same loss)
+    "ivlc": (PL, _sets(plip__colourise=False, plip__attributes=False)),
+    "ivlc_tic": (PL, _sets(plip__attributes=False)),
+    "plip": (PL, []),
+}
+
+
+def fmlab(args: list[str], log: Path) -> float:
+    """Run ``fmlab ARGS`` in a child process (one thread); returns its CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "w") as f:
+        rc = subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if rc != 0:
+        raise SystemExit(f"fmlab {' '.join(args)} failed (rc {rc}); see {log}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def train(out: Path, arm: str, seed: int) -> dict:
+    run = out / arm / f"seed{seed}"
+    info = out / arm / f"seed{seed}.json"
+    if info.is_file() and (run / "encoder.safetensors").is_file():
+        return json.loads(info.read_text())
+    config, extra = ARMS[arm]
+    cmd = ["clip", "train", "--config", config, *extra, "--set", f"trainer.seed={seed}",
+           "--set", "trainer.progress=false", "--out", str(run)]
+    run.parent.mkdir(parents=True, exist_ok=True)
+    cpu = fmlab(cmd, out / arm / f"seed{seed}.log")
+    rec = {"command": "fmlab " + " ".join(cmd), "cpu_s": cpu}
+    info.write_text(json.dumps(rec))
+    print(f"{arm} seed {seed}: {cpu:.0f} CPU s", flush=True)
+    return rec
+
+
+def evaluate(run: Path) -> dict:
+    """Retrieval R@k, zero-shot accuracy, same-identity and colour-query mAP on the test split."""
+    from fmlab.data import open_source
+    from fmlab.data.synthetic.canvas import COLOURS
+    from fmlab.experiments.clip import run_retrieval, run_zeroshot
+    from fmlab.multimodal.io import load_image_text_model
+    from fmlab.multimodal.plip_eval import colour_query_retrieval, identity_retrieval
+
+    split = open_source(TEST).split("test")
+    model = load_image_text_model(str(run))
+    out = {k: v for k, v in run_retrieval(str(run), TEST, "test").items() if "R@" in k and "chance" not in k}
+    zs = run_zeroshot(str(run), TEST, "test", TEMPLATES)
+    out["zeroshot_acc1"] = zs["acc1"]
+    out.update(identity_retrieval(model, split))
+    out.update(colour_query_retrieval(model, split, COLOURS))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("runs/issue22_lightplip"))
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results_file = DOCS / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for s in seeds:  # seed-major: an interrupted study still has every arm of the first seeds
+        for arm in args.arms.split(","):
+            key = f"{arm}/seed{s}"
+            rec = train(args.out, arm, s)
+            if key not in results:
+                results[key] = {**rec, **evaluate(args.out / arm / f"seed{s}")}
+                DOCS.mkdir(parents=True, exist_ok=True)
+                tmp = results_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+                tmp.replace(results_file)
+                print(key, {k: round(v, 3) for k, v in results[key].items() if isinstance(v, float)}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
