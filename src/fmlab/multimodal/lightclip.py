@@ -127,8 +127,8 @@ def relaxed_matching_scores(patches: torch.Tensor, words: torch.Tensor, word_mas
     Examples:
         >>> p = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
         >>> w = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [9.0, 9.0]]])
-        >>> relaxed_matching_scores(p, w, torch.tensor([[1, 1, 0]])).tolist()
-        [[0.9000000357627869]]
+        >>> round(relaxed_matching_scores(p, w, torch.tensor([[1, 1, 0]])).item(), 4)  # (1.0 + 0.8) / 2
+        0.9
     """
     sim = torch.einsum("ipd,jwd->ijwp", patches, words)  # (Bi, Bt, L, P)
     best = sim.max(dim=-1).values  # per word: its most similar patch
