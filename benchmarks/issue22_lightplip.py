@@ -22,6 +22,7 @@ TEST = "canvas?objects=mnist&size=32&max_objects=2&n_train=2000&n_test=500&seed=
 TEMPLATES = ["a {}", "there is a {}", "a picture of a {}"]
 LC = "configs/clip/lightclip_canvas.yaml"
 PL = "configs/clip/plip_canvas.yaml"
+LCC = "configs/clip/lightclip_cifar10.yaml"
 
 
 def _sets(**kv: object) -> list[str]:
@@ -42,6 +43,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "ivlc": (PL, _sets(plip__colourise=False, plip__attributes=False)),
     "ivlc_tic": (PL, _sets(plip__attributes=False)),
     "plip": (PL, []),
+    # generic (templated) captions: CIFAR-10, a JPEG copy; zero-shot only (no image-text test split)
+    "cifar_clip": (LCC, _sets(lightclip__soft_labels=False)),
+    "cifar_soft": (LCC, []),
 }
 
 
@@ -63,6 +67,8 @@ def train(out: Path, arm: str, seed: int) -> dict:
     if info.is_file() and (run / "encoder.safetensors").is_file():
         return json.loads(info.read_text())
     config, extra = ARMS[arm]
+    if config == LCC:  # a random image-tower init: seed it too
+        extra = [*extra, "--set", f'model.image_kwargs={{"seed": {seed}}}']
     cmd = ["clip", "train", "--config", config, *extra, "--set", f"trainer.seed={seed}",
            "--set", "trainer.progress=false", "--out", str(run)]
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,12 @@ def train(out: Path, arm: str, seed: int) -> dict:
 
 
 def evaluate(run: Path) -> dict:
-    """Retrieval R@k, zero-shot accuracy, same-identity and colour-query mAP on the test split."""
+    """Retrieval R@k, zero-shot accuracy, same-identity and colour-query mAP on the test split
+    (CIFAR-10 runs: zero-shot accuracy on its test split only)."""
+    from fmlab.experiments.clip import run_zeroshot as zeroshot
+
+    if run.parent.name.startswith("cifar"):
+        return {"zeroshot_acc1": zeroshot(str(run), "cifar10", "test", ["a photo of a {}."])["acc1"]}
     from fmlab.data import open_source
     from fmlab.data.synthetic.canvas import COLOURS
     from fmlab.experiments.clip import run_retrieval, run_zeroshot
@@ -91,12 +102,84 @@ def evaluate(run: Path) -> dict:
     return out
 
 
+LIGHTCLIP_ARMS = ["clip", "lc_soft", "lc_soft_token", "lightclip"]
+PLIP_ARMS = ["clip", "ivlc", "ivlc_tic", "plip"]
+METRICS = ["text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@1", "image_to_text_R@5",
+           "zeroshot_acc1", "identity_mAP", "colour_mAP", "colour_only_mAP", "cpu_s"]
+
+
+def summarise(results: dict) -> dict:
+    """arm -> metric -> (mean, std over seeds, n) (std with ddof=1)."""
+    import numpy as np
+
+    out: dict = {}
+    for key, rec in results.items():
+        arm = key.split("/")[0]
+        for m in METRICS:
+            if m not in rec:
+                continue
+            out.setdefault(arm, {}).setdefault(m, []).append(rec[m])
+    return {a: {m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+                for m, v in ms.items()} for a, ms in out.items()}
+
+
+def table(summary: dict, arms: list[str], metrics: list[str]) -> str:
+    lines = ["| arm | n | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for a in arms:
+        if a in summary:
+            cells = [f"{summary[a][m][0]:.3f} ± {summary[a][m][1]:.3f}" if m != "cpu_s"
+                     else f"{summary[a][m][0]:.0f}" for m in metrics]
+            lines.append(f"| {a} | {summary[a][metrics[0]][2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report() -> None:
+    """tables.md and lightplip.png (per-seed points, mean bars) from results.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = json.loads((DOCS / "results.json").read_text())
+    summary = summarise(results)
+    lc = ["text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@1", "image_to_text_R@5", "zeroshot_acc1", "cpu_s"]
+    pl = ["identity_mAP", "colour_mAP", "colour_only_mAP", "text_to_image_R@1", "zeroshot_acc1", "cpu_s"]
+    text = ("## LightCLIP ablation\n\n" + table(summary, LIGHTCLIP_ARMS, lc)
+            + "\n\n## PLIP\n\n" + table(summary, PLIP_ARMS, pl)
+            + "\n\n## Generic captions (CIFAR-10, a JPEG copy)\n\n"
+            + table(summary, ["cifar_clip", "cifar_soft"], ["zeroshot_acc1", "cpu_s"]) + "\n")
+    (DOCS / "tables.md").write_text(text)
+    panels = [("LightCLIP ablation: text→image R@1", LIGHTCLIP_ARMS, "text_to_image_R@1"),
+              ("LightCLIP ablation: zero-shot acc@1 (first object)", LIGHTCLIP_ARMS, "zeroshot_acc1"),
+              ("PLIP: same-identity text→image mAP", PLIP_ARMS, "identity_mAP"),
+              ("PLIP: colour-query mAP (\"a red 7\")", PLIP_ARMS, "colour_mAP")]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, (title, arms, m) in zip(axes, panels):
+        arms = [a for a in arms if a in summary]
+        for i, a in enumerate(arms):
+            vals = [r[m] for k, r in results.items() if k.split("/")[0] == a]
+            ax.bar(i, summary[a][m][0], yerr=summary[a][m][1], color="#9ecae1", capsize=4)
+            ax.scatter([i] * len(vals), vals, color="k", s=10, zorder=3)
+        ax.set_xticks(range(len(arms)), arms, rotation=25, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        lo = min(summary[a][m][0] - 2 * summary[a][m][1] for a in arms)
+        ax.set_ylim(max(0.0, lo - 0.05), None)
+    fig.suptitle("MNIST canvas 32 px, ResNet-20 + locked MiniLM, 150 steps x 64, 3 seeds "
+                 "(bars: mean ± std; dots: seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(DOCS / "lightplip.png", dpi=110)
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/issue22_lightplip"))
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--report", action="store_true", help="only write tables.md and the PNG")
     args = ap.parse_args()
+    if args.report:
+        return report()
     seeds = [int(s) for s in args.seeds.split(",")]
     results_file = DOCS / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
