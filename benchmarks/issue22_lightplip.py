@@ -81,22 +81,23 @@ def train(out: Path, arm: str, seed: int) -> dict:
 
 def evaluate(run: Path) -> dict:
     """Retrieval R@k, zero-shot accuracy, same-identity and colour-query mAP on the test split
-    (CIFAR-10 runs: zero-shot accuracy on its test split only)."""
-    from fmlab.experiments.clip import run_zeroshot as zeroshot
-
-    if run.parent.name.startswith("cifar"):
-        return {"zeroshot_acc1": zeroshot(str(run), "cifar10", "test", ["a photo of a {}."])["acc1"]}
+    (CIFAR-10 runs: zero-shot accuracy on its test split only). The model is loaded once and
+    handed to the functions behind ``fmlab clip retrieval|zeroshot`` (same numbers)."""
     from fmlab.data import open_source
     from fmlab.data.synthetic.canvas import COLOURS
-    from fmlab.experiments.clip import run_retrieval, run_zeroshot
+    from fmlab.multimodal.evaluate import retrieval_evaluate, zeroshot_evaluate
     from fmlab.multimodal.io import load_image_text_model
     from fmlab.multimodal.plip_eval import colour_query_retrieval, identity_retrieval
 
-    split = open_source(TEST).split("test")
     model = load_image_text_model(str(run))
-    out = {k: v for k, v in run_retrieval(str(run), TEST, "test").items() if "R@" in k and "chance" not in k}
-    zs = run_zeroshot(str(run), TEST, "test", TEMPLATES)
-    out["zeroshot_acc1"] = zs["acc1"]
+    if run.parent.name.startswith("cifar"):
+        src = open_source("cifar10")
+        return {"zeroshot_acc1": zeroshot_evaluate(model, src.split("test"), src.class_names,
+                                                   ["a photo of a {}."])["acc1"]}
+    src = open_source(TEST)
+    split = src.split("test")
+    out = {k: v for k, v in retrieval_evaluate(model, split).items() if "R@" in k and "chance" not in k}
+    out["zeroshot_acc1"] = zeroshot_evaluate(model, split, src.class_names, TEMPLATES)["acc1"]
     out.update(identity_retrieval(model, split))
     out.update(colour_query_retrieval(model, split, COLOURS))
     return out
