@@ -140,6 +140,7 @@ def report() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     results = json.loads((DOCS / "results.json").read_text())
     summary = summarise(results)
@@ -161,12 +162,17 @@ def report() -> None:
             vals = [r[m] for k, r in results.items() if k.split("/")[0] == a]
             ax.bar(i, summary[a][m][0], yerr=summary[a][m][1], color="#9ecae1", capsize=4)
             ax.scatter([i] * len(vals), vals, color="k", s=10, zorder=3)
+        chance = {"identity_mAP": "chance_identity_mAP", "colour_mAP": "chance_colour_mAP"}.get(m)
+        if chance:
+            level = float(np.mean([r[chance] for r in results.values() if chance in r]))
+            ax.axhline(level, ls="--", color="grey", lw=1, label=f"chance {level:.3f}")
+            ax.legend(fontsize=7, loc="lower right")
         ax.set_xticks(range(len(arms)), arms, rotation=25, fontsize=8)
         ax.set_title(title, fontsize=9)
-        lo = min(summary[a][m][0] - 2 * summary[a][m][1] for a in arms)
-        ax.set_ylim(max(0.0, lo - 0.05), None)
-    fig.suptitle("MNIST canvas 32 px, ResNet-20 + locked MiniLM, 150 steps x 64, 3 seeds "
-                 "(bars: mean ± std; dots: seeds)", fontsize=9)
+        ax.set_ylim(0.0, None)
+    seeds = sorted({v["zeroshot_acc1"][2] for v in summary.values()})
+    fig.suptitle(f"MNIST canvas 32 px, ResNet-20 + locked MiniLM, 150 steps x 64, {'/'.join(map(str, seeds))} "
+                 "seeds per arm (bars: mean ± std; dots: seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(DOCS / "lightplip.png", dpi=110)
     print(text)
