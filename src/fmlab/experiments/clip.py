@@ -20,7 +20,9 @@ from pathlib import Path
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.errors import ConfigError, DataError
 from fmlab.multimodal.interbert import InterBertOptions
+from fmlab.multimodal.lightclip import LightClipOptions
 from fmlab.multimodal.model import ImageTextSpec
+from fmlab.multimodal.plip import PlipOptions
 
 DEFAULT_TEMPLATES = ["a photo of a {}."]
 
@@ -42,6 +44,8 @@ class ClipLossConfig:
     name: str = "clip"
     cache_text: bool = True  # locked text tower: encode each distinct caption once
     interbert: InterBertOptions = field(default_factory=InterBertOptions)
+    lightclip: LightClipOptions = field(default_factory=LightClipOptions)
+    plip: PlipOptions = field(default_factory=PlipOptions)
 
 
 @dataclass

@@ -208,6 +208,26 @@ class ImageTextModel(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_proj(self.image.encode(images))
 
+    def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint embedding and the patch tokens of one image pass (token-level objectives).
+
+        Patch tokens are the trunk's last feature map ``(B, H*W, C)`` (a ResNet's ``forward_map``)
+        or a ViT's output tokens without its prefix, in the trunk's width (before ``image_proj``);
+        the embedding equals :meth:`encode_image`'s (mean-pooled map / the ViT's own pooling).
+
+        Raises:
+            fmlab.errors.ModelError: a trunk that exposes neither.
+        """
+        trunk, x = self.image.trunk, self.image.prepare(images)
+        if callable(getattr(trunk, "forward_map", None)):
+            fmap = trunk.forward_map(x)
+            return self.image_proj(fmap.mean(dim=(2, 3))), fmap.flatten(2).transpose(1, 2)
+        if callable(getattr(trunk, "forward_tokens", None)) and callable(getattr(trunk, "pool_tokens", None)):
+            tok = trunk.forward_tokens(x)
+            return self.image_proj(trunk.pool_tokens(tok)), tok[:, int(getattr(trunk, "num_prefix_tokens", 0)):]
+        raise ModelError(f"image tower {self.image.name} exposes no patch tokens (forward_map or "
+                         "forward_tokens); use a resnet_cifar or vit backbone")
+
     def encode_text_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         device = self.logit_scale.device
         return self.text_proj(self.text(**{k: v.to(device) for k, v in tokens.items()}))

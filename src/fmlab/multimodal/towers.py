@@ -34,6 +34,10 @@ class TextTower(nn.Module):
         device = next(self.parameters()).device
         return self(**{k: v.to(device) for k, v in self.tokenize(texts).items()})
 
+    def token_states(self, **tokens: torch.Tensor) -> torch.Tensor:
+        """Per-token features ``(n, L, feature_dim)`` (token-level objectives: LightCLIP, PLIP)."""
+        raise ModelError(f"text tower {self.name} gives no per-token features; use text:minilm")
+
 
 class MiniLMTower(TextTower):
     """BERT-style MiniLM with masked mean pooling (sentence-transformers' recipe)."""
@@ -65,9 +69,12 @@ class MiniLMTower(TextTower):
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last hidden states ``(n, L, feature_dim)``; ``forward`` is their masked mean."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return self._pool(out.last_hidden_state, attention_mask)
+        return self._pool(self.token_states(input_ids, attention_mask), attention_mask)
 
     def prompt_plan(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (n, L) without truncation to ``max_length`` and each row's end position."""
