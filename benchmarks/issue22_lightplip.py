@@ -10,11 +10,8 @@ plus same-identity and colour-query mAP from :mod:`fmlab.multimodal.plip_eval`).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results" / "clip_objectives"
@@ -49,16 +46,11 @@ ARMS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def fmlab(args: list[str], log: Path) -> float:
-    """Run ``fmlab ARGS`` in a child process (one thread); returns its CPU seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}).returncode
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if rc != 0:
-        raise SystemExit(f"fmlab {' '.join(args)} failed (rc {rc}); see {log}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+# the drivers' one "run fmlab in a child process, one thread, return its CPU seconds" helper
+_spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("mim_eurosat_runs.py"))
+_mer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mer)
+fmlab = _mer.run_cli
 
 
 def train(out: Path, arm: str, seed: int) -> dict:

@@ -20,11 +20,9 @@ Then ``OUT/results.json``, ``OUT/table.md`` (mean +- std over seeds; wall and CP
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,24 +32,19 @@ METRICS = ["caption_perplexity", "unigram_perplexity", "caption_class_acc", "t2i
            "t2i_classifier_acc", "recon_classifier_acc", "real_classifier_acc", "t2i_embedding_mse"]
 
 
+# the drivers' one "run fmlab in a child process, one thread, return its CPU seconds" helper
+_spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("mim_eurosat_runs.py"))
+_mer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mer)
+
+
 def fmlab(args: list[str], log: Path) -> dict:
     """Run ``fmlab ARGS`` on one thread; its wall and CPU seconds; exits on failure."""
-    t, c = time.perf_counter(), _child_cpu()
-    with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}).returncode
-    if rc != 0:
-        raise SystemExit(f"fmlab {' '.join(args)} failed (rc {rc}); see {log}")
-    secs = {"wall": time.perf_counter() - t, "cpu": _child_cpu() - c}
+    t = time.perf_counter()
+    cpu = _mer.run_cli(args, log)
+    secs = {"wall": time.perf_counter() - t, "cpu": cpu}
     print(f"{log.stem}: {secs['wall']:.0f} s wall, {secs['cpu']:.0f} CPU-s", flush=True)
     return secs
-
-
-def _child_cpu() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_seed(out: Path, seed: int, limit: int, seconds: dict) -> None:

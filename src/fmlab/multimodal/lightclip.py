@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from fmlab.errors import ConfigError
 from fmlab.multimodal.model import ImageTextModel
-from fmlab.multimodal.objective import CLIP_OBJECTIVES
+from fmlab.multimodal.objective import CLIP_OBJECTIVES, ImageTextObjective
 from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM, masked_mean
 
 
@@ -146,7 +146,7 @@ def random_mlm_mask(content: torch.Tensor, prob: float) -> torch.Tensor:
     return masked
 
 
-class LightClipObjective(nn.Module):
+class LightClipObjective(ImageTextObjective):
     """LightCLIP's three-level loss on an :class:`ImageTextModel`, as an engine objective.
 
     Args:
@@ -170,13 +170,6 @@ class LightClipObjective(nn.Module):
                                      self.tokens.ids.shape[1], opts.mlm_width, opts.mlm_layers)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.max_steps = 1
-
-    @property
-    def encoder(self) -> ImageTextModel:
-        return self.model
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(images)
 
     def on_train_start(self, max_steps: int) -> None:
         self.max_steps = max(1, int(max_steps))

@@ -57,7 +57,25 @@ def build_clip_objective(model: ImageTextModel, source: Any, loss_cfg: Any) -> n
     return CLIP_OBJECTIVES.get(loss_cfg.name)(model, source, loss_cfg)
 
 
-class ContrastiveObjective(nn.Module):
+class ImageTextObjective(nn.Module):
+    """What every image-text engine objective shares: ``model`` (an :class:`ImageTextModel`) is
+    the encoder the engine saves and embeds images with, and its logit scale is clamped after each
+    optimiser step (CLIP's cap). Subclasses set ``self.model`` and define ``forward``."""
+
+    model: ImageTextModel
+
+    @property
+    def encoder(self) -> ImageTextModel:
+        return self.model
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+    def on_after_optimizer_step(self, step: int, max_steps: int) -> None:
+        self.model.clamp_logit_scale()
+
+
+class ContrastiveObjective(ImageTextObjective):
     """The image-text contrastive loss of an :class:`ImageTextModel`, as an engine objective.
 
     A batch holds ``images`` (uint8 or preprocessed), ``caption_ids`` (rows of ``captions``) and,
@@ -112,13 +130,6 @@ class ContrastiveObjective(nn.Module):
         self.text_batch_size = text_batch_size
         self.register_buffer("text_cache", torch.zeros(0), persistent=False)
 
-    @property
-    def encoder(self) -> ImageTextModel:
-        return self.model
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(images)
-
     def on_train_start(self, max_steps: int) -> None:
         if self.cache_text and self.model.text_locked:
             was = self.model.text.training
@@ -150,9 +161,6 @@ class ContrastiveObjective(nn.Module):
         if self.model.logit_bias is not None:
             logs["logit_bias"] = self.model.logit_bias.detach()
         return loss, logs
-
-    def on_after_optimizer_step(self, step: int, max_steps: int) -> None:
-        self.model.clamp_logit_scale()
 
 
 def _contrastive(model: ImageTextModel, source: Any, loss_cfg: Any) -> ContrastiveObjective:

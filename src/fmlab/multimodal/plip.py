@@ -30,7 +30,7 @@ from fmlab.data.synthetic.canvas import COLOURS, SIZES
 from fmlab.errors import ConfigError, DataError
 from fmlab.multimodal.losses import multi_positive_loss
 from fmlab.multimodal.model import ImageTextModel
-from fmlab.multimodal.objective import CLIP_OBJECTIVES
+from fmlab.multimodal.objective import CLIP_OBJECTIVES, ImageTextObjective
 from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM, masked_mean
 
 IDENTITIES = ("class", "image")
@@ -145,7 +145,7 @@ def _as_map(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(len(tokens), -1, side, side)
 
 
-class PlipObjective(nn.Module):
+class PlipObjective(ImageTextObjective):
     """PLIP's three losses on an :class:`ImageTextModel`, as an engine objective.
 
     Args:
@@ -171,19 +171,9 @@ class PlipObjective(nn.Module):
             self.mlm = FusedMaskedLM(model.text.token_embedding, self.tokens.vocab, model.feature_dim,
                                      self.tokens.ids.shape[1], opts.mlm_width, opts.mlm_layers)
 
-    @property
-    def encoder(self) -> ImageTextModel:
-        return self.model
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(images)
-
     def on_train_start(self, max_steps: int) -> None:
         if self.model.text_locked:
             self.tokens.fill_cache(self.model.text)
-
-    def on_after_optimizer_step(self, step: int, max_steps: int) -> None:
-        self.model.clamp_logit_scale()
 
     def identities(self, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.to(self.identity.device)
