@@ -58,11 +58,9 @@ class ClipTrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def validate(self) -> None:
-        from fmlab.multimodal.objective import clip_objective_names
+        from fmlab.multimodal.objective import check_clip_objective_name
 
-        names = clip_objective_names()
-        if self.loss.name not in names:
-            raise ConfigError(f"loss.name: {self.loss.name!r} is not one of {', '.join(names)}")
+        check_clip_objective_name(self.loss.name)
         if self.loss.name == "siglip" and self.model.init_logit_bias is None:
             raise ConfigError("model.init_logit_bias: siglip needs a bias (e.g. -10, with "
                               "model.init_logit_scale: 10)")

@@ -45,15 +45,21 @@ def _import_objective_modules() -> None:
         importlib.import_module(mod)
 
 
+def check_clip_objective_name(name: str) -> None:
+    """Raise :class:`~fmlab.errors.ConfigError` naming ``loss.name`` and the known names when
+    ``name`` is not a registered image-text objective."""
+    names = clip_objective_names()
+    if name not in names:
+        raise ConfigError(f"loss.name: {name!r} is not one of {', '.join(names)}")
+
+
 def build_clip_objective(model: ImageTextModel, source: Any, loss_cfg: Any) -> nn.Module:
     """The engine objective named by ``loss_cfg.name``.
 
     Raises:
         fmlab.errors.ConfigError: an unknown name (the message lists the known ones).
     """
-    names = clip_objective_names()
-    if loss_cfg.name not in names:
-        raise ConfigError(f"loss.name: {loss_cfg.name!r} is not one of {', '.join(names)}")
+    check_clip_objective_name(loss_cfg.name)
     return CLIP_OBJECTIVES.get(loss_cfg.name)(model, source, loss_cfg)
 
 
