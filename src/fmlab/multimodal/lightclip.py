@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from fmlab.errors import ConfigError
 from fmlab.multimodal.model import ImageTextModel
 from fmlab.multimodal.objective import CLIP_OBJECTIVES, ImageTextObjective
-from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM, masked_mean
+from fmlab.multimodal.towers import masked_mean
+from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM
 
 
 @dataclass

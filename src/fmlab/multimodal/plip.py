@@ -31,7 +31,8 @@ from fmlab.errors import ConfigError, DataError
 from fmlab.multimodal.losses import multi_positive_loss
 from fmlab.multimodal.model import ImageTextModel
 from fmlab.multimodal.objective import CLIP_OBJECTIVES, ImageTextObjective
-from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM, masked_mean
+from fmlab.multimodal.towers import masked_mean
+from fmlab.multimodal.vltokens import CaptionTokens, FusedMaskedLM
 
 IDENTITIES = ("class", "image")
 

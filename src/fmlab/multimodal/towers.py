@@ -15,6 +15,20 @@ import torch.nn as nn
 from fmlab.errors import ModelError
 
 
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` (n, L, D) over the positions where ``mask`` (n, L) is set: MiniLM's
+    sentence pooling (sentence-transformers' recipe), also used by the token-level objectives so
+    their sentence embedding is exactly the tower's.
+
+    Examples:
+        >>> masked_mean(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]])).tolist()
+        [[2.0]]
+    """
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+
+
 class TextTower(nn.Module):
     """``tokenize(texts) -> dict``; ``forward(**tokens) -> (n, feature_dim)``; for prompts:
     ``token_embedding``, ``prompt_plan(texts)`` and ``forward_embeds(embeds, plan)``."""
@@ -64,17 +78,12 @@ class MiniLMTower(TextTower):
                              max_length=self.max_length, return_tensors="pt")
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
 
-    @staticmethod
-    def _pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
-
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The last hidden states ``(n, L, feature_dim)``; ``forward`` is their masked mean."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.token_states(input_ids, attention_mask), attention_mask)
+        return masked_mean(self.token_states(input_ids, attention_mask), attention_mask)
 
     def prompt_plan(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (n, L) without truncation to ``max_length`` and each row's end position."""
@@ -87,7 +96,7 @@ class MiniLMTower(TextTower):
         pos = torch.arange(embeds.shape[1], device=embeds.device)
         mask = (pos.unsqueeze(0) <= end.to(embeds.device).unsqueeze(1)).long()
         out = self.model(inputs_embeds=embeds, attention_mask=mask)
-        return self._pool(out.last_hidden_state, mask)
+        return masked_mean(out.last_hidden_state, mask)
 
     def groups(self) -> list[list[nn.Parameter]]:
         emb = [p for p in self.model.embeddings.parameters()]

@@ -21,17 +21,6 @@ import torch.nn.functional as F
 from fmlab.errors import ModelError
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (n, L, D) over the positions where ``mask`` (n, L) is set.
-
-    Examples:
-        >>> masked_mean(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]])).tolist()
-        [[2.0]]
-    """
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
-
-
 def _word_masks(enc, captions: list[str], attribute_words: set[str],
                 phrase_words: set[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(attribute, phrase) token masks: tokens of an attribute word; tokens of a phrase word
