@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from fmlab.experiments.diffusion_transfer import matched_scratch_width
+
 from fmlab.cli.main import main
 from fmlab.gan.io import load_fake_npz
 from tests.conftest import make_npz
@@ -52,7 +54,7 @@ def test_train_sample_and_transfer(setup, capsys):
     assert images.shape == (6, 28, 28) and images.dtype == np.uint8
     assert labels.tolist() == [0, 1, 0, 1, 0, 1]
     counts = {}
-    for method in ("learngene", "lora", "scratch"):
+    for method in ("learngene", "lora", "scratch", "scratch_matched"):
         out = tmp / method
         assert main(["diffusion", "transfer", "--from", str(run), "--config", str(cfg),
                      "--method", method, "--out", str(out), "--set", "data.classes=[2,3]",
@@ -63,6 +65,10 @@ def test_train_sample_and_transfer(setup, capsys):
     assert meta["source_classes"] == [0, 1]
     assert abs(counts["lora"] - counts["learngene"]) / counts["learngene"] < 0.10
     assert counts["scratch"] > counts["learngene"]
+    assert meta["layers"] == "dense" and meta["trainable"] == meta["total"]  # scratch_matched
+    assert meta["ch"] == matched_scratch_width(2, counts["learngene"])  # tiny: 4 → 7,925 vs 5,238
+    assert main(["diffusion", "sample", "--model", str(tmp / "scratch_matched"), "--n", "2",
+                 "--steps", "1", "--out", str(tmp / "m.png")]) == 0   # its width reloads
     assert main(["diffusion", "sample", "--model", str(tmp / "lora"), "--n", "2", "--steps", "1",
                  "--out", str(tmp / "l.png"), "--npz", str(tmp / "l.npz")]) == 0
     assert load_fake_npz(tmp / "l.npz")[1].tolist() == [2, 3]   # original class ids

@@ -15,7 +15,9 @@ from fmlab.experiments.diffusion_transfer import (
     learngene_net,
     lora_count,
     matched_lora_rank,
+    matched_scratch_width,
 )
+from fmlab.diffusion.unet import group_norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,3 +74,20 @@ def test_dense_equivalent_holds_the_learngene_only_weights():
         a = src(x, t, torch.full((2,), null))
         b = dense(x, t, torch.full((2,), 2))
     assert torch.allclose(a, b, atol=1e-4)
+
+
+def _count(ch: int, k: int) -> int:
+    return sum(p.numel() for p in UNet(LayerFactory("dense", 1, 1, k), ch=ch).parameters())
+
+
+@pytest.mark.parametrize("target", [5_000, 20_000, 51_454])
+def test_matched_scratch_width_is_the_closest_dense_count(target):
+    ch = matched_scratch_width(5, target)
+    gap = abs(_count(ch, 5) - target)
+    assert ch % 2 == 0
+    assert all(gap <= abs(_count(c, 5) - target) for c in range(max(2, ch - 4), ch + 5, 2))
+
+
+@pytest.mark.parametrize("c, groups", [(8, 8), (16, 8), (4, 4), (10, 5), (12, 6), (7, 7), (9, 3)])
+def test_group_norm_uses_the_most_groups_up_to_eight_that_divide_the_width(c, groups):
+    assert group_norm(c).num_groups == groups

@@ -26,11 +26,11 @@ def add_parser(sub) -> argparse._SubParsersAction:
     add_train_arguments(t, EXAMPLE, "trainer.max_steps=20")
     t.set_defaults(func=run_train)
     x = dsub.add_parser("transfer", help="divert a trained run to new classes "
-                                         "(learngene | lora | scratch)")
+                                         "(learngene | lora | scratch | scratch_matched)")
     add_train_arguments(x, "configs/diffusion/transfer_<data>.yaml", "trainer.max_steps=20")
     x.add_argument("--from", dest="source", default=None,
                    help="the integrated run directory (not needed with --resume)")
-    x.add_argument("--method", default=None, choices=["learngene", "lora", "scratch"],
+    x.add_argument("--method", default=None, choices=["learngene", "lora", "scratch", "scratch_matched"],
                    help="what trains (not needed with --resume)")
     x.set_defaults(func=run_transfer)
     s = dsub.add_parser("sample", help="write a PNG grid (and an npz for gan eval)")
@@ -77,7 +77,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     sets = list(args.overrides)
     if not resumed:
         if not args.source or not args.method:
-            raise ConfigError("give --from RUN and --method learngene|lora|scratch")
+            raise ConfigError("give --from RUN and --method learngene|lora|scratch|scratch_matched")
         sets = [f"transfer.source={args.source}", f"transfer.method={args.method}", *sets]
     cfg = load_diffusion_config(config, sets)
     if cfg.transfer.method == "none":

@@ -71,15 +71,22 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+def group_norm(c: int) -> nn.GroupNorm:
+    """GroupNorm over ``c`` channels with the most groups ≤ 8 that divide ``c``: 8 for multiples
+    of 8 (and ``c`` itself below 8), as before, but any width works, so a from-scratch baseline
+    can be sized to a parameter budget (``ch`` = 10 → 5 groups)."""
+    return nn.GroupNorm(next(g for g in range(min(8, c), 0, -1) if c % g == 0), c)
+
+
 class ResBlock(nn.Module):
     """GN·SiLU·conv → + emb → GN·SiLU·conv, with a 1×1 skip when the width changes."""
 
     def __init__(self, f: LayerFactory, c_in: int, c_out: int, emb_dim: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
+        self.norm1 = group_norm(c_in)
         self.conv1 = f.conv(c_in, c_out)
         self.emb = f.linear(emb_dim, c_out)
-        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
+        self.norm2 = group_norm(c_out)
         self.conv2 = f.conv(c_out, c_out)
         self.skip = f.conv(c_in, c_out, k=1) if c_in != c_out else nn.Identity()
 
@@ -124,7 +131,7 @@ class UNet(nn.Module):
         self.up2 = ResBlock(f, 4 * ch, 2 * ch, emb)
         self.up1_conv = f.conv(2 * ch, ch)
         self.up1 = ResBlock(f, 2 * ch, ch, emb)
-        self.norm_out = nn.GroupNorm(min(8, ch), ch)
+        self.norm_out = group_norm(ch)
         self.conv_out = f.conv(ch, channels)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from fmlab.diffusion.unet import LAYER_KINDS
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.utils.validation import check
 
-TRANSFER_METHODS = ("none", "learngene", "lora", "scratch")
+TRANSFER_METHODS = ("none", "learngene", "lora", "scratch", "scratch_matched")
 
 
 @dataclass
@@ -75,7 +75,7 @@ class DiffusionProcessConfig:
 class TransferConfig:
     """Diversion from an integrated run (set by ``fmlab diffusion transfer``)."""
 
-    method: str = "none"           # none (train) | learngene | lora | scratch
+    method: str = "none"           # none (train) | learngene | lora | scratch | scratch_matched
     source: str = ""               # the integrated run directory
     lora_r: int = 0                # 0: the rank whose trainable count is closest to learngene's
     tailor_scale: float = 0.1      # new tailors' σ = scale · min learngene σ of the layer

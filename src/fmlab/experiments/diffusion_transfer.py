@@ -11,6 +11,9 @@ embedding for the new classes:
   (:func:`fmlab.peft.apply`), the class embedding trained in full; rank chosen so the trainable
   count matches ``learngene``'s (both are recorded).
 - ``scratch``: the KIND UNet at random init, every parameter trained.
+- ``scratch_matched``: a dense UNet at random init whose width is chosen so that its parameter
+  count (all trained) is the closest to ``learngene``'s trainable count: from-scratch training
+  at matched trainable parameters, the comparison KIND's claim is about.
 """
 
 from __future__ import annotations
@@ -104,6 +107,23 @@ def matched_lora_rank(net: UNet, target: int, max_r: int = 512) -> int:
     return min(range(1, max_r + 1), key=lambda r: (abs(lora_count(net, r) - target), r))
 
 
+def matched_scratch_width(k: int, target: int, max_ch: int = 256) -> int:
+    """The (even: the sinusoidal time embedding has ``ch`` dimensions, cos and sin halves) width
+    of a dense UNet for ``k`` classes whose parameter count is closest to ``target`` (ties: the
+    smaller width)."""
+    def count(ch: int) -> int:
+        return sum(p.numel() for p in UNet(LayerFactory("dense", 1, 1, k), ch=ch).parameters())
+
+    best, best_gap = 2, None
+    for ch in range(2, max_ch + 1, 2):
+        gap = count(ch) - target
+        if best_gap is None or abs(gap) < abs(best_gap):
+            best, best_gap = ch, gap
+        if gap > 0:  # counts grow with ch: past the target nothing gets closer
+            break
+    return best
+
+
 def build_transfer_net(cfg: DiffusionConfig, k: int) -> tuple[UNet, dict[str, Any]]:
     """The net ``cfg.transfer.method`` trains on ``k`` new classes, and what to record about it.
 
@@ -128,6 +148,13 @@ def build_transfer_net(cfg: DiffusionConfig, k: int) -> tuple[UNet, dict[str, An
         r = t.lora_r or matched_lora_rank(net, lg_count)
         fp.apply(net, "lora", None, head="class_emb", r=r, alpha=r, seed=seed)
         info["lora_r"] = r
+    elif t.method == "scratch_matched":
+        if lg_count is None:
+            raise ConfigError("transfer.method scratch_matched: matching learngene's trainable count "
+                              "needs a KIND source run (model.layers: kind)")
+        ch = matched_scratch_width(k, lg_count)
+        net = UNet(_factory(meta, "dense", k), ch=ch)
+        meta = {**meta, "layers": "dense", "ch": ch}
     else:  # scratch
         net = UNet(_factory(meta, meta["layers"], k), ch=meta["ch"])
     info["trainable"] = fp.trainable_parameters(net)
