@@ -1,9 +1,9 @@
-"""KIND diversion smoke study (issue 24, paper 43): integrate on MNIST 0–4, divert to 5–9.
+"""KIND diversion study (issue 24, paper 43): integrate on MNIST 0–4, divert to 5–9.
 
-One integrated KIND run (seed 0), then for each method (learngene, lora, scratch) and seed one
-transfer run, 250 DDIM samples (50 per class) and ``fmlab gan eval`` against the MNIST test
-digits 5–9 (a reference npz written here from mnist.npz: FID over all of them, intra-FID per
-digit, and the LeNet's class recall). Budgets are smoke-sized (see docs/results/diffusion).
+One integrated KIND run (seed 0), then for each seed and method (learngene, lora,
+scratch_matched, scratch) one transfer run, N DDIM samples (N/5 per class) and ``fmlab gan eval``
+against the MNIST test digits 5–9 (a reference npz written here from mnist.npz: FID over all of
+them, intra-FID per digit, and the LeNet's class recall). See docs/results/diffusion.
 
     python benchmarks/diffusion_kind_runs.py --out runs/kind_study [--seeds 0 1 2] [--steps 80]
 
@@ -26,7 +26,7 @@ _spec = importlib.util.spec_from_file_location("mer", Path(__file__).with_name("
 mer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mer)
 
-METHODS = ["learngene", "lora", "scratch"]
+METHODS = ["learngene", "lora", "scratch_matched", "scratch"]
 SMOKE = ["--set", "model.ch=16", "--set", "trainer.batch_size=32", "--set", "trainer.progress=false",
          "--set", "samples.steps=10"]
 
@@ -49,21 +49,22 @@ def eval_json(log: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def run(out: Path, seeds: list[int], int_steps: int, steps: int, n: int) -> dict:
+def run(out: Path, seeds: list[int], int_steps: int, steps: int, n: int, methods: list[str],
+        ddim: int) -> dict:
     runner = mer.Runner(out)
     src = runner("int04", ["diffusion", "train", "--config", "configs/diffusion/kind_mnist.yaml",
                            "--set", f"trainer.max_steps={int_steps}", *SMOKE])
     ref = reference(out)
     rows = {}
-    for method in METHODS:
-        for seed in seeds:
+    for seed in seeds:       # seeds outermost: a cut-short study still has every method
+        for method in methods:
             key = f"{method}_s{seed}"
             dest = runner(key, ["diffusion", "transfer", "--from", str(src), "--config",
                                 "configs/diffusion/transfer_mnist59.yaml", "--method", method,
                                 "--set", f"trainer.seed={seed}",
                                 "--set", f"trainer.max_steps={steps}", *SMOKE[2:]])
             runner(f"{key}_samples", ["diffusion", "sample", "--model", str(dest), "--n", str(n),
-                                      "--steps", "10", "--seed", str(seed), "--out", "{OUT}.png",
+                                      "--steps", str(ddim), "--seed", str(seed), "--out", "{OUT}.png",
                                       "--npz", "{OUT}.npz"])
             runner(f"{key}_eval", ["gan", "eval", "--fake-images", str(out / f"{key}_samples.npz"),
                                    "--ref", f"npz:{ref}:test", "--features", "lenet5_mnist",
@@ -80,7 +81,7 @@ def run(out: Path, seeds: list[int], int_steps: int, steps: int, n: int) -> dict
 
 def summarise(rows: dict) -> dict:
     out = {}
-    for method in METHODS:
+    for method in [m for m in METHODS if any(r["method"] == m for r in rows.values())]:
         rs = [r for r in rows.values() if r["method"] == method]
         out[method] = {"n": len(rs), "trainable": rs[0]["trainable"], "lora_r": rs[0]["lora_r"]}
         for k in ("fid", "ifid", "class_recall", "train_cpu_s"):
@@ -95,23 +96,27 @@ def figures(out: Path, summary: dict, seed: int) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    methods = list(summary)
+    colours = {"learngene": "tab:green", "lora": "tab:blue", "scratch_matched": "tab:orange",
+               "scratch": "tab:gray"}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, (k, title) in zip(axes, [("fid", "FID-LeNet vs test 5-9 (lower better)"),
                                      ("ifid", "intra-FID mean (lower better)"),
                                      ("class_recall", "LeNet class recall (higher better)")]):
-        means = [summary[m][k][0] for m in METHODS]
-        stds = [summary[m][k][1] for m in METHODS]
-        ax.bar(METHODS, means, yerr=stds, capsize=4, color=["tab:green", "tab:blue", "tab:gray"])
+        means = [summary[m][k][0] for m in methods]
+        stds = [summary[m][k][1] for m in methods]
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=[colours[m] for m in methods])
         ax.set_title(title, fontsize=9)
-    labels = [f"{m}\n{summary[m]['trainable']:,} trainable" for m in METHODS]
+    labels = [f"{m}\n{summary[m]['trainable']:,} trainable" for m in methods]
     for ax in axes:
-        ax.set_xticks(range(3), labels, fontsize=7)
-    fig.suptitle("KIND diversion MNIST 0-4 -> 5-9 (smoke budget, mean ± std over seeds)", fontsize=10)
+        ax.set_xticks(range(len(methods)), labels, fontsize=7)
+    fig.suptitle(f"KIND diversion MNIST 0-4 -> 5-9 (mean ± std over {summary[methods[0]]['n']} seeds)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "kind_transfer.png", dpi=110)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
-    for ax, m in zip(axes, METHODS):
+    fig, axes = plt.subplots(1, len(methods), figsize=(3 * len(methods), 3.6))
+    for ax, m in zip(axes, methods):
         grid = np.asarray(Image.open(out / f"{m}_s{seed}_samples.png"))
         ax.imshow(grid[: 2 + 6 * 30], cmap="gray", vmin=0, vmax=255)  # first 6 rows of 28+2 px
         ax.set_title(f"{m} (seed {seed}); columns = digits 5..9", fontsize=9)
@@ -128,8 +133,10 @@ def main() -> None:
     p.add_argument("--int-steps", type=int, default=300, help="integration steps (batch 32)")
     p.add_argument("--steps", type=int, default=80, help="transfer steps (batch 32)")
     p.add_argument("--n", type=int, default=250, help="samples per run (50 per class)")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--ddim", type=int, default=10, help="DDIM steps of the evaluated samples")
     a = p.parse_args()
-    rows = run(a.out, a.seeds, a.int_steps, a.steps, a.n)
+    rows = run(a.out, a.seeds, a.int_steps, a.steps, a.n, a.methods, a.ddim)
     summary = summarise(rows)
     from fmlab.utils.io import write_json
 
