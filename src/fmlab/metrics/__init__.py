@@ -9,6 +9,7 @@
 """
 
 from fmlab.metrics._types import MeanStd
+from fmlab.metrics.captioning import bleu4, caption_scores, cider_d
 from fmlab.metrics.classifier_score import inception_score
 from fmlab.metrics.detection import box_retrieval_ap, mean_box_retrieval_ap
 from fmlab.metrics.evaluate import METRICS, evaluate
@@ -31,6 +32,9 @@ from fmlab.metrics.text_recognition import character_accuracy, edit_distance, se
 
 __all__ = [
     "EXTRACTORS",
+    "bleu4",
+    "caption_scores",
+    "cider_d",
     "box_retrieval_ap",
     "mean_box_retrieval_ap",
     "character_accuracy",
