@@ -28,10 +28,15 @@ from fmlab.metrics.streaming import (
     StreamingKID,
     StreamingPRDC,
 )
+from fmlab.metrics.text_image import attribute_agreement, clip_score, frame_jitter, r_precision
 from fmlab.metrics.text_recognition import character_accuracy, edit_distance, sequence_accuracy
 
 __all__ = [
     "EXTRACTORS",
+    "attribute_agreement",
+    "clip_score",
+    "frame_jitter",
+    "r_precision",
     "bleu4",
     "caption_scores",
     "cider_d",
