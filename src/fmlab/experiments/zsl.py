@@ -163,7 +163,7 @@ def run_zsl(run: ZSLRun) -> list[dict]:
     from fmlab.features import cached_features
     from fmlab.models import create_backbone
     from fmlab.results import Protocol, ResultsStore
-    from fmlab.zsl.semantics import class_semantics, resolve_descriptions
+    from fmlab.zsl.semantics import center_semantics, class_semantics, resolve_descriptions
 
     t0 = time.perf_counter()
     if run.method not in METHODS:
@@ -191,6 +191,8 @@ def run_zsl(run: ZSLRun) -> list[dict]:
     else:
         X, y = _seen_train(ftrain.features, ftrain.labels.numpy(), seen, cfg.data.per_class)
         Xt, yt = ftest.features, ftest.labels.numpy()
+    if cfg.data.center_semantics:
+        semantics = center_semantics(semantics, seen)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
