@@ -52,7 +52,7 @@ def parse_unseen(text: str, class_names: list[str], data: str) -> list[int]:
         ConfigError: an unknown or repeated name, none given, or no seen class left.
 
     Examples:
-        >>> parse_unseen("cat, dog", ["cat", "dog", "frog"], "x")
+        >>> parse_unseen("cat, dog", ["cat", "dog", "frog", "ship"], "x")
         [0, 1]
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
