@@ -212,3 +212,9 @@ def test_cli_end_to_end_on_a_tiny_source(tmp_path):
         assert all(0 <= r["gzsl_h"] <= 1 and r["protocol"]["unseen"] == ["c3"] for r in recs)
         assert (out / "summary.md").is_file() and (out / "fmlab.db").is_file()
     assert (tmp_path / "lisgan" / "features_pca.png").is_file()
+    # --validate: c3 dropped, c2 plays unseen, held-out train images are the test set
+    out = tmp_path / "val"
+    assert main(["zsl", "--backbone", "resnet20_cifar", "--data", f"npz:{data}", "--unseen", "c3",
+                 "--validate", "c2", "--method", "projection", "--seeds", "1", "--out", str(out)]) == 0
+    rec = json.loads((out / "results.json").read_text())[0]
+    assert rec["protocol"]["unseen"] == ["c2"] and rec["protocol"]["test_split"].startswith("train")

@@ -152,6 +152,50 @@ def _protocol(run: ZSLRun, bb, train, test, test_name: str, class_names, unseen,
             "text_encoder": cfg.data.text_encoder, "config": config_to_dict(cfg)}
 
 
+def _semantics(cfg: ZSLConfig, names: list[str], data: str) -> tuple[torch.Tensor, str]:
+    """(K, S) class vectors (before centring) and what they were made from."""
+    from fmlab.zsl.semantics import class_semantics, resolve_descriptions
+
+    descriptions, described = resolve_descriptions(cfg.data.descriptions, data)
+    try:
+        return class_semantics(names, descriptions, cfg.data.text_encoder), described
+    except ConfigError as e:
+        raise ConfigError(f"data.descriptions: {e}") from None
+
+
+def _problem(run: ZSLRun, cfg: ZSLConfig, ftrain, ftest, names: list[str], unseen: list[int]):
+    """``(seen, unseen, (X, y), (Xt, yt), validating)``: the test split's problem, or with
+    ``--validate`` the pseudo-unseen one built from train images only."""
+    if run.validate:  # pseudo-unseen seen classes, train images only: no test image is touched
+        val = parse_unseen(run.validate, names, run.data)
+        if set(val) & set(unseen):
+            raise ConfigError("--validate: name seen classes only (they play the unseen ones)")
+        seen, unseen, train, test = _validation_view(
+            ftrain.features, ftrain.labels.numpy(), unseen, val, len(names), cfg.data.per_class)
+        return seen, unseen, train, test, True
+    seen = [c for c in range(len(names)) if c not in unseen]
+    train = _seen_train(ftrain.features, ftrain.labels.numpy(), seen, cfg.data.per_class)
+    return seen, unseen, train, (ftest.features, ftest.labels.numpy()), False
+
+
+def _fit_seeds(run: ZSLRun, cfg: ZSLConfig, problem, semantics: torch.Tensor, names: list[str],
+               protocol: dict) -> list[dict]:
+    """One record per seed; the first GAN seed also draws ``features_pca.png``."""
+    seen, unseen, (X, y), (Xt, yt), _ = problem
+    out, records = Path(run.out), []
+    for seed in run.seeds:
+        t1 = time.perf_counter()
+        model = _model(cfg, run.method, seed, out / f"seed{seed}" if run.method != "projection" else None)
+        model.fit(X, y, semantics, seen, unseen)
+        records.append({"method": run.method, "seed": seed, **_evaluate(model, Xt, yt, seen, unseen),
+                        "fit_seconds": round(time.perf_counter() - t1, 2), "protocol": protocol})
+        if run.method != "projection" and seed == run.seeds[0]:
+            from fmlab.zsl.plot import plot_real_vs_synthetic
+
+            plot_real_vs_synthetic(model, Xt, yt, unseen, names, out / "features_pca.png")
+    return records
+
+
 def run_zsl(run: ZSLRun) -> list[dict]:
     """Run ``run.method`` for every seed and write the outputs into ``run.out``.
 
@@ -163,7 +207,7 @@ def run_zsl(run: ZSLRun) -> list[dict]:
     from fmlab.features import cached_features
     from fmlab.models import create_backbone
     from fmlab.results import Protocol, ResultsStore
-    from fmlab.zsl.semantics import center_semantics, class_semantics, resolve_descriptions
+    from fmlab.zsl.semantics import center_semantics
 
     t0 = time.perf_counter()
     if run.method not in METHODS:
@@ -172,49 +216,28 @@ def run_zsl(run: ZSLRun) -> list[dict]:
     source, train, test, test_name = open_labelled(run.data, run.data_root, command="fmlab zsl")
     names = list(source.class_names)
     unseen = parse_unseen(run.unseen, names, run.data)
-    seen = [c for c in range(len(names)) if c not in unseen]
-    descriptions, described = resolve_descriptions(cfg.data.descriptions, run.data)
-    try:
-        semantics = class_semantics(names, descriptions, cfg.data.text_encoder)
-    except ConfigError as e:
-        raise ConfigError(f"data.descriptions: {e}") from None
+    semantics, described = _semantics(cfg, names, run.data)
     bb = create_backbone(run.backbone, weights=run.weights,
                          seed=run.init_seed if run.weights is None else None)
     ftrain, ftest = cached_features(bb, train), cached_features(bb, test)
-    if run.validate:  # pseudo-unseen seen classes, train images only: no test image is touched
-        val = parse_unseen(run.validate, names, run.data)
-        if set(val) & set(unseen):
-            raise ConfigError("--validate: name seen classes only (they play the unseen ones)")
-        seen, unseen, (X, y), (Xt, yt) = _validation_view(
-            ftrain.features, ftrain.labels.numpy(), unseen, val, len(names), cfg.data.per_class)
-        test_name = "train[held-out 20%]"
-    else:
-        X, y = _seen_train(ftrain.features, ftrain.labels.numpy(), seen, cfg.data.per_class)
-        Xt, yt = ftest.features, ftest.labels.numpy()
+    problem = _problem(run, cfg, ftrain, ftest, names, unseen)
+    seen, unseen, (X, _), (_, yt), validating = problem
     if cfg.data.center_semantics:
         semantics = center_semantics(semantics, seen)
+    if validating:
+        test_name = "train[held-out 20%]"
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     protocol = _protocol(run, bb, train, test, test_name, names, unseen, described, cfg)
-    records = []
-    for seed in run.seeds:
-        t1 = time.perf_counter()
-        model = _model(cfg, run.method, seed, out / f"seed{seed}" if run.method != "projection" else None)
-        model.fit(X, y, semantics, seen, unseen)
-        rec = {"method": run.method, "seed": seed, **_evaluate(model, Xt, yt, seen, unseen),
-               "fit_seconds": round(time.perf_counter() - t1, 2), "protocol": protocol}
-        records.append(rec)
-        if run.method != "projection" and seed == run.seeds[0]:
-            from fmlab.zsl.plot import plot_real_vs_synthetic
-
-            plot_real_vs_synthetic(model, Xt, yt, unseen, names, out / "features_pca.png")
+    records = _fit_seeds(run, cfg, problem, semantics, names, protocol)
     write_json(out / "results.json", records)
     with atomic_write(out / "summary.md", "w") as f:
         f.write(_summary(records, run, names, unseen, described))
     if run.db is not None:
         ResultsStore(run.db).record(
-            "zsl", Protocol.of(run.data, test_name, backbone=bb, train=train, test=test,
+            "zsl", Protocol.of(run.data, test_name, backbone=bb, train=train,
+                               test=train if validating else test,
                                unseen=protocol["unseen"], descriptions=described),
             records, METRICS, seconds_key="fit_seconds")
     write_json(out / "run.json", {"seconds": round(time.perf_counter() - t0, 2),
