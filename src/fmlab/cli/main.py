@@ -39,6 +39,7 @@ COMMANDS = {
     "attack": "fmlab.cli.attack",
     "diffusion": "fmlab.cli.diffusion",
     "vlgpt": "fmlab.cli.vlgpt",
+    "translate": "fmlab.cli.translate",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
