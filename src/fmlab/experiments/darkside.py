@@ -207,3 +207,48 @@ def run_darkside(cfg: DarkSideConfig, run_dir: str | os.PathLike, resume: bool =
               "gem_p": float(net.pool.p.detach()), "mAP": evaluate_net(net, dom)}
     write_json(run_dir / "report.json", report)
     return report
+
+
+def _save_rows(rows: list[np.ndarray], path: str | os.PathLike, scale: int = 3) -> Path:
+    """Tile equal-length rows of uint8 HWC images into one PNG (nearest upscaling ×``scale``)."""
+    from PIL import Image
+
+    from fmlab.gan.grid import tile
+    from fmlab.utils.io import atomic_path
+
+    grid = tile(np.concatenate(rows), nrow=len(rows[0]), fill=255)
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale),
+                                       Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def write_domains(cfg: DarkSideConfig, out: str | os.PathLike) -> dict[str, Any]:
+    """The translator's two unpaired domains as plain npz (``x``: uint8 HWC) and a preview.
+
+    Writes ``OUT/day.npz`` (``data.translator_day`` plentiful day images), ``OUT/night.npz``
+    (``night.scarce`` degraded images, disjoint from every metric-learning image) and
+    ``OUT/domains.png`` (test queries: day row over their night row).
+    """
+    from fmlab.utils.io import atomic_path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dom = load_domains(cfg)
+    for name, x in (("day", dom.translator_day), ("night", dom.scarce_night)):
+        with atomic_path(out / f"{name}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, x=x)
+    _save_rows([dom.query[:12], dom.night_query[:12]], out / "domains.png")
+    return {"day": len(dom.translator_day), "night": len(dom.scarce_night), "out": str(out)}
+
+
+def write_examples(cfg: DarkSideConfig, translator: str | os.PathLike, path: str | os.PathLike,
+                   n: int = 12) -> Path:
+    """A PNG of ``n`` test queries: day row, real night row (the degradation), translated row."""
+    dom = load_domains(cfg)
+    fake = translator_fn(os.path.expandvars(str(translator)))(dom.query[:n])
+    return _save_rows([dom.query[:n], dom.night_query[:n], fake], path)

@@ -42,7 +42,7 @@ class GeM(nn.Module):
         return gem(x, self.p, self.eps)
 
     def extra_repr(self) -> str:
-        return f"p={float(self.p):.3f}, eps={self.eps}"
+        return f"p={float(self.p.detach()):.3f}, eps={self.eps}"
 
 
 class RetrievalNet(nn.Module):
