@@ -15,8 +15,8 @@ import torch
 
 from fmlab.cli.main import main
 from fmlab.errors import ConfigError
-from fmlab.experiments.darkside import (build_net, load_darkside_config, load_domains,
-                                        night_variants, run_darkside)
+from fmlab.experiments.darkside import (build_net, evaluate_net, load_darkside_config,
+                                        load_domains, load_net, night_variants, run_darkside)
 from fmlab.retrieval import ContrastiveLoss, DarkSideObjective
 
 TINY = ["data.source=cifar10_demo", "data.train_limit=96", "data.translator_day=64",
@@ -61,7 +61,9 @@ def test_run_with_stand_in_translator_is_repeatable(tmp_path, one_thread):
     assert reps[0]["mAP"] == reps[1]["mAP"]
     assert set(reps[0]["mAP"]) == {"day_to_day", "night_to_day", "night_to_night"}
     assert json.loads((tmp_path / "r0" / "report.json").read_text())["step"] == 3
-    assert (tmp_path / "r0" / "encoder.safetensors").is_file()
+    net, cfg2 = load_net(tmp_path / "r0")                   # what `fmlab retrieval eval --model` reads
+    assert cfg2.augment.positives == "translated"
+    assert evaluate_net(net, load_domains(cfg2)) == reps[0]["mAP"]
 
 
 def test_config_errors_name_the_key():

@@ -159,11 +159,12 @@ def load_net(run_dir: str | os.PathLike) -> tuple[RetrievalNet, DarkSideConfig]:
         raise ConfigError(f"{run}: no encoder.safetensors (not a finished fmlab retrieval run)")
     cfg = load_darkside_config(run / "config.yaml")
     net = build_net(cfg)
-    missing = net.load_state_dict(load_file(run / "encoder.safetensors"), strict=False)
-    if missing.missing_keys or missing.unexpected_keys:
-        raise DataError(f"{run}/encoder.safetensors does not fit the config's network: "
-                        f"missing {missing.missing_keys[:3]}, unexpected {missing.unexpected_keys[:3]}")
-    return net, cfg
+    try:
+        net.load_state_dict(load_file(run / "encoder.safetensors"), strict=True)
+    except RuntimeError as e:
+        raise DataError(f"{run}/encoder.safetensors does not fit the config's network "
+                        f"({str(e)[:200]})") from None
+    return net.eval(), cfg
 
 
 def run_darkside(cfg: DarkSideConfig, run_dir: str | os.PathLike, resume: bool = False,
