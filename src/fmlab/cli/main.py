@@ -40,6 +40,8 @@ COMMANDS = {
     "diffusion": "fmlab.cli.diffusion",
     "vlgpt": "fmlab.cli.vlgpt",
     "zsl": "fmlab.cli.zsl",
+    "translate": "fmlab.cli.translate",
+    "retrieval": "fmlab.cli.retrieval",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports

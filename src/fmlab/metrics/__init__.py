@@ -19,6 +19,7 @@ from fmlab.metrics.kernel_distance import kid
 from fmlab.metrics.neighbours import intra_prdc, prdc
 from fmlab.metrics.protocol import metric_protocol
 from fmlab.metrics.reference import ReferenceStats, reference_statistics
+from fmlab.metrics.retrieval import class_retrieval_map, mean_average_precision
 from fmlab.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou
 from fmlab.metrics.streaming import (
     FeatureStats,
@@ -41,6 +42,8 @@ __all__ = [
     "caption_scores",
     "cider_d",
     "box_retrieval_ap",
+    "class_retrieval_map",
+    "mean_average_precision",
     "mean_box_retrieval_ap",
     "character_accuracy",
     "confusion_matrix",

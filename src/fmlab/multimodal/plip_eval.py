@@ -16,36 +16,8 @@ import numpy as np
 import torch
 
 from fmlab.errors import DataError
+from fmlab.metrics.retrieval import mean_average_precision
 from fmlab.multimodal.evaluate import embed_images, embed_texts
-
-
-def mean_average_precision(scores: torch.Tensor, relevant: torch.Tensor) -> float:
-    """Mean over queries (rows) of average precision; queries with no relevant item are skipped.
-
-    Args:
-        scores: ``(Q, N)`` query-to-item scores (higher first).
-        relevant: ``(Q, N)`` bool.
-
-    Returns:
-        mAP in [0, 1] (nan when no query has a relevant item).
-
-    Examples:
-        >>> mean_average_precision(torch.tensor([[0.9, 0.1, 0.5]]), torch.tensor([[True, False, True]]))
-        1.0
-        >>> mean_average_precision(torch.tensor([[0.1, 0.9]]), torch.tensor([[True, False]]))
-        0.5
-    """
-    if scores.shape != relevant.shape:
-        raise DataError(f"scores {tuple(scores.shape)} and relevant {tuple(relevant.shape)} differ")
-    keep = relevant.any(1)
-    if not bool(keep.any()):
-        return float("nan")
-    order = scores[keep].argsort(dim=1, descending=True)
-    rel = relevant[keep].gather(1, order).float()
-    hits = rel.cumsum(1)
-    ranks = torch.arange(1, rel.shape[1] + 1, dtype=torch.float32)
-    ap = (rel * hits / ranks).sum(1) / rel.sum(1)
-    return float(ap.mean())
 
 
 def canvas_objects(split) -> tuple[np.ndarray, np.ndarray]:
