@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 TARGETS = {"invert": "invert", "bold": "bold", "font": "none"}   # name -> target_domain
-METHODS = ("adaptor", "full")
+METHODS = ("adaptor", "full", "full@100")   # method[@steps]; no @: the config's steps
 METRICS = ("likeness", "diversity", "precision", "recall")
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"
 
@@ -58,9 +58,11 @@ def make_targets(out: Path) -> None:
 def run_one(source: str, target: Path, domain: str, method: str, seed: int, out: Path,
             extra: list[str]) -> dict:
     if not (out / "report.json").is_file():
+        name, _, steps = method.partition("@")
         cmd = ["fmlab", "gan", "adapt", "--config", "configs/gan/genda_mnist.yaml",
                "--generator", source, "--target", str(target), "--target-domain", domain,
-               "--method", method, "--seed", str(seed), "--out", str(out), *extra]
+               "--method", name, "--seed", str(seed), "--out", str(out), *extra]
+        cmd += ["--steps", steps] if steps else []
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return json.loads((out / "report.json").read_text())
@@ -91,13 +93,39 @@ def summarise(rows: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def figures(rows: dict, targets: Path, runs: Path, dest: Path, methods: list[str],
+            seed: int) -> None:
+    """One PNG per target: the target (×4), then the source, and each method's 64-sample grid
+    (seed ``seed``), side by side with 8 px gaps."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for t in rows:
+        first = runs / f"{t}_{methods[0].replace('@', '')}_s{seed}"
+        panels = [np.asarray(Image.open(first / "samples_source.png").convert("L"))]
+        panels += [np.asarray(Image.open(runs / f"{t}_{m.replace('@', '')}_s{seed}"
+                                         / "samples_adapted.png").convert("L")) for m in methods]
+        h = panels[0].shape[0]
+        tgt = np.asarray(Image.open(targets / f"{t}.png").convert("L"))
+        big = np.kron(tgt, np.ones((4, 4), np.uint8))
+        col = np.full((h, big.shape[1]), 128, np.uint8)
+        col[:big.shape[0]] = big
+        row = [col]
+        for p in panels:
+            row += [np.full((h, 8), 255, np.uint8), p]
+        Image.fromarray(np.concatenate(row, 1)).save(dest / f"{t}.png")
+    print(f"wrote panels: target | source | {' | '.join(methods)} to {dest}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--make-targets", default=None, help="write the target PNGs here and stop")
     p.add_argument("--source", help="the source style generator run directory")
     p.add_argument("--targets", default="docs/results/genda/targets")
     p.add_argument("--names", default=",".join(TARGETS), help="comma list of targets")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma list of method[@steps]")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--figures", default=None, help="also write <target>.png panels here")
     p.add_argument("--out", default="runs/genda")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
@@ -110,12 +138,16 @@ def main() -> int:
     out = Path(args.out)
     rows: dict = {}
     for t in args.names.split(","):
-        for method in METHODS:
+        for method in args.methods.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
+                tag = method.replace("@", "")
                 rep = run_one(args.source, Path(args.targets) / f"{t}.png", TARGETS[t], method,
-                              seed, out / f"{t}_{method}_s{seed}", extra)
+                              seed, out / f"{t}_{tag}_s{seed}", extra)
                 rows.setdefault(t, {}).setdefault(method, []).append(rep)
     summarise(rows, out)
+    if args.figures:
+        figures(rows, Path(args.targets), out, Path(args.figures), args.methods.split(","),
+                int(args.seeds.split(",")[0]))
     return 0
 
 

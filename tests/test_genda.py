@@ -38,8 +38,8 @@ def test_adaptor_at_init_reproduces_source_exactly():
     with torch.no_grad():
         assert torch.equal(A(z), G(z))                       # eval: psi = 1, a = 1, b = 0
         assert torch.equal(A(z, psi=0.5), G.synthesis(G.styles(A.truncate(G.map(z), 0.5))))
-    assert A.num_layers == G.num_layers == 5                 # 4x4 + 2 per 8x8, 16x16
-    assert A.adaptor_a.shape == A.adaptor_b.shape == (5, 8)
+    assert A.num_layers == G.num_layers == 3                 # 4x4, 8x8, 16x16
+    assert A.adaptor_a.shape == A.adaptor_b.shape == (3, 8)
 
 
 def test_adaptor_is_the_per_layer_affine_of_w():

@@ -4,10 +4,12 @@ Why a second generator family: truncation and GenDA's attribute adaptor act on t
 intermediate latent w of a *mapping network*, which the DCGAN/SNGAN/BigGAN generators lack.
 
 ``style`` — z → PixelNorm → ``mapping_layers`` × (Linear, LeakyReLU 0.2) = w; synthesis starts
-from a learned 4×4 constant and runs L = 1 + 2·log2(img_size/4) :class:`StyleConv` layers
-(3×3 conv → LeakyReLU → instance norm → AdaIN with a per-layer affine of w), upsampling ×2 before
-each resolution's first conv, then a 1×1 conv and tanh. No noise inputs: all variation comes
-from w. ``w_avg`` (a buffer) is the running mean of the mapping outputs while training
+from a 4×4 map made by a linear layer of the first layer's latent w_0 (DCGAN-like, not
+StyleGAN's learned constant: with a constant input and instance norm the first version of this
+net collapsed to one digit by step 1,000 on MNIST) and runs L = 1 + log2(img_size/4)
+:class:`StyleConv` layers (×2 upsampling except the first, 3×3 conv → LeakyReLU → pixel norm →
+FiLM with a per-layer affine of w_l), then a 1×1 conv and tanh. No noise inputs and no batch
+statistics: every sample is a deterministic function of its own w. ``w_avg`` (a buffer) is the running mean of the mapping outputs while training
 (StyleGAN's ``w_avg_beta`` = 0.995), used for truncation w̄ + ψ(w − w̄).
 
 ``style_genda`` — the same net plus GenDA's attribute adaptor: per-layer w'_l = a_l ⊙ w + b_l with
@@ -30,7 +32,10 @@ from fmlab.gan.nets.layers import conv, linear
 
 
 class StyleConv(nn.Module):
-    """3×3 conv → LeakyReLU → InstanceNorm → x·(1 + γ(w)) + β(w) (AdaIN; γ, β start at 0)."""
+    """3×3 conv → LeakyReLU → PixelNorm → x·(1 + γ(w)) + β(w) (γ, β affine in w).
+
+    Pixel norm (PGGAN) normalises each pixel's channel vector, so it needs no batch statistics
+    and keeps the spatial content that instance norm would wash out."""
 
     def __init__(self, cin: int, cout: int, w_dim: int, upsample: bool) -> None:
         super().__init__()
@@ -43,7 +48,8 @@ class StyleConv(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = F.instance_norm(F.leaky_relu(self.conv(x), 0.2))
+        x = F.leaky_relu(self.conv(x), 0.2)
+        x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         gamma, beta = self.affine(w)[:, :, None, None].chunk(2, dim=1)
         return x * (1 + gamma) + beta
 
@@ -83,12 +89,12 @@ class StyleGenerator(Generator):
         for i in range(mapping_layers):
             layers += [linear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2)]
         self.mapping = nn.Sequential(*layers)
-        self.const = nn.Parameter(torch.randn(1, 4 * ch, 4, 4))
         widths = [4 * ch] + [max(4 * ch >> max(r - 1, 0), 1) for r in range(1, int(k) + 1)]
+        self.ch0 = widths[0]
+        self.input = linear(w_dim, widths[0] * 16)
         convs = [StyleConv(widths[0], widths[0], w_dim, upsample=False)]
-        for cin, cout in zip(widths[:-1], widths[1:]):
-            convs += [StyleConv(cin, cout, w_dim, upsample=True),
-                      StyleConv(cout, cout, w_dim, upsample=False)]
+        convs += [StyleConv(cin, cout, w_dim, upsample=True)
+                  for cin, cout in zip(widths[:-1], widths[1:])]
         self.convs = nn.ModuleList(convs)
         self.to_img = conv(widths[-1], channels, 1)
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -113,7 +119,7 @@ class StyleGenerator(Generator):
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         """Images from per-layer latents ``ws`` of shape (B, L, w_dim)."""
-        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        x = self.input(ws[:, 0]).view(ws.shape[0], self.ch0, 4, 4)
         for i, layer in enumerate(self.convs):
             x = layer(x, ws[:, i])
         return torch.tanh(self.to_img(x))
