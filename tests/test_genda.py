@@ -37,7 +37,8 @@ def test_adaptor_at_init_reproduces_source_exactly():
     z = G.sample_z(16, torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(A(z), G(z))                       # eval: psi = 1, a = 1, b = 0
-        assert torch.equal(A(z, psi=0.5), G.synthesis(G.styles(A.truncate(G.map(z), 0.5))))
+        w = A.truncate(G.map(z), 0.5)
+        assert torch.equal(A(z, psi=0.5), G.synthesis(G.styles(w), w))
     assert A.num_layers == G.num_layers == 3                 # 4x4, 8x8, 16x16
     assert A.adaptor_a.shape == A.adaptor_b.shape == (3, 8)
 

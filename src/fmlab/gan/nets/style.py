@@ -117,9 +117,10 @@ class StyleGenerator(Generator):
         """w̄ + ψ(w − w̄); ψ = 1 returns w itself."""
         return w if psi == 1.0 else self.w_avg + psi * (w - self.w_avg)
 
-    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
-        """Images from per-layer latents ``ws`` of shape (B, L, w_dim)."""
-        x = self.input(ws[:, 0]).view(ws.shape[0], self.ch0, 4, 4)
+    def synthesis(self, ws: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+        """Images from the input latent ``w_in`` (B, w_dim), which makes the 4×4 input map, and
+        the per-layer style latents ``ws`` (B, L, w_dim) of the FiLM layers."""
+        x = self.input(w_in).view(ws.shape[0], self.ch0, 4, 4)
         for i, layer in enumerate(self.convs):
             x = layer(x, ws[:, i])
         return torch.tanh(self.to_img(x))
@@ -131,7 +132,8 @@ class StyleGenerator(Generator):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None,
                 psi: float = 1.0) -> torch.Tensor:
         self._check(z, y)
-        return self.synthesis(self.styles(self.truncate(self.map(z), psi)))
+        w = self.truncate(self.map(z), psi)
+        return self.synthesis(self.styles(w), w)
 
 
 @register_generator("style_genda")
@@ -139,7 +141,10 @@ class GenDAGenerator(StyleGenerator):
     """:class:`StyleGenerator` with GenDA's attribute adaptor w'_l = a_l ⊙ w + b_l.
 
     ``adaptor_a`` (ones) and ``adaptor_b`` (zeros) are (L, w_dim) parameters — 2·L·w_dim scalars,
-    the only generator weights GenDA trains. In training mode the latents are truncated with
+    the only generator weights GenDA trains. They act on the style latents of the L FiLM layers,
+    not on the latent that makes the 4×4 input map: that map plays the role of StyleGAN's
+    constant input, which the paper's adaptor does not touch (a first version that also adapted
+    it turned every digit into a copy of the target's stroke). In training mode the latents are truncated with
     ``train_psi`` before the adaptor (easier optimisation from one image); ``forward`` in eval
     mode uses ψ = 1 unless ``psi`` is given.
 
