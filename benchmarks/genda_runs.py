@@ -31,7 +31,7 @@ import numpy as np
 
 TARGETS = {"invert": "invert", "bold": "bold", "font": "none"}   # name -> target_domain
 METHODS = ("adaptor", "full", "full@100")   # method[@steps]; no @: the config's steps
-METRICS = ("likeness", "diversity", "precision", "recall")
+METRICS = ("likeness", "diversity", "precision", "recall", "intensity")
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"
 
 
@@ -77,9 +77,13 @@ def summarise(rows: dict, out: Path) -> None:
              "|---|---|" + "---|" * (len(METRICS) + 1)]
     summary = {}
     for t, by_method in rows.items():
-        src = [r["metrics"]["source"] for r in by_method[METHODS[0]]]
+        first = next(iter(by_method.values()))[0]
+        src = first["metrics"]["source"]
+        ref = first["reference_intensity"]
         lines.append(f"| {t} | source (ψ=1) | "
-                     + " | ".join(f"{src[0][m]:.3f}" for m in METRICS) + " | – |")
+                     + " | ".join(f"{src[m]:.3f}" for m in METRICS) + " | – |")
+        lines.append(f"| {t} | T(source) / target | – | – | – | – | {ref['mapped_source']:.3f}"
+                     f" / {ref['target']:.3f} | – |")
         for method, reps in by_method.items():
             vals = {m: [r["metrics"]["adapted"][m] for r in reps] for m in METRICS}
             cpu = statistics.mean(r["cpu_seconds"] for r in reps) / 60
