@@ -117,7 +117,7 @@ def figures(rows: dict, targets: Path, runs: Path, dest: Path, methods: list[str
         row = [col]
         for p in panels:
             row += [np.full((h, 8), 255, np.uint8), p]
-        Image.fromarray(np.concatenate(row, 1)).save(dest / f"{t}.png")
+        Image.fromarray(np.concatenate(row, 1)).save(dest / f"panel_{t}.png")
     print(f"wrote panels: target | source | {' | '.join(methods)} to {dest}")
 
 
@@ -129,7 +129,7 @@ def main() -> int:
     p.add_argument("--names", default=",".join(TARGETS), help="comma list of targets")
     p.add_argument("--methods", default=",".join(METHODS), help="comma list of method[@steps]")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--figures", default=None, help="also write <target>.png panels here")
+    p.add_argument("--figures", default=None, help="also write panel_<target>.png here")
     p.add_argument("--out", default="runs/genda")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
