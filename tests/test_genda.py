@@ -161,3 +161,17 @@ def test_style_config_builds_the_nets():
     assert g_spec["arch"] == "style" and g_spec["kwargs"]["w_dim"] == 64
     x = G(G.sample_z(2))
     assert x.shape == (2, 1, 32, 32) and D(x).logits.shape == (2,)
+
+
+def test_shipped_genda_config_loads_with_flags_and_overrides():
+    from fmlab.experiments.genda import GenDAConfig
+    from fmlab.experiments.unlearn_config import load_dataclass_config
+
+    cfg = load_dataclass_config(GenDAConfig, "configs/gan/genda_mnist.yaml", ["stage.steps=7"],
+                                {"generator": "G", "target": "t.png", "out": "o",
+                                 "method": "full"})
+    assert (cfg.method, cfg.stage.steps, cfg.stage.diffaug, cfg.train_psi) == (
+        "full", 7, "translation,cutout", 0.7)
+    with pytest.raises(ConfigError, match="lr_adaptr"):
+        load_dataclass_config(GenDAConfig, None, ["lr_adaptr=1"],
+                              {"generator": "G", "target": "t", "out": "o"})

@@ -76,6 +76,7 @@ class StyleGenerator(Generator):
         z_dim, w_dim, ch, channels, img_size, mapping_layers = check_sizes(
             who, z_dim=z_dim, w_dim=w_dim, ch=ch, channels=channels, img_size=img_size,
             mapping_layers=mapping_layers)
+        (num_classes,) = check_sizes(who, 0, num_classes=num_classes)
         if num_classes:
             raise ConfigError(f"{who}: num_classes must be 0 (unconditional), got {num_classes}")
         k = math.log2(img_size / 4) if img_size >= 4 else -1
