@@ -4,7 +4,7 @@ Why a second generator family: truncation and GenDA's attribute adaptor act on t
 intermediate latent w of a *mapping network*, which the DCGAN/SNGAN/BigGAN generators lack.
 
 ``style`` — z → PixelNorm → ``mapping_layers`` × (Linear, LeakyReLU 0.2) = w; synthesis starts
-from a 4×4 map made by a linear layer of the first layer's latent w_0 (DCGAN-like, not
+from a 4×4 map made by a linear layer of w (DCGAN-like, not
 StyleGAN's learned constant: with a constant input and instance norm the first version of this
 net collapsed to one digit by step 1,000 on MNIST) and runs L = 1 + log2(img_size/4)
 :class:`StyleConv` layers (×2 upsampling except the first, 3×3 conv → LeakyReLU → pixel norm →
@@ -56,7 +56,7 @@ class StyleConv(nn.Module):
 
 @register_generator("style")
 class StyleGenerator(Generator):
-    """Mapping MLP z → w plus an AdaIN synthesis network (see the module docstring).
+    """Mapping MLP z → w plus a FiLM-modulated synthesis network (see the module docstring).
 
     Args:
         z_dim: latent size.
