@@ -13,7 +13,7 @@ from fmlab.experiments.gan_config import load_gan_config
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "gan"
 EXPECTED = ["cifar10_sngan_hinge", "mnist_dcgan_ac", "mnist_dcgan_adaptivemix",
             "mnist_dcgan_adc", "mnist_dcgan_diffaug10", "mnist_dcgan_hinge",
-            "mnist_dcgan_hinge_diffaug", "mnist_dcgan_nodiffaug10"]
+            "mnist_dcgan_hinge_diffaug", "mnist_dcgan_nodiffaug10", "mnist_style"]
 
 
 def _load(name: str, *overrides: str):
@@ -21,14 +21,16 @@ def _load(name: str, *overrides: str):
 
 
 def test_every_experiment_has_a_valid_config():
-    # unlearn_*.yaml are `gan unlearn` settings (tests/gan_cli/test_unlearn_config.py)
+    # unlearn_*.yaml are `gan unlearn` settings (tests/gan_cli/test_unlearn_config.py),
+    # genda_*.yaml `gan adapt` settings (tests/test_genda.py)
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")
-                  if not p.stem.startswith("unlearn_")) == EXPECTED
+                  if not p.stem.startswith(("unlearn_", "genda_"))) == EXPECTED
     for name in EXPECTED:
         cfg = _load(name, "trainer.max_steps=7", "trainer.checkpoint_every=3", "data.limit=100")
         assert cfg.name == name
         assert (cfg.trainer.max_steps, cfg.trainer.checkpoint_every, cfg.data.limit) == (7, 3, 100)
-        assert cfg.ema.enabled and cfg.eval.n == 10000
+        # mnist_style (GenDA's source G) evaluates on 5,000 samples, as in its results
+        assert cfg.ema.enabled and cfg.eval.n == (5000 if name == "mnist_style" else 10000)
 
 
 def test_configs_encode_the_experiments():

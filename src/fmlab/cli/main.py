@@ -46,7 +46,7 @@ COMMANDS = {
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
 # another; the entry point wires them)
-SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn",), "adapt": ("fmlab.cli.adapt_meta",),
+SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn", "fmlab.cli.gan_adapt"), "adapt": ("fmlab.cli.adapt_meta",),
                "finetune": ("fmlab.cli.finetune_pvp",),
                "curate": ("fmlab.cli.curate_filter",)}
 

@@ -59,6 +59,25 @@ def _revalidate(cfg: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+def load_dataclass_config(cls: type, path: str | os.PathLike | None,
+                          overrides: Iterable[str] = (),
+                          values: Mapping[str, Any] | None = None) -> Any:
+    """A ``cls`` dataclass from a YAML file, then ``values`` (explicit flags), then ``--set``.
+
+    Shared by the GAN workflows whose settings are one flat dataclass with nested sections
+    (``gan unlearn``, ``gan adapt``): unknown keys and wrong types are errors naming the file
+    and the key, and ``__post_init__`` checks run again after the overrides.
+    """
+    data = _read_mapping(path) if path is not None else {}
+    for key, value in (values or {}).items():
+        _put(data, key, value)
+    where = str(path) if path is not None else "<flags>"
+    cfg = from_dict(cls, data, where=where)
+    for item in overrides:
+        apply_override(cfg, item)
+    return _revalidate(cfg)
+
+
 def load_unlearn_config(path: str | os.PathLike | None, overrides: Iterable[str] = (),
                         values: Mapping[str, Any] | None = None) -> UnlearnConfig:
     """The unlearning settings: file, then ``values`` (explicit flags), then ``--set`` overrides.
@@ -83,11 +102,4 @@ def load_unlearn_config(path: str | os.PathLike | None, overrides: Iterable[str]
         ...
         fmlab.errors.ConfigError: --set: unknown key 'gama' (did you mean 'gamma'?); known keys: ...
     """
-    data = _read_mapping(path) if path is not None else {}
-    for key, value in (values or {}).items():
-        _put(data, key, value)
-    where = str(path) if path is not None else "<flags>"
-    cfg = from_dict(UnlearnConfig, data, where=where)
-    for item in overrides:
-        apply_override(cfg, item)
-    return _revalidate(cfg)
+    return load_dataclass_config(UnlearnConfig, path, overrides, values)

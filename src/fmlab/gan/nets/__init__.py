@@ -32,6 +32,7 @@ from fmlab.gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from fmlab.gan.nets.layers import has_spectral_norm
 from fmlab.gan.nets.mlp import MLPDiscriminator, MLPGenerator
 from fmlab.gan.nets.sngan import SNGANDiscriminator, SNGANGenerator
+from fmlab.gan.nets.style import GenDAGenerator, StyleGenerator
 from fmlab.registry import Registry
 
 
@@ -48,7 +49,7 @@ def _build(registry: Registry, name: str, weights: str | os.PathLike | None,
 
 
 def create_generator(name: str, weights: str | os.PathLike | None = None, **kw) -> Generator:
-    """Build a registered generator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ...).
+    """Build a registered generator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ``style``, ...).
 
     Args:
         name: a name registered with ``@register_generator``; unknown names raise an error
@@ -77,7 +78,7 @@ def create_generator(name: str, weights: str | os.PathLike | None = None, **kw) 
 
 def create_discriminator(name: str, weights: str | os.PathLike | None = None,
                          **kw) -> Discriminator:
-    """Build a registered discriminator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ...).
+    """Build a registered discriminator by name (``mlp``, ``dcgan``, ``sngan``, ``biggan``, ``style``, ...).
 
     Args:
         name: a name registered with ``@register_discriminator``.
@@ -162,11 +163,13 @@ __all__ = [
     "DCGANGenerator",
     "DOutput",
     "Discriminator",
+    "GenDAGenerator",
     "Generator",
     "MLPDiscriminator",
     "MLPGenerator",
     "SNGANDiscriminator",
     "SNGANGenerator",
+    "StyleGenerator",
     "check_sizes",
     "create_discriminator",
     "create_generator",

@@ -22,6 +22,7 @@ from fmlab.engine.data import TensorSource
 from fmlab.engine.distributed import DistInfo
 from fmlab.engine.trainer import Trainer
 from fmlab.errors import ConfigError, DataError
+from fmlab.gan.diffaugment import parse_policy
 from fmlab.gan.ema import EMA
 from fmlab.gan.losses import get_loss
 from fmlab.gan.nets.base import Discriminator, Generator
@@ -42,6 +43,7 @@ class StageConfig:
     ema_decay: float = 0.99   # 0 = return the raw weights
     loss: str = "vanilla"     # the non-saturating loss of the paper
     log_every: int = 50
+    diffaug: str = ""         # DiffAugment policy on reals and fakes ("" = off; GenDA augments)
 
     def __post_init__(self) -> None:
         for k in ("steps", "batch_size"):
@@ -57,6 +59,7 @@ class StageConfig:
             raise ConfigError(f"stage config: r1_lambda must be a finite number >= 0, "
                               f"got {self.r1_lambda}")
         get_loss(self.loss)
+        parse_policy(self.diffaug)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def to_dict(self) -> dict:
@@ -84,7 +87,8 @@ class StageObjective(nn.Module):
         self.G = G
         self.D = D
         self.G_ema = EMA(G, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.step_cfg = GANStepConfig(loss=cfg.loss, r1_lambda=cfg.r1_lambda)
+        self.step_cfg = GANStepConfig(loss=cfg.loss, r1_lambda=cfg.r1_lambda,
+                                      diffaug=cfg.diffaug)
         self.state = GANState(ema=self.G_ema)
         self.penalty = penalty
 
