@@ -99,7 +99,7 @@ def figures(out: Path, summary: dict, seed: int) -> None:
     methods = list(summary)
     colours = {"learngene": "tab:green", "lora": "tab:blue", "scratch_matched": "tab:orange",
                "scratch": "tab:gray"}
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for ax, (k, title) in zip(axes, [("fid", "FID-LeNet vs test 5-9 (lower better)"),
                                      ("ifid", "intra-FID mean (lower better)"),
                                      ("class_recall", "LeNet class recall (higher better)")]):
@@ -107,7 +107,7 @@ def figures(out: Path, summary: dict, seed: int) -> None:
         stds = [summary[m][k][1] for m in methods]
         ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=[colours[m] for m in methods])
         ax.set_title(title, fontsize=9)
-    labels = [f"{m}\n{summary[m]['trainable']:,} trainable" for m in methods]
+    labels = [f"{m}\n{summary[m]['trainable']:,}\ntrainable" for m in methods]
     for ax in axes:
         ax.set_xticks(range(len(methods)), labels, fontsize=7)
     fig.suptitle(f"KIND diversion MNIST 0-4 -> 5-9 (mean ± std over {summary[methods[0]]['n']} seeds)",
@@ -115,11 +115,12 @@ def figures(out: Path, summary: dict, seed: int) -> None:
     fig.tight_layout()
     fig.savefig(out / "kind_transfer.png", dpi=110)
     plt.close(fig)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3 * len(methods), 3.6))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3 * len(methods), 3.6), squeeze=False)
+    axes = axes[0]
     for ax, m in zip(axes, methods):
         grid = np.asarray(Image.open(out / f"{m}_s{seed}_samples.png"))
         ax.imshow(grid[: 2 + 6 * 30], cmap="gray", vmin=0, vmax=255)  # first 6 rows of 28+2 px
-        ax.set_title(f"{m} (seed {seed}); columns = digits 5..9", fontsize=9)
+        ax.set_title(f"{m} (seed {seed})\ncolumns = digits 5..9", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out / "kind_grids.png", dpi=110)
