@@ -15,7 +15,7 @@ import torch
 from fmlab.errors import ConfigError
 from fmlab.gan import create_discriminator, create_generator
 from fmlab.gan.unlearn import StageConfig, train_stage
-from fmlab.gan.unlearn.guide import GuideConfig, GuideNet, train_guide
+from fmlab.gan.unlearn.guide import GuideConfig, train_guide
 from fmlab.gan.unlearn.guided import GuidedConfig, build_guided
 from fmlab.gan.unlearn.latents import LatentTerms, combine, not_target_nll, split_latents
 from fmlab.gan.unlearn.stopping import SelectStep, ValRecord, Validator, choose
