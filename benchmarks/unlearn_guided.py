@@ -5,7 +5,8 @@ one θ_N (EWC adaptation, 400 steps) and every setting from the same θ_G / θ_N
 ``name:key=value,...`` with keys ``kind`` (nl2|el2|il2|none), ``g`` (γ), ``a`` (anchor weight),
 ``n`` (negative-push weight), ``sel`` (validate every k steps, 0 = keep the last step), ``fall``
 (validation share fall that counts as removed), ``steps``, ``lrg``, ``lrd``, ``conf`` (anchor
-confidence). Metrics: the unchanged protocol (LeNet-5 share on 5,000 samples of a fixed z, FID-pos
+confidence), ``nthr`` (p_target that also makes a latent negative), ``online`` (1: fresh latents
+every step, 0: the fixed latent sets). Metrics: the unchanged protocol (LeNet-5 share on 5,000 samples of a fixed z, FID-pos
 with LeNet f6 features) against ``--reference`` (tuning: mnist:train with z seed 777; the
 reported runs: mnist:test with z seed 12345).
 
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 
 KEYS = {"kind": str, "g": float, "a": float, "n": float, "sel": int, "fall": float,
-        "steps": int, "lrg": float, "lrd": float, "conf": float}
+        "steps": int, "lrg": float, "lrd": float, "conf": float, "nthr": float,
+        "online": int}
 
 
 def default_setting() -> dict:
@@ -37,7 +39,8 @@ def default_setting() -> dict:
     return {"kind": c.repulsion, "g": c.gamma, "a": c.guided.anchor_weight,
             "n": c.guided.negative_weight, "sel": c.guided.select_every,
             "fall": c.guided.select_min_fall, "steps": c.unlearn.steps, "lrg": c.unlearn.lr_g,
-            "lrd": c.unlearn.lr_d, "conf": c.guided.anchor_confidence}
+            "lrd": c.unlearn.lr_d, "conf": c.guided.anchor_confidence,
+            "nthr": c.guided.negative_threshold, "online": int(c.guided.online)}
 
 
 def parse_settings(text: str) -> list[tuple[str, dict]]:
@@ -62,7 +65,8 @@ def run_setting(G, D, pos, theta_n, guide, ref, digit, seed, s, ev):
     from fmlab.gan.unlearn.guided import GuidedConfig, build_guided
 
     gcfg = GuidedConfig(anchor_weight=s["a"], negative_weight=s["n"], select_every=s["sel"],
-                        select_min_fall=s["fall"], anchor_confidence=s["conf"])
+                        select_min_fall=s["fall"], anchor_confidence=s["conf"],
+                        negative_threshold=s["nthr"], online=bool(s["online"]))
     terms, select = build_guided(G, guide, ref, digit, gcfg, seed, ev.seed)
     cfg = StageConfig(steps=s["steps"], lr_g=s["lrg"], lr_d=s["lrd"])
     kind = s["kind"]
@@ -81,7 +85,12 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=12345)
     ap.add_argument("--n-eval", type=int, default=5000)
     ap.add_argument("--out", default="runs/unlearn_guided")
+    ap.add_argument("--grid", default=None, metavar="PNG",
+                    help="only draw before/after grids of the saved seed-0 generators in --out")
     a = ap.parse_args()
+    if a.grid:
+        draw_grid(Path(a.out), Path(a.grid))
+        return
 
     import torch
     from safetensors.torch import save_file
@@ -135,6 +144,38 @@ def main() -> None:
                     save_file(Gu.state_dict(), str(out / f"G_digit{digit}_{name}_seed{seed}"
                                                    ".safetensors"))
     print(f"wrote {out}/rows.json")
+
+
+def draw_grid(run: Path, png: Path) -> None:
+    """Before / after sample grids (same 48 z, seed 0) for every saved generator in ``run``."""
+    import tempfile
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from safetensors.torch import load_file
+
+    from fmlab.gan import sample_grid
+    from fmlab.gan.io import load_generator
+
+    w = Path(os.environ["FMLAB_DATA"]) / "weights" / "mnist_small"
+    G0, _ = load_generator(w / "G--300.ckpt", "mlp")
+    files = sorted(run.glob("G_digit*_seed0.safetensors"))
+    fig, axes = plt.subplots(len(files), 2, figsize=(7, 3.6 * len(files)), squeeze=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = sample_grid(G0, 48, Path(tmp) / "b.png", seed=0, nrow=8)
+        for row, f in zip(axes, files):
+            G, _ = load_generator(w / "G--300.ckpt", "mlp")
+            G.load_state_dict(load_file(str(f)))
+            after = sample_grid(G, 48, Path(tmp) / "a.png", seed=0, nrow=8)
+            name = f.stem.replace("G_", "")
+            for ax, img, title in ((row[0], before, "pre-trained G"), (row[1], after, name)):
+                ax.imshow(img.squeeze(), cmap="gray")
+                ax.set_title(title, fontsize=9)
+                ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    print(f"wrote {png}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from fmlab.gan import create_discriminator, create_generator
 from fmlab.gan.unlearn import StageConfig, train_stage
 from fmlab.gan.unlearn.guide import GuideConfig, train_guide
 from fmlab.gan.unlearn.guided import GuidedConfig, build_guided
-from fmlab.gan.unlearn.latents import LatentTerms, combine, not_target_nll, split_latents
+from fmlab.gan.unlearn.latents import LatentTerms, OnlineLatentTerms, combine, not_target_nll, split_latents
 from fmlab.gan.unlearn.stopping import SelectStep, ValRecord, Validator, choose
 
 SHAPE = (1, 8, 8)
@@ -81,6 +81,25 @@ def test_anchor_is_zero_with_zero_gradient_at_theta_g_and_positive_after_a_move(
     with torch.no_grad():
         next(G.parameters()).add_(0.3)
     assert float(terms(G)[0].detach()) > 0
+
+
+def test_online_terms_zero_anchor_at_g0_and_direct_formula_after_a_move():
+    G, guide = _g(), _guide()
+    t = _target_with_both(G, guide)
+    terms = OnlineLatentTerms(copy.deepcopy(G), guide, t, 2.0, 0.0, confidence=0.5,
+                              batch_size=64, seed=5)
+    assert float(terms(G)[0].detach()) == 0.0
+    with torch.no_grad():
+        next(G.parameters()).add_(0.2)
+    terms.rng.manual_seed(5)
+    got = float(terms(G)[0].detach())
+    z = G.sample_z(64, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        x0 = terms.G0(z)
+        p0 = guide(x0).softmax(1)
+        keep = (p0.argmax(1) != t) & (p0.max(1).values >= 0.5)
+        direct = 2.0 * float(((G(z) - x0) ** 2)[keep].mean())
+    assert got == pytest.approx(direct, rel=1e-5) and got > 0
 
 
 def test_negative_push_step_lowers_the_guides_target_probability():

@@ -343,7 +343,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
                    "logs": unlearn_logs,
                    "guide": None if guide is None else {
                        "data": cfg.guided.guide_data, "train_accuracy": guide_acc,
-                       "latents": None if terms is None else {
+                       "latents": None if not hasattr(terms, "sets") else {
                            "positive": len(terms.sets.z_pos), "negative": len(terms.sets.z_neg)},
                        "selection": None if select is None else select.summary()}},
         "metrics": {"before": before, "adapted": adapted_metrics, "after": after},

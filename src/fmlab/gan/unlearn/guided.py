@@ -10,6 +10,7 @@ latent sets of :mod:`~fmlab.gan.unlearn.latents` and the stopping step of
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from fmlab.errors import ConfigError
 from fmlab.gan.nets.base import Generator
 from fmlab.gan.unlearn.guide import GuideConfig, GuideNet
-from fmlab.gan.unlearn.latents import LatentTerms, split_latents
+from fmlab.gan.unlearn.latents import LatentTerms, OnlineLatentTerms, split_latents
 from fmlab.gan.unlearn.stopping import SelectStep, Validator
 from fmlab.utils.validation import finite_float
 
@@ -31,7 +32,9 @@ class GuidedConfig:
     anchor_weight: float = 0.0        # λ_a on mean ‖G(z) − G₀(z)‖² over confident positives
     negative_weight: float = 0.0      # λ_n on −log(1 − p_target(G(z))) over negative latents
     anchor_confidence: float = 0.9    # guide probability needed to anchor a latent
-    n_latents: int = 5000             # latents drawn for the two sets
+    negative_threshold: float = 1.0   # p_target that makes a latent negative besides argmax
+    n_latents: int = 5000             # latents drawn for the two fixed sets
+    online: bool = True               # fresh latents every step instead of the fixed sets
     select_every: int = 0             # validate every k steps and keep the chosen step; 0 = last
     select_min_fall: float = 0.95     # validation share fall that counts as "removed"
     val_n: int = 2000                 # validation latents
@@ -40,7 +43,7 @@ class GuidedConfig:
     def __post_init__(self) -> None:
         for k in ("anchor_weight", "negative_weight"):
             setattr(self, k, finite_float(f"guided.{k}", getattr(self, k), low=0.0))
-        for k in ("anchor_confidence", "select_min_fall"):
+        for k in ("anchor_confidence", "negative_threshold", "select_min_fall"):
             v = finite_float(f"guided.{k}", getattr(self, k), low=0.0)
             if v > 1:
                 raise ConfigError(f"guided.{k} must lie in [0, 1], got {v}")
@@ -87,7 +90,7 @@ def reference_features(guide: GuideNet, source: str, data_root: str | None,
 
 def build_guided(G: Generator, guide: GuideNet, ref_features: np.ndarray, target_class: int,
                  cfg: GuidedConfig, seed: int, eval_seed: int | None = None
-                 ) -> tuple[LatentTerms | None, SelectStep | None]:
+                 ) -> tuple[LatentTerms | OnlineLatentTerms | None, SelectStep | None]:
     """The latent terms (None when both weights are 0) and the step selector (None when
     ``select_every`` is 0) for stage 2 of G₀ = ``G``.
 
@@ -96,8 +99,13 @@ def build_guided(G: Generator, guide: GuideNet, ref_features: np.ndarray, target
             ``eval_seed``).
     """
     terms = select = None
-    if cfg.anchor_weight > 0 or cfg.negative_weight > 0:
-        sets = split_latents(G, guide, target_class, cfg.n_latents, seed, cfg.anchor_confidence)
+    if (cfg.anchor_weight > 0 or cfg.negative_weight > 0) and cfg.online:
+        G0 = copy.deepcopy(G)
+        terms = OnlineLatentTerms(G0, guide, target_class, cfg.anchor_weight,
+                                  cfg.negative_weight, cfg.anchor_confidence, seed=seed)
+    elif cfg.anchor_weight > 0 or cfg.negative_weight > 0:
+        sets = split_latents(G, guide, target_class, cfg.n_latents, seed, cfg.anchor_confidence,
+                             negative_threshold=cfg.negative_threshold)
         terms = LatentTerms(sets, guide, target_class, cfg.anchor_weight, cfg.negative_weight,
                             seed=seed)
     if cfg.select_every > 0:

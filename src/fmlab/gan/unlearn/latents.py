@@ -10,7 +10,7 @@ training-time guide (:mod:`fmlab.gan.unlearn.guide`), and keep
   repulsion only moves what it must;
 - ``z_neg``: latents the guide calls the target — the **negative push** −log(1 − p_target(G(z)))
   (the guide's probability) drives exactly those samples out of the class; the adversarial loss
-  keeps them digits. It fades by itself once p_target is small.
+  keeps them digits. ``negative_threshold`` < 1 also pushes latents the guide only suspects. It fades by itself once p_target is small.
 
 Ambiguous latents (neither set) are free. Both terms are zero-cost to switch off (weight 0).
 """
@@ -38,9 +38,15 @@ class LatentSets:
 
 @torch.no_grad()
 def split_latents(G: Generator, guide: nn.Module, target_class: int, n: int = 5000,
-                  seed: int = 0, confidence: float = 0.9, batch_size: int = 500) -> LatentSets:
+                  seed: int = 0, confidence: float = 0.9, batch_size: int = 500,
+                  negative_threshold: float = 1.0) -> LatentSets:
     """Draw ``n`` latents (CPU generator seeded ``seed``) and sort them by the guide's verdict
     on G's samples (G in eval mode, restored after).
+
+    A latent is negative when the guide's argmax is the target or p_target ≥
+    ``negative_threshold`` (below 1: also push the doubtful ones, which another classifier may
+    call the target); positive (anchored) when not negative and the guide is at least
+    ``confidence`` sure of another class.
 
     Raises:
         ConfigError: a conditional G, or ``confidence`` outside [0, 1].
@@ -59,7 +65,7 @@ def split_latents(G: Generator, guide: nn.Module, target_class: int, n: int = 50
         G.train(was)
     p = torch.cat([guide(x[i:i + batch_size]).softmax(1) for i in range(0, n, batch_size)])
     pred = p.argmax(1)
-    neg = pred == target_class
+    neg = (pred == target_class) | (p[:, target_class] >= negative_threshold)
     pos = (~neg) & ((1 - p[:, target_class]) >= confidence) & (p.max(1).values >= confidence)
     if not neg.any() or not pos.any():
         raise DataError(f"latent split: {int(neg.sum())} negative and {int(pos.sum())} positive "
@@ -116,6 +122,60 @@ class LatentTerms:
         if self.wn > 0:
             j = self._pick(len(self.sets.z_neg))
             push = not_target_nll(self.guide(G(self.sets.z_neg[j])), self.target).mean()
+            total = total + self.wn * push
+            logs["neg_push"] = float(push.detach())
+        return total, logs
+
+
+class OnlineLatentTerms:
+    """The same two terms on *fresh* latents every step (no fixed set to memorise).
+
+    Each call draws ``batch_size`` z, labels G₀(z) with the guide (no gradient), and returns
+    λ_a · mean over confidently positive z of ‖G(z) − G₀(z)‖² (per-pixel mean) plus
+    λ_n · mean over all z of −log(1 − p_target(G(z))): wherever G's *current* sample looks like
+    the target it is pushed out, including samples that drift into the class during training.
+    One forward pass of G serves both terms.
+
+    Args:
+        G0: a frozen copy of the pre-trained generator (unconditional).
+        guide: the training-time classifier (frozen).
+        target_class: the class to remove.
+        anchor_weight: λ_a (0 = off).
+        negative_weight: λ_n (0 = off).
+        confidence: guide probability of another class needed to anchor a latent.
+        batch_size: latents per step.
+        seed: seed of the latents' own RNG.
+    """
+
+    def __init__(self, G0: Generator, guide: nn.Module, target_class: int,
+                 anchor_weight: float, negative_weight: float, confidence: float = 0.9,
+                 batch_size: int = 128, seed: int = 0) -> None:
+        if anchor_weight < 0 or negative_weight < 0:
+            raise ConfigError(f"anchor and negative weights must be >= 0, got {anchor_weight}, "
+                              f"{negative_weight}")
+        if G0.num_classes > 0:
+            raise ConfigError("per-latent anchor/negative terms need an unconditional generator")
+        self.G0 = G0.eval().requires_grad_(False)
+        self.guide, self.target = guide.requires_grad_(False), int(target_class)
+        self.wa, self.wn, self.conf = float(anchor_weight), float(negative_weight), confidence
+        self.bs = int(batch_size)
+        self.rng = torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, G: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        z = self.G0.sample_z(self.bs, self.rng)
+        with torch.no_grad():
+            x0 = self.G0(z)
+            p0 = self.guide(x0).softmax(1)
+        pos = (p0.argmax(1) != self.target) & (p0.max(1).values >= self.conf)
+        x = G(z)
+        total = torch.zeros((), device=x.device)
+        logs = {"anchored": float(pos.float().mean())}
+        if self.wa > 0 and pos.any():
+            a = (x[pos] - x0[pos]).pow(2).flatten(1).mean(1).mean()
+            total = total + self.wa * a
+            logs["anchor"] = float(a.detach())
+        if self.wn > 0:
+            push = not_target_nll(self.guide(x), self.target).mean()
             total = total + self.wn * push
             logs["neg_push"] = float(push.detach())
         return total, logs
