@@ -6,7 +6,9 @@ one θ_N (EWC adaptation, 400 steps) and every setting from the same θ_G / θ_N
 ``n`` (negative-push weight), ``sel`` (validate every k steps, 0 = keep the last step), ``fall``
 (validation share fall that counts as removed), ``steps``, ``lrg``, ``lrd``, ``conf`` (anchor
 confidence), ``nthr`` (p_target that also makes a latent negative), ``online`` (1: fresh latents
-every step, 0: the fixed latent sets). Metrics: the unchanged protocol (LeNet-5 share on 5,000 samples of a fixed z, FID-pos
+every step, 0: the fixed latent sets), ``aug`` (DiffAugment policy of the push's second view,
+``+``-separated, e.g. ``translation+cutout``), ``margin`` (push margin on p_target; 0 = the
+−log(1 − p) push). Metrics: the unchanged protocol (LeNet-5 share on 5,000 samples of a fixed z, FID-pos
 with LeNet f6 features) against ``--reference`` (tuning: mnist:train with z seed 777; the
 reported runs: mnist:test with z seed 12345).
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 KEYS = {"kind": str, "g": float, "a": float, "n": float, "sel": int, "fall": float,
         "steps": int, "lrg": float, "lrd": float, "conf": float, "nthr": float,
-        "online": int}
+        "online": int, "aug": str, "margin": float}
 
 
 def default_setting() -> dict:
@@ -40,7 +42,8 @@ def default_setting() -> dict:
             "n": c.guided.negative_weight, "sel": c.guided.select_every,
             "fall": c.guided.select_min_fall, "steps": c.unlearn.steps, "lrg": c.unlearn.lr_g,
             "lrd": c.unlearn.lr_d, "conf": c.guided.anchor_confidence,
-            "nthr": c.guided.negative_threshold, "online": int(c.guided.online)}
+            "nthr": c.guided.negative_threshold, "online": int(c.guided.online),
+            "aug": c.guided.push_augment, "margin": c.guided.push_margin}
 
 
 def parse_settings(text: str) -> list[tuple[str, dict]]:
@@ -53,7 +56,7 @@ def parse_settings(text: str) -> list[tuple[str, dict]]:
             k, _, v = kv.partition("=")
             if k.strip() not in KEYS:
                 raise SystemExit(f"setting {name}: unknown key {k!r}; known {sorted(KEYS)}")
-            s[k.strip()] = KEYS[k.strip()](v)
+            s[k.strip()] = KEYS[k.strip()](v.replace("+", ","))
         out.append((name, s))
     return out
 
@@ -66,7 +69,8 @@ def run_setting(G, D, pos, theta_n, guide, ref, digit, seed, s, ev):
 
     gcfg = GuidedConfig(anchor_weight=s["a"], negative_weight=s["n"], select_every=s["sel"],
                         select_min_fall=s["fall"], anchor_confidence=s["conf"],
-                        negative_threshold=s["nthr"], online=bool(s["online"]))
+                        negative_threshold=s["nthr"], online=bool(s["online"]),
+                        push_augment=s["aug"], push_margin=s["margin"])
     terms, select = build_guided(G, guide, ref, digit, gcfg, seed, ev.seed)
     cfg = StageConfig(steps=s["steps"], lr_g=s["lrg"], lr_d=s["lrd"])
     kind = s["kind"]

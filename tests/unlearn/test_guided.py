@@ -157,6 +157,8 @@ def test_guided_config_refuses_terms_without_a_guide_and_eval_seed_reuse():
     with pytest.raises(ConfigError, match="select_min_fall"):
         GuidedConfig(select_min_fall=1.5)
     assert GuidedConfig(guide_data="none").guide_data is None
+    with pytest.raises(ConfigError, match="DiffAugment"):
+        OnlineLatentTerms(_g(), _guide(), 0, 1.0, 1.0, augment="bogus")
     G, guide = _g(), _guide()
     cfg = GuidedConfig(select_every=5, val_n=50, val_seed=7)
     with pytest.raises(ConfigError, match="evaluation"):

@@ -35,6 +35,8 @@ class GuidedConfig:
     negative_threshold: float = 1.0   # p_target that makes a latent negative besides argmax
     n_latents: int = 5000             # latents drawn for the two fixed sets
     online: bool = True               # fresh latents every step instead of the fixed sets
+    push_augment: str = ""            # DiffAugment policy for a second view in the push (online)
+    push_margin: float = 0.0          # > 0: push max(0, log p_target - log margin) (online)
     select_every: int = 0             # validate every k steps and keep the chosen step; 0 = last
     select_min_fall: float = 0.95     # validation share fall that counts as "removed"
     val_n: int = 2000                 # validation latents
@@ -102,7 +104,8 @@ def build_guided(G: Generator, guide: GuideNet, ref_features: np.ndarray, target
     if (cfg.anchor_weight > 0 or cfg.negative_weight > 0) and cfg.online:
         G0 = copy.deepcopy(G)
         terms = OnlineLatentTerms(G0, guide, target_class, cfg.anchor_weight,
-                                  cfg.negative_weight, cfg.anchor_confidence, seed=seed)
+                                  cfg.negative_weight, cfg.anchor_confidence, seed=seed,
+                                  augment=cfg.push_augment, margin=cfg.push_margin)
     elif cfg.anchor_weight > 0 or cfg.negative_weight > 0:
         sets = split_latents(G, guide, target_class, cfg.n_latents, seed, cfg.anchor_confidence,
                              negative_threshold=cfg.negative_threshold)

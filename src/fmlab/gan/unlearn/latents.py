@@ -17,6 +17,7 @@ Ambiguous latents (neither set) are free. Both terms are zero-cost to switch off
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +72,20 @@ def split_latents(G: Generator, guide: nn.Module, target_class: int, n: int = 50
         raise DataError(f"latent split: {int(neg.sum())} negative and {int(pos.sum())} positive "
                         f"latents of {n} for class {target_class}; need at least one of each")
     return LatentSets(z[pos], x[pos], z[neg])
+
+
+def target_margin(logits: torch.Tensor, target_class: int, margin: float) -> torch.Tensor:
+    """max(0, log p_target − log ``margin``) per row: a push that keeps its full strength until
+    the guide gives the target less than ``margin`` (−log(1 − p) fades like p, so samples the
+    guide calls 10 % target — ambiguous ones another classifier may call the target — are
+    barely moved by it).
+
+    Examples:
+        >>> v = target_margin(torch.tensor([[0.0, 0.0], [5.0, -5.0]]), 1, 0.01)
+        >>> [round(float(x), 3) for x in v]  # p = 1/2: log 50; p ≈ 4.5e-5: 0
+        [3.912, 0.0]
+    """
+    return torch.relu(logits.log_softmax(1)[:, target_class] - math.log(margin))
 
 
 def not_target_nll(logits: torch.Tensor, target_class: int) -> torch.Tensor:
@@ -145,11 +160,23 @@ class OnlineLatentTerms:
         confidence: guide probability of another class needed to anchor a latent.
         batch_size: latents per step.
         seed: seed of the latents' own RNG.
+        augment: a DiffAugment policy (e.g. ``translation``); when given, the push also scores
+            an augmented view of each sample, so a sample must leave the class for the guide
+            robustly, not by a perturbation that fools only this one network.
+        margin: 0 uses −log(1 − p_target); > 0 uses :func:`target_margin` with this margin and
+            anchors only latents whose G₀ sample has p_target below it.
     """
 
     def __init__(self, G0: Generator, guide: nn.Module, target_class: int,
                  anchor_weight: float, negative_weight: float, confidence: float = 0.9,
-                 batch_size: int = 128, seed: int = 0) -> None:
+                 batch_size: int = 128, seed: int = 0, augment: str = "",
+                 margin: float = 0.0) -> None:
+        from fmlab.gan.diffaugment import parse_policy
+
+        parse_policy(augment)
+        if not 0.0 <= margin < 1.0:
+            raise ConfigError(f"push margin must lie in [0, 1), got {margin}")
+        self.augment, self.margin = augment, float(margin)
         if anchor_weight < 0 or negative_weight < 0:
             raise ConfigError(f"anchor and negative weights must be >= 0, got {anchor_weight}, "
                               f"{negative_weight}")
@@ -167,6 +194,8 @@ class OnlineLatentTerms:
             x0 = self.G0(z)
             p0 = self.guide(x0).softmax(1)
         pos = (p0.argmax(1) != self.target) & (p0.max(1).values >= self.conf)
+        if self.margin > 0:
+            pos &= p0[:, self.target] < self.margin
         x = G(z)
         total = torch.zeros((), device=x.device)
         logs = {"anchored": float(pos.float().mean())}
@@ -175,7 +204,14 @@ class OnlineLatentTerms:
             total = total + self.wa * a
             logs["anchor"] = float(a.detach())
         if self.wn > 0:
-            push = not_target_nll(self.guide(x), self.target).mean()
+            views = x
+            if self.augment:
+                from fmlab.gan.diffaugment import diff_augment
+
+                views = torch.cat([x, diff_augment(x, self.augment, self.rng)])
+            logits = self.guide(views)
+            push = (target_margin(logits, self.target, self.margin) if self.margin > 0
+                    else not_target_nll(logits, self.target)).mean()
             total = total + self.wn * push
             logs["neg_push"] = float(push.detach())
         return total, logs
