@@ -67,7 +67,7 @@ class UnlearnConfig:
     adapt: StageConfig = field(default_factory=StageConfig)
     # stage 2: Adam 2e-4 for G and D, 1,000 steps (chosen on held-out digits 3 and 5 against
     # MNIST train images; see docs/benchmarks.md)
-    unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=1000, lr_g=2e-4,
+    unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=2000, lr_g=2e-4,
                                                                      lr_d=2e-4))
     # guided stage 2 (anchor on positive latents, negative push, stopping step chosen on
     # validation latents by a guide CNN trained on MNIST train; guided.guide_data null = paper)

@@ -29,16 +29,16 @@ class GuidedConfig:
 
     guide_data: str | None = "mnist:train"  # labelled TRAIN images for the guide; None = off
     guide: GuideConfig = field(default_factory=GuideConfig)
-    anchor_weight: float = 0.0        # λ_a on mean ‖G(z) − G₀(z)‖² over confident positives
-    negative_weight: float = 0.0      # λ_n on −log(1 − p_target(G(z))) over negative latents
+    anchor_weight: float = 50.0       # λ_a on mean ‖G(z) − G₀(z)‖² over confident positives
+    negative_weight: float = 5.0      # λ_n on −log(1 − p_target(G(z))) over negative latents
     anchor_confidence: float = 0.9    # guide probability needed to anchor a latent
     negative_threshold: float = 1.0   # p_target that makes a latent negative besides argmax
     n_latents: int = 5000             # latents drawn for the two fixed sets
     online: bool = True               # fresh latents every step instead of the fixed sets
     push_augment: str = ""            # DiffAugment policy for a second view in the push (online)
-    push_margin: float = 0.0          # > 0: push max(0, log p_target - log margin) (online)
-    select_every: int = 0             # validate every k steps and keep the chosen step; 0 = last
-    select_min_fall: float = 0.95     # validation share fall that counts as "removed"
+    push_margin: float = 0.01         # > 0: push max(0, log p_target - log margin) (online)
+    select_every: int = 100           # validate every k steps and keep the chosen step; 0 = last
+    select_min_fall: float = 0.99     # validation share fall that counts as "removed"
     val_n: int = 2000                 # validation latents
     val_seed: int = 4242              # their seed (never the evaluation's)
 
