@@ -17,7 +17,14 @@ from fmlab.gan import create_discriminator, create_generator
 from fmlab.gan.unlearn import StageConfig, train_stage
 from fmlab.gan.unlearn.guide import GuideConfig, train_guide
 from fmlab.gan.unlearn.guided import GuidedConfig, build_guided
-from fmlab.gan.unlearn.latents import LatentTerms, OnlineLatentTerms, combine, not_target_nll, split_latents
+from fmlab.gan.unlearn.latents import (
+    LatentTerms,
+    OnlineLatentTerms,
+    combine,
+    not_target_nll,
+    split_latents,
+    target_margin,
+)
 from fmlab.gan.unlearn.stopping import SelectStep, ValRecord, Validator, choose
 
 SHAPE = (1, 8, 8)
@@ -68,6 +75,9 @@ def test_not_target_nll_matches_direct_formula():
     for t in range(5):
         direct = -torch.log(1 - logits.softmax(1)[:, t])
         torch.testing.assert_close(not_target_nll(logits, t), direct)
+        p = logits.softmax(1)[:, t]
+        expect = torch.where(p > 0.05, torch.log(p / 0.05), torch.zeros_like(p))
+        torch.testing.assert_close(target_margin(logits, t, 0.05), expect)
 
 
 def test_anchor_is_zero_with_zero_gradient_at_theta_g_and_positive_after_a_move():
