@@ -162,11 +162,12 @@ def test_choose_prefers_least_damage_among_removed_else_most_removed():
 
 
 def test_guided_config_refuses_terms_without_a_guide_and_eval_seed_reuse():
-    with pytest.raises(ConfigError, match="guide_data"):
-        GuidedConfig(guide_data=None, anchor_weight=1.0)
+    off = GuidedConfig(guide_data=None)  # the paper's setup: nothing guided
+    assert (off.anchor_weight, off.negative_weight, off.select_every) == (0.0, 0.0, 0)
     with pytest.raises(ConfigError, match="select_min_fall"):
         GuidedConfig(select_min_fall=1.5)
     assert GuidedConfig(guide_data="none").guide_data is None
+    assert not GuidedConfig(guide_data="none").uses_guide_terms
     with pytest.raises(ConfigError, match="DiffAugment"):
         OnlineLatentTerms(_g(), _guide(), 0, 1.0, 1.0, augment="bogus")
     G, guide = _g(), _guide()
@@ -206,6 +207,7 @@ def test_select_step_keeps_the_chosen_steps_ema_weights():
     assert share == chosen.share and fd == pytest.approx(chosen.fid)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FMLAB_DATA"), reason="needs FMLAB_DATA (MNIST, MLP GAN)")
 def test_chosen_step_and_weights_do_not_depend_on_the_evaluation_z(tmp_path: Path):
     """Two runs that differ only in the evaluation's z seed keep the same stopping step and the
