@@ -89,11 +89,22 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=12345)
     ap.add_argument("--n-eval", type=int, default=5000)
     ap.add_argument("--out", default="runs/unlearn_guided")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="ROWS_JSON",
+                    help="only tabulate these rows.json files (and plot with --plot)")
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="with --merge: the trade-off figure (--old: issue-8 rows to compare)")
+    ap.add_argument("--old", default=None, help="issue-8 rows.json (unlearn_runs.py) for --plot")
     ap.add_argument("--grid", default=None, metavar="PNG",
                     help="only draw before/after grids of the saved seed-0 generators in --out")
     a = ap.parse_args()
     if a.grid:
         draw_grid(Path(a.out), Path(a.grid))
+        return
+    if a.merge:
+        rows = [r for p in a.merge for r in json.loads(Path(p).read_text())]
+        print(table(rows))
+        if a.plot:
+            plot(rows, json.loads(Path(a.old).read_text()) if a.old else [], Path(a.plot))
         return
 
     import torch
@@ -148,6 +159,84 @@ def main() -> None:
                     save_file(Gu.state_dict(), str(out / f"G_digit{digit}_{name}_seed{seed}"
                                                    ".safetensors"))
     print(f"wrote {out}/rows.json")
+
+
+def _changes(rows: list[dict]):
+    import numpy as np
+
+    ds = np.array([r["share_after"] / r["share_before"] - 1 for r in rows]) * 100
+    df = np.array([r["fidpos_after"] / r["fidpos_before"] - 1 for r in rows]) * 100
+    return ds, df
+
+
+def table(rows: list[dict]) -> str:
+    """Per setting and digit (and all digits): share / FID-pos change, mean ± std over seeds,
+    and the runs meeting both targets (share −90 % or more, FID-pos +25 % or less)."""
+    lines = ["| setting | digit | runs | share after | share change | FID-pos change | "
+             "chosen step | runs meeting both |", "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["name"] for r in rows):
+        sel = [r for r in rows if r["name"] == name]
+        digits = sorted({r["digit"] for r in sel})
+        for d in digits + (["all"] if len(digits) > 1 else []):
+            rs = [r for r in sel if d == "all" or r["digit"] == d]
+            ds, df = _changes(rs)
+            sh = [100 * r["share_after"] for r in rs]
+            steps = [r["selection"]["chosen_step"] if r["selection"] else r["setting"]["steps"]
+                     for r in rs]
+            ok = int(((ds <= -90) & (df <= 25)).sum())
+            lines.append(f"| {name} | {d} | {len(rs)} | {_pm(sh, 2)} % | {_pm(ds, 1)} % | "
+                         f"{_pm(df, 1)} % | {'/'.join(str(s) for s in steps)} | {ok}/{len(rs)} |")
+    return "\n".join(lines)
+
+
+def _pm(v, nd: int) -> str:
+    import numpy as np
+
+    v = np.asarray(v, dtype=float)
+    return f"{v.mean():.{nd}f} ± {v.std():.{nd}f}"
+
+
+def plot(rows: list[dict], old: list[dict], png: Path) -> None:
+    """Share change vs FID-pos change: every run of ``rows`` (per digit) and the mean of each
+    issue-8 setting (NL2 γ sweep, fine-tune) from ``old``, with the target box."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    keys = sorted({(r["variant"], r["gamma"] if r["gamma"] is not None else -1) for r in old})
+    for variant in ("finetune", "nl2"):
+        pts = [_changes([r for r in old if (r["variant"], r["gamma"] if r["gamma"] is not None
+                                            else -1) == k]) for k in keys if k[0] == variant]
+        if pts:
+            xs, ys = [p[0].mean() for p in pts], [p[1].mean() for p in pts]
+            ax.plot(xs, ys, "s--" if variant == "nl2" else "s", color="grey", alpha=0.7,
+                    label=f"issue 8 {variant} (mean of 9 runs{', γ sweep' if variant == 'nl2' else ''})")
+    for name in dict.fromkeys(r["name"] for r in rows):
+        for d, marker in zip(sorted({r["digit"] for r in rows}), "ov^Ds"):
+            rs = [r for r in rows if r["name"] == name and r["digit"] == d]
+            if rs:
+                ds, df = _changes(rs)
+                ax.scatter(ds, df, marker=marker, label=f"{name}: digit {d} (each seed)")
+        ds, df = _changes([r for r in rows if r["name"] == name])
+        ax.errorbar(ds.mean(), df.mean(), xerr=ds.std(), yerr=df.std(), fmt="k*", ms=12,
+                    label=f"{name}: mean ± std")
+    lo, hi = ax.get_ylim()
+    lo, hi = min(-10.0, lo), max(35.0, hi)
+    ax.axvline(-90, color="grey", ls=":", lw=0.8)
+    ax.axhline(25, color="grey", ls=":", lw=0.8)
+    ax.fill_between([-100, -90], lo, 25, color="green", alpha=0.1, label="target")
+    ax.set_xlim(-100, float(np.clip(ax.get_xlim()[1], -40, 0)))
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("target-digit share, change vs pre-trained G (%)")
+    ax.set_ylabel("FID-pos (lenet5_mnist), change (%)")
+    ax.set_title("Adapt-then-Unlearn on the MNIST MLP-GAN, digits 1/7/9 (test images)",
+                 fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
 
 
 def draw_grid(run: Path, png: Path) -> None:
