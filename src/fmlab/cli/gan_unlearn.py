@@ -73,8 +73,9 @@ def add_parser(gan_subparsers) -> None:
                    help="weight of mean ||G(z) - G0(z)||^2 on latents the guide calls positive "
                         "(guided.anchor_weight; 0 = off)")
     p.add_argument("--negative-weight", type=float,
-                   help="weight of -log(1 - p_target(G(z))) on latents the guide calls the "
-                        "target (guided.negative_weight; 0 = off)")
+                   help="weight of the push out of the target class, max(0, log p_target(G(z)) "
+                        "- log m) with m = guided.push_margin (0.01; m = 0: -log(1 - p_target)), "
+                        "by the guide (guided.negative_weight; 0 = off)")
     p.add_argument("--select-every", type=int,
                    help="validate every k stage-2 steps on separate latents and keep the chosen "
                         "step (guided.select_every; 0 = keep the last step)")

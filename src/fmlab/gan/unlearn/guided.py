@@ -30,7 +30,7 @@ class GuidedConfig:
     guide_data: str | None = "mnist:train"  # labelled TRAIN images for the guide; None = paper
     guide: GuideConfig = field(default_factory=GuideConfig)
     anchor_weight: float = 50.0       # λ_a on mean ‖G(z) − G₀(z)‖² over confident positives
-    negative_weight: float = 5.0      # λ_n on −log(1 − p_target(G(z))) over negative latents
+    negative_weight: float = 5.0      # λ_n on the push out of the target (see push_margin)
     anchor_confidence: float = 0.9    # guide probability needed to anchor a latent
     negative_threshold: float = 1.0   # p_target that makes a latent negative besides argmax
     n_latents: int = 5000             # latents drawn for the two fixed sets

@@ -13,6 +13,10 @@ training-time guide (:mod:`fmlab.gan.unlearn.guide`), and keep
   keeps them digits. ``negative_threshold`` < 1 also pushes latents the guide only suspects. It fades by itself once p_target is small.
 
 Ambiguous latents (neither set) are free. Both terms are zero-cost to switch off (weight 0).
+
+:class:`OnlineLatentTerms` (the default) applies the same two terms to fresh latents every step
+(the fixed sets get memorised: the push then stops generalising to new z), and can use the
+:func:`target_margin` push, which keeps pushing samples the guide still gives ≥ margin target.
 """
 
 from __future__ import annotations
