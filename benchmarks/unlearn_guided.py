@@ -233,7 +233,7 @@ def plot(rows: list[dict], old: list[dict], png: Path) -> None:
     ax.set_ylabel("FID-pos (lenet5_mnist), change (%)")
     ax.set_title("Adapt-then-Unlearn on the MNIST MLP-GAN, digits 1/7/9 (test images)",
                  fontsize=9)
-    ax.legend(fontsize=6.5, loc="center right")
+    ax.legend(fontsize=6.5, loc="upper right")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     print(f"wrote {png}")
