@@ -166,6 +166,10 @@ def test_guided_config_refuses_terms_without_a_guide_and_eval_seed_reuse():
     assert (off.anchor_weight, off.negative_weight, off.select_every) == (0.0, 0.0, 0)
     with pytest.raises(ConfigError, match="select_min_fall"):
         GuidedConfig(select_min_fall=1.5)
+    with pytest.raises(ConfigError, match="push_margin"):
+        GuidedConfig(push_margin=1.0)
+    with pytest.raises(ConfigError, match="DiffAugment"):
+        GuidedConfig(push_augment="flip")
     assert GuidedConfig(guide_data="none").guide_data is None
     assert not GuidedConfig(guide_data="none").uses_guide_terms
     with pytest.raises(ConfigError, match="DiffAugment"):

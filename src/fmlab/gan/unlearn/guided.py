@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from fmlab.errors import ConfigError
+from fmlab.gan.diffaugment import parse_policy
 from fmlab.gan.nets.base import Generator
 from fmlab.gan.unlearn.guide import GuideConfig, GuideNet
 from fmlab.gan.unlearn.latents import LatentTerms, OnlineLatentTerms, split_latents
@@ -53,6 +54,10 @@ class GuidedConfig:
         for k in ("n_latents", "val_n"):
             if getattr(self, k) < 10:
                 raise ConfigError(f"guided.{k} must be >= 10, got {getattr(self, k)}")
+        self.push_margin = finite_float("guided.push_margin", self.push_margin, low=0.0)
+        if self.push_margin >= 1:
+            raise ConfigError(f"guided.push_margin must lie in [0, 1), got {self.push_margin}")
+        parse_policy(self.push_augment)
         if self.select_every < 0:
             raise ConfigError(f"guided.select_every must be >= 0, got {self.select_every}")
         if isinstance(self.guide_data, str) and self.guide_data.lower() in ("", "none", "null"):
