@@ -211,7 +211,6 @@ def test_select_step_keeps_the_chosen_steps_ema_weights():
     assert share == chosen.share and fd == pytest.approx(chosen.fid)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FMLAB_DATA"), reason="needs FMLAB_DATA (MNIST, MLP GAN)")
 def test_chosen_step_and_weights_do_not_depend_on_the_evaluation_z(tmp_path: Path):
     """Two runs that differ only in the evaluation's z seed keep the same stopping step and the
