@@ -156,6 +156,8 @@ def test_end_to_end_tiny_run_writes_everything(tmp_path):
     from fmlab.experiments.unlearn import UnlearnConfig, run_unlearn
     from fmlab.gan.nets.mlp import MLPGenerator
     from fmlab.gan.unlearn import StageConfig
+    from fmlab.gan.unlearn.guide import GuideConfig
+    from fmlab.gan.unlearn.guided import GuidedConfig
     from fmlab.results import ResultsStore
 
     w = _data_root()
@@ -164,6 +166,7 @@ def test_end_to_end_tiny_run_writes_everything(tmp_path):
         generator=str(w / "G--300.ckpt"), discriminator=str(w / "D--300.ckpt"), arch="mlp",
         target_class=1, out=out, n_split=300, n_eval=200, fisher_samples=4,
         adapt=StageConfig(steps=3, batch_size=16), unlearn=StageConfig(steps=3, batch_size=16),
+        guided=GuidedConfig(guide=GuideConfig(steps=20), select_every=2, val_n=100),
         db=tmp_path / "r.db"))
     for f in ("generator.safetensors", "generator.json", "report.json", "samples_before.png",
               "samples_adapted.png", "samples_after.png"):
@@ -177,6 +180,7 @@ def test_end_to_end_tiny_run_writes_everything(tmp_path):
     m = rep["metrics"]
     assert 0 <= m["after"]["target_share"] <= 1 and sum(m["before"]["histogram"]) == 200
     assert rep["stage2"]["d0"] > 0
+    assert rep["stage2"]["guide"]["selection"]["chosen_step"] == 2
     rows = ResultsStore(tmp_path / "r.db").query(task="gan_unlearn")
     assert {r["metric"] for r in rows} >= {"target_share_before", "target_share_after",
                                            "fid_before", "fid_after"}

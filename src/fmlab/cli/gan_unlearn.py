@@ -26,7 +26,9 @@ FLAG_KEYS = {
     "ewc_lambda": "ewc_lambda", "adapted_models": "adapted_models",
     "adapt_steps": "adapt.steps", "unlearn_steps": "unlearn.steps", "lr_g": "unlearn.lr_g",
     "lr_d": "unlearn.lr_d", "n_eval": "n_eval", "reference": "reference", "seed": "seed",
-    "data_root": "data_root",
+    "data_root": "data_root", "anchor_weight": "guided.anchor_weight",
+    "negative_weight": "guided.negative_weight", "select_every": "guided.select_every",
+    "guide_data": "guided.guide_data",
 }
 
 
@@ -63,6 +65,20 @@ def add_parser(gan_subparsers) -> None:
     p.add_argument("--unlearn-steps", type=int, help="stage-2 steps (unlearn.steps)")
     p.add_argument("--lr-g", type=float, help="stage-2 generator learning rate (unlearn.lr_g)")
     p.add_argument("--lr-d", type=float, help="stage-2 discriminator learning rate (unlearn.lr_d)")
+    p.add_argument("--guide-data",
+                   help="labelled TRAIN images SOURCE:SPLIT for the training-time guide CNN that "
+                        "makes every training choice (default mnist:train); 'none' = the "
+                        "paper's setup (--classifier splits, no anchor/push/selection)")
+    p.add_argument("--anchor-weight", type=float,
+                   help="weight of mean ||G(z) - G0(z)||^2 on latents the guide calls positive "
+                        "(guided.anchor_weight; 0 = off)")
+    p.add_argument("--negative-weight", type=float,
+                   help="weight of the push out of the target class, max(0, log p_target(G(z)) "
+                        "- log m) with m = guided.push_margin (0.01; m = 0: -log(1 - p_target)), "
+                        "by the guide (guided.negative_weight; 0 = off)")
+    p.add_argument("--select-every", type=int,
+                   help="validate every k stage-2 steps on separate latents and keep the chosen "
+                        "step (guided.select_every; 0 = keep the last step)")
     p.add_argument("--n-eval", type=int, help="samples for the metrics")
     p.add_argument("--reference", help="real images SOURCE:SPLIT for FID (default mnist:test)")
     p.add_argument("--seed", type=int)

@@ -35,6 +35,8 @@ from fmlab.gan.unlearn import (
     split_by_class,
     train_stage,
 )
+from fmlab.gan.unlearn.guided import GuidedConfig, build_guided, guide_classifier_fn
+from fmlab.gan.unlearn.latents import combine
 from fmlab.utils.io import jsonable
 from fmlab.utils.validation import finite_float
 
@@ -65,8 +67,12 @@ class UnlearnConfig:
     adapt: StageConfig = field(default_factory=StageConfig)
     # stage 2: Adam 2e-4 for G and D, 1,000 steps (chosen on held-out digits 3 and 5 against
     # MNIST train images; see docs/benchmarks.md)
-    unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=1000, lr_g=2e-4,
+    unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=2000, lr_g=2e-4,
                                                                      lr_d=2e-4))
+    # guided stage 2 (anchor on positive latents, negative push, stopping step chosen on
+    # validation latents by a guide CNN trained on MNIST train; guided.guide_data null = paper)
+    guided: GuidedConfig = field(default_factory=GuidedConfig)
+    eval_seed: int = 12345            # z of the metrics; never used for any training choice
     data_root: str | None = None
     db: Path | None = None
 
@@ -221,14 +227,33 @@ def adapt_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, cfg
 
 def unlearn_positives(G: Generator, D: Discriminator, positives: torch.Tensor,
                       anchors: list[dict[str, torch.Tensor]] | None, cfg: StageConfig,
-                      kind: str, gamma: float, seed: int
+                      kind: str, gamma: float, seed: int, extra=None, select=None
                       ) -> tuple[Generator, list[dict[str, float]], float | None]:
     """Stage 2 on copies: G trained on positives with the repulsion (none when ``anchors`` is
-    None: the fine-tune baseline). Returns (new G, logs, d₀)."""
+    None: the fine-tune baseline) plus ``extra`` (the latent terms, a penalty) and, with a
+    ``select`` callback (:class:`~fmlab.gan.unlearn.stopping.SelectStep`), the chosen step's
+    weights instead of the last. Returns (new G, logs, d₀)."""
     Gu, Du = copy.deepcopy(G), copy.deepcopy(D)
     rep = Repulsion(Gu, anchors, kind, gamma) if anchors else None
-    logs = train_stage(Gu, Du, positives, cfg, rep, seed)
+    logs = train_stage(Gu, Du, positives, cfg, combine([rep, extra]), seed,
+                       [select] if select is not None else [])
+    if select is not None:
+        select.load_best(Gu)
     return Gu, logs, (rep.d0 if rep else None)
+
+
+def prepare_guide(cfg: GuidedConfig, data_root: str | None, target_class: int):
+    """(guide, reference features of the other classes, guide train accuracy), or Nones when
+    ``cfg.guide_data`` is None (the paper's setup)."""
+    from fmlab.gan.unlearn.guide import guide_from_split
+    from fmlab.gan.unlearn.guided import reference_features
+
+    if cfg.guide_data is None:
+        return None, None, None
+    guide, acc = guide_from_split(cfg.guide_data, data_root, cfg.guide)
+    ref = (reference_features(guide, cfg.guide_data, data_root, target_class)
+           if cfg.select_every > 0 else None)
+    return guide, ref, acc
 
 
 def extrapolated(G: Generator, theta_n: dict[str, torch.Tensor], gamma: float) -> Generator:
@@ -258,6 +283,8 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     G, D, info = load_nets(cfg)
     bb = load_classifier(cfg.classifier, cfg.classifier_weights, cfg.data_root)
     clf = classifier_fn(bb)
+    guide, ref_feats, guide_acc = prepare_guide(cfg.guided, cfg.data_root, cfg.target_class)
+    split_clf = clf if guide is None else guide_classifier_fn(guide)
 
     # Stage 0
     if cfg.negatives is not None:
@@ -265,14 +292,15 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     if cfg.positives is not None:
         pos = load_image_set(cfg.positives, "--positives")
     if cfg.negatives is None or cfg.positives is None:
-        split = split_by_class(G, clf, cfg.target_class, cfg.n_split, cfg.seed)
+        split = split_by_class(G, split_clf, cfg.target_class, cfg.n_split, cfg.seed)
         neg = split.negatives if cfg.negatives is None else neg
         pos = split.positives if cfg.positives is None else pos
     shape = (G.img_shape[0], G.img_shape[1])
     neg_t = to_gan_input(neg, channels=shape[0], size=shape[1])
     pos_t = to_gan_input(pos, channels=shape[0], size=shape[1])
 
-    evaluator = Evaluator(bb, cfg.target_class, cfg.reference, cfg.data_root, cfg.n_eval)
+    evaluator = Evaluator(bb, cfg.target_class, cfg.reference, cfg.data_root, cfg.n_eval,
+                          cfg.eval_seed)
     before = evaluator(G)
 
     # Stage 1
@@ -286,8 +314,12 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     adapted_metrics = evaluator(adapted)
 
     # Stage 2
+    terms = select = None
+    if guide is not None:
+        terms, select = build_guided(G, guide, ref_feats, cfg.target_class, cfg.guided,
+                                     cfg.seed, cfg.eval_seed)
     Gu, unlearn_logs, d0 = unlearn_positives(G, D, pos_t, anchors, cfg.unlearn, cfg.repulsion,
-                                             cfg.gamma, cfg.seed)
+                                             cfg.gamma, cfg.seed, terms, select)
     after = evaluator(Gu)
     check_same_names(G.state_dict(), Gu.state_dict(), "unlearned generator")
 
@@ -308,7 +340,12 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
                             "positives": cfg.positives or "classifier"}},
         "stage1": {"logs": adapt_logs},
         "stage2": {"d0": d0, "distance_normalisation": "d / d0, d0 = d(theta_G, theta_N)",
-                   "logs": unlearn_logs},
+                   "logs": unlearn_logs,
+                   "guide": None if guide is None else {
+                       "data": cfg.guided.guide_data, "train_accuracy": guide_acc,
+                       "latents": None if not hasattr(terms, "sets") else {
+                           "positive": len(terms.sets.z_pos), "negative": len(terms.sets.z_neg)},
+                       "selection": None if select is None else select.summary()}},
         "metrics": {"before": before, "adapted": adapted_metrics, "after": after},
         "protocol": evaluator.protocol,
         "files": {"generator": "generator.safetensors", "grids": grids},

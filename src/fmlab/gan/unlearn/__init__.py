@@ -5,6 +5,11 @@ of G to the negatives with :func:`ewc_penalty` (Fisher from :func:`fisher_diagon
 stage 2 trains the original G on the positives with a :class:`Repulsion` away from θ_N
 (NL2/EL2/IL2). :func:`extrapolate` is the parameter-space baseline θ_N + γ(θ_G − θ_N).
 Both stages are a :class:`StageObjective` trained by the engine (:func:`train_stage`).
+
+The default stage 2 is *guided* (:mod:`.guided`): a guide CNN trained on labelled training
+images (:mod:`.guide`) labels fresh latents for an anchor on the positives and a margin push out
+of the target (:mod:`.latents`), and picks the stopping step on validation latents
+(:mod:`.stopping`); the evaluation's classifier is never used for a training choice.
 """
 
 from fmlab.gan.unlearn.ewc import ewc_penalty, fisher_diagonal

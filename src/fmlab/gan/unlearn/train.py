@@ -11,12 +11,13 @@ without replacement within an epoch of the stage's data (the engine's order).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from fmlab.engine.callbacks import Callback
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig
 from fmlab.engine.data import TensorSource
 from fmlab.engine.distributed import DistInfo
@@ -125,7 +126,8 @@ class StageObjective(nn.Module):
 
 
 def train_stage(G: Generator, D: Discriminator, data: torch.Tensor, cfg: StageConfig,
-                penalty: Penalty | None = None, seed: int = 0) -> list[dict[str, float]]:
+                penalty: Penalty | None = None, seed: int = 0,
+                callbacks: Sequence[Callback] = ()) -> list[dict[str, float]]:
     """Train G (and D) in place on ``data`` (float (N, C, H, W) in [-1, 1]); returns the logs.
 
     With ``cfg.ema_decay > 0`` the averaged weights are copied into G at the end, so the caller
@@ -139,6 +141,8 @@ def train_stage(G: Generator, D: Discriminator, data: torch.Tensor, cfg: StageCo
         cfg: the stage's hyper-parameters.
         penalty: the G penalty, or None.
         seed: the stage's seed (data order, z, R1 noise).
+        callbacks: engine callbacks (e.g. the stopping-step selection), which see
+            ``trainer.objective`` (a :class:`StageObjective`).
 
     Returns:
         ``[{"step": float, **means of the window}]`` every ``cfg.log_every`` steps and at the end.
@@ -161,7 +165,7 @@ def train_stage(G: Generator, D: Discriminator, data: torch.Tensor, cfg: StageCo
                          device=str(device))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         res = Trainer(obj, TensorSource(data), tcfg, cfg.optim(), ScheduleConfig(name="constant"),
-                      run_dir=None, dist=DistInfo()).fit()
+                      run_dir=None, dist=DistInfo(), callbacks=list(callbacks)).fit()
     if obj.G_ema is not None:
         with torch.no_grad():
             ema = dict(obj.G_ema.module.named_parameters())
