@@ -103,6 +103,7 @@ _EXPORTS = {
     "knn_predict": "monitors", "collapse_stats": "monitors", "check_collapse": "monitors",
     "MetricsLogger": "logger", "read_metrics": "logger",
     "resolve_device": "device", "resolve_run_dir": "rundir",
+    "ClassificationObjective": "objectives",
 }
 
 __all__ = list(_EXPORTS)

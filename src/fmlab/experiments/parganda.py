@@ -70,19 +70,6 @@ class ClassifierRecipe:
     max_shift: int = 2   # random translation by up to this many pixels (both axes)
 
 
-class _ClassifierObjective(nn.Module):
-    """Cross-entropy of :class:`SmallCNN` on a uint8 batch (the engine's default objective path)."""
-
-    def __init__(self, net: SmallCNN) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = self.net(batch["images"])
-        loss = F.cross_entropy(logits, batch["labels"])
-        acc = (logits.argmax(1) == batch["labels"]).float().mean()
-        return loss, {"acc": float(acc)}
-
 
 def _shift(max_shift: int):  # noqa: ANN202 - the engine's transform signature
     """uint8 (B, H, W) → float (B, 1, H, W) in [0, 1], rolled by a seeded shift of ≤ max_shift px."""
@@ -100,7 +87,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, seed: int,
                      recipe: ClassifierRecipe | None = None) -> SmallCNN:
     """Train :class:`SmallCNN` on uint8 images ``x`` (N, 28, 28) and labels ``y`` with the engine
     (seeded batches and init; no run directory)."""
-    from fmlab.engine import OptimConfig, TensorSource, Trainer, TrainerConfig
+    from fmlab.engine import ClassificationObjective, OptimConfig, TensorSource, Trainer, TrainerConfig
     from fmlab.engine.data import mix_seed
 
     r = recipe or ClassifierRecipe()
@@ -108,7 +95,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, seed: int,
     net = SmallCNN()
     cfg = TrainerConfig(max_steps=r.steps, batch_size=r.batch_size, seed=seed, device="cpu",
                         progress=False, tensorboard=False, log_every=r.steps)
-    Trainer(_ClassifierObjective(net), TensorSource(x, labels=y), cfg,
+    Trainer(ClassificationObjective(net), TensorSource(x, labels=y), cfg,
             OptimConfig(name="adamw", lr=r.lr, weight_decay=0.0), run_dir=None,
             transform=_shift(r.max_shift)).fit()
     return net.eval()

@@ -43,19 +43,6 @@ class GuideNet(nn.Module):
         return self.head(self.body(x))
 
 
-class _GuideObjective(nn.Module):
-    """Cross-entropy objective for the engine: ``loss, logs = obj(batch)``."""
-
-    def __init__(self, net: GuideNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = self.net(batch["images"])
-        loss = nn.functional.cross_entropy(logits, batch["labels"])
-        acc = (logits.argmax(1) == batch["labels"]).float().mean()
-        return loss, {"acc": float(acc)}
-
 
 @dataclass
 class GuideConfig:
@@ -85,6 +72,7 @@ def train_guide(images: torch.Tensor, labels: np.ndarray, cfg: GuideConfig) -> G
     from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig
     from fmlab.engine.data import TensorSource
     from fmlab.engine.distributed import DistInfo
+    from fmlab.engine.objectives import ClassificationObjective
     from fmlab.engine.trainer import Trainer
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -99,7 +87,7 @@ def train_guide(images: torch.Tensor, labels: np.ndarray, cfg: GuideConfig) -> G
         net = GuideNet(images.shape[1], k)
         tcfg = TrainerConfig(max_steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
                              log_every=cfg.steps, progress=False, tensorboard=False, device="cpu")
-        Trainer(_GuideObjective(net), TensorSource(images, labels), tcfg,
+        Trainer(ClassificationObjective(net), TensorSource(images, labels), tcfg,
                 OptimConfig(name="adamw", lr=cfg.lr),
                 ScheduleConfig(name="constant"), run_dir=None, dist=DistInfo()).fit()
     return net.eval().requires_grad_(False)
