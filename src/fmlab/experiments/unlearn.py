@@ -270,11 +270,49 @@ def extrapolated(G: Generator, theta_n: dict[str, torch.Tensor], gamma: float) -
 # ----------------------------------------------------------------------------------- run
 
 
+def stage0_sets(cfg: UnlearnConfig, G: Generator, split_clf) -> tuple[Any, Any]:
+    """Stage 0: the negatives and positives, from files or by splitting G's samples with
+    ``split_clf`` (the guide when there is one, else the classifier)."""
+    neg = load_image_set(cfg.negatives, "--negatives") if cfg.negatives is not None else None
+    pos = load_image_set(cfg.positives, "--positives") if cfg.positives is not None else None
+    if neg is None or pos is None:
+        split = split_by_class(G, split_clf, cfg.target_class, cfg.n_split, cfg.seed)
+        neg = split.negatives if neg is None else neg
+        pos = split.positives if pos is None else pos
+    return neg, pos
+
+
+def _guide_record(gcfg: GuidedConfig, guide, guide_acc, terms, select) -> dict[str, Any] | None:
+    """What the report says about the guided stage 2 (None: the paper's setup)."""
+    if guide is None:
+        return None
+    latents = None if not hasattr(terms, "sets") else {
+        "positive": len(terms.sets.z_pos), "negative": len(terms.sets.z_neg)}
+    return {"data": gcfg.guide_data, "train_accuracy": guide_acc, "latents": latents,
+            "selection": None if select is None else select.summary()}
+
+
+def export_run(cfg: UnlearnConfig, info: dict[str, Any], out: Path,
+               gens: dict[str, Generator]) -> dict[str, str]:
+    """Write the unlearned generator (``gens["after"]``) and one sample grid per generator;
+    returns the grid file names."""
+    from fmlab.gan import sample_grid
+    from fmlab.gan.io import export_generator
+
+    spec = {"arch": info["arch"], "kwargs": info.get("kwargs") or {}}
+    export_generator(gens["after"], spec, out, writer="fmlab.experiments.unlearn",
+                     source_generator=str(cfg.generator), target_class=cfg.target_class,
+                     repulsion=cfg.repulsion, gamma=cfg.gamma)
+    grids = {}
+    for name, g in gens.items():
+        grids[name] = f"samples_{name}.png"
+        sample_grid(g, 64, out / grids[name], seed=cfg.seed, nrow=8)
+    return grids
+
+
 def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     """All stages; writes generator.safetensors(+.json), samples_{before,adapted,after}.png,
     report.json and results-store rows under ``cfg.out``; returns the report."""
-    from fmlab.gan.io import export_generator
-    from fmlab.gan import sample_grid
     from fmlab.utils.io import write_json
 
     t0 = time.perf_counter()
@@ -286,15 +324,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     guide, ref_feats, guide_acc = prepare_guide(cfg.guided, cfg.data_root, cfg.target_class)
     split_clf = clf if guide is None else guide_classifier_fn(guide)
 
-    # Stage 0
-    if cfg.negatives is not None:
-        neg = load_image_set(cfg.negatives, "--negatives")
-    if cfg.positives is not None:
-        pos = load_image_set(cfg.positives, "--positives")
-    if cfg.negatives is None or cfg.positives is None:
-        split = split_by_class(G, split_clf, cfg.target_class, cfg.n_split, cfg.seed)
-        neg = split.negatives if cfg.negatives is None else neg
-        pos = split.positives if cfg.positives is None else pos
+    neg, pos = stage0_sets(cfg, G, split_clf)
     shape = (G.img_shape[0], G.img_shape[1])
     neg_t = to_gan_input(neg, channels=shape[0], size=shape[1])
     pos_t = to_gan_input(pos, channels=shape[0], size=shape[1])
@@ -323,14 +353,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
     after = evaluator(Gu)
     check_same_names(G.state_dict(), Gu.state_dict(), "unlearned generator")
 
-    spec = {"arch": info["arch"], "kwargs": info.get("kwargs") or {}}
-    export_generator(Gu, spec, out, writer="fmlab.experiments.unlearn",
-                     source_generator=str(cfg.generator), target_class=cfg.target_class,
-                     repulsion=cfg.repulsion, gamma=cfg.gamma)
-    grids = {}
-    for name, g in (("before", G), ("adapted", adapted), ("after", Gu)):
-        grids[name] = f"samples_{name}.png"
-        sample_grid(g, 64, out / grids[name], seed=cfg.seed, nrow=8)
+    grids = export_run(cfg, info, out, {"before": G, "adapted": adapted, "after": Gu})
 
     report = {
         "config": jsonable(asdict(cfg)),
@@ -341,11 +364,7 @@ def run_unlearn(cfg: UnlearnConfig) -> dict[str, Any]:
         "stage1": {"logs": adapt_logs},
         "stage2": {"d0": d0, "distance_normalisation": "d / d0, d0 = d(theta_G, theta_N)",
                    "logs": unlearn_logs,
-                   "guide": None if guide is None else {
-                       "data": cfg.guided.guide_data, "train_accuracy": guide_acc,
-                       "latents": None if not hasattr(terms, "sets") else {
-                           "positive": len(terms.sets.z_pos), "negative": len(terms.sets.z_neg)},
-                       "selection": None if select is None else select.summary()}},
+                   "guide": _guide_record(cfg.guided, guide, guide_acc, terms, select)},
         "metrics": {"before": before, "adapted": adapted_metrics, "after": after},
         "protocol": evaluator.protocol,
         "files": {"generator": "generator.safetensors", "grids": grids},
