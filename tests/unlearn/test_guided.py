@@ -240,3 +240,23 @@ def test_chosen_step_and_weights_do_not_depend_on_the_evaluation_z(tmp_path: Pat
     for k in w1:
         assert torch.equal(w1[k], w2[k]), k
     json.dumps(s1)
+
+
+def test_load_best_restores_buffers_too():
+    """A generator with BatchNorm: the chosen step's running statistics come back with its weights."""
+    from types import SimpleNamespace
+
+    class _Val:
+        def __call__(self, G):
+            return 0.0, 1.0
+
+    G = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    sel = SelectStep(_Val(), every=1, share0=1.0, min_fall=0.5)
+    G.train()
+    G(torch.randn(8, 3))                          # running stats move
+    sel.on_after_step(SimpleNamespace(step=1, objective=SimpleNamespace(G=G, G_ema=None)))
+    chosen = {k: v.clone() for k, v in G.state_dict().items()}
+    G(torch.randn(8, 3) + 5.0)                    # a later step moves them again
+    sel.load_best(G)
+    for k, v in G.state_dict().items():
+        assert torch.equal(v, chosen[k]), k

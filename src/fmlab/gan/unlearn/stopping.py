@@ -121,15 +121,13 @@ class SelectStep(Callback):
         i = choose(self.records, self.share0, self.min_fall)
         if i == len(self.records) - 1:
             self.best_index = i
-            self.best = {k: v.detach().clone() for k, v in G.named_parameters()}
+            # the whole state: a generator with BatchNorm (DCGAN) needs its running stats too
+            self.best = {k: v.detach().clone() for k, v in G.state_dict().items()}
 
     def load_best(self, G: nn.Module) -> None:
-        """Copy the chosen step's weights into ``G`` (no-op before any check)."""
-        if self.best is None:
-            return
-        with torch.no_grad():
-            for k, p in G.named_parameters():
-                p.copy_(self.best[k])
+        """Copy the chosen step's weights and buffers into ``G`` (no-op before any check)."""
+        if self.best is not None:
+            G.load_state_dict(self.best)
 
     def summary(self) -> dict:
         """The records, the chosen step and the rule's settings (for the report)."""
