@@ -32,7 +32,18 @@ import numpy as np
 TARGETS = {"invert": "invert", "bold": "bold", "font": "none"}   # name -> target_domain
 METHODS = ("adaptor", "full", "full@100")   # method[@steps]; no @: the config's steps
 METRICS = ("likeness", "diversity", "precision", "recall", "intensity")
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"
+# the committed font.png was drawn with Debian's fonts-dejavu copy; matplotlib's bundled copy (a
+# different DejaVu release, so the glyph can differ by a pixel) serves where Debian's is absent
+DEBIAN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf")
+
+
+def target_font() -> Path:
+    """DejaVu Serif Bold: Debian's file when installed, else the one in the matplotlib wheel."""
+    if DEBIAN_FONT.is_file():
+        return DEBIAN_FONT
+    from fmlab.data.synthetic.fontdigits import font_dir
+
+    return font_dir() / "DejaVuSerif-Bold.ttf"
 
 
 def make_targets(out: Path) -> None:
@@ -50,7 +61,7 @@ def make_targets(out: Path) -> None:
     Image.fromarray(bold(d32)[0]).save(out / "bold.png")
     im = Image.new("L", (32, 32), 0)
     ImageDraw.Draw(im).text((16, 16), "7", fill=255, anchor="mm",
-                            font=ImageFont.truetype(FONT, 26))
+                            font=ImageFont.truetype(str(target_font()), 26))
     im.save(out / "font.png")
     print(f"wrote {', '.join(f'{t}.png' for t in TARGETS)} to {out}")
 
