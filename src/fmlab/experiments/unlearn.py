@@ -65,8 +65,9 @@ class UnlearnConfig:
     reference: str = "mnist:test"
     seed: int = 0
     adapt: StageConfig = field(default_factory=StageConfig)
-    # stage 2: Adam 2e-4 for G and D, 1,000 steps (chosen on held-out digits 3 and 5 against
-    # MNIST train images; see docs/benchmarks.md)
+    # stage 2: Adam 2e-4 for G and D (issue 8's tuning on held-out digits 3 and 5 against MNIST
+    # train images); 2,000 steps, of which the guided stopping rule keeps the chosen one
+    # (issue 24's tuning, docs/results/unlearn_mnist/README.md)
     unlearn: StageConfig = field(default_factory=lambda: StageConfig(steps=2000, lr_g=2e-4,
                                                                      lr_d=2e-4))
     # guided stage 2 (anchor on positive latents, negative push, stopping step chosen on
