@@ -115,7 +115,7 @@ def test_attention_out_proj_alone_is_refused():
 def test_directory_is_a_valid_peft_adapter(tmp_path):
     from peft import PeftModel
 
-    # Not the attention: peft 0.21 itself doubles the MHA out_proj update (see fmlab.peft.lora).
+    # Not the attention: plain peft 0.21 doubles the MHA out_proj update (see fmlab.peft.lora).
     m = fp.apply(make(TinyAttnNet), "lora", targets=["patch", "fc"], r=2, alpha=4, dropout=0.1)
     x = torch.randn(4, 3, 8, 8)
     train_steps(m, x)
