@@ -141,3 +141,27 @@ def test_every_shipped_config_loads():
     for n in names:
         cfg = load_text_pretrain_config(CONFIGS / f"{n}.yaml")
         assert cfg.data.block_size <= cfg.model.max_positions
+
+
+def test_init_continues_from_the_saved_model_with_its_vocabulary(corpus, tmp_path):
+    """Continued pre-training: zero steps of learning (lr 0, no dropout) leave the weights
+    exactly those of ``init``, the tokenizer is ``init``'s, and a size mismatch is refused."""
+    from fmlab.errors import ConfigError
+
+    first = tmp_path / "first"
+    run_text_pretrain(load_text_pretrain_config(CONFIGS / "mlm_shakespeare.yaml",
+                                                _overrides(corpus)), first)
+    cont = tmp_path / "cont"
+    cfg = load_text_pretrain_config(CONFIGS / "mlm_shakespeare.yaml", _overrides(
+        corpus, f"init={first / 'model'}", "optim.lr=0", "optim.weight_decay=0",
+        "model.dropout=0", steps=1))
+    rec = run_text_pretrain(cfg, cont)
+    a, b = (load_file(str(d / "model" / "model.safetensors")) for d in (first, cont))
+    assert rec["init"] == str(first / "model") and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (first / "model" / "tokenizer.json").read_text() == \
+        (cont / "model" / "tokenizer.json").read_text()
+    bad = load_text_pretrain_config(CONFIGS / "mlm_shakespeare.yaml", _overrides(
+        corpus, f"init={first / 'model'}", "model.hidden=32", "model.intermediate=64"))
+    with pytest.raises(ConfigError, match="init: .* does not fit"):
+        run_text_pretrain(bad, tmp_path / "bad")

@@ -34,16 +34,19 @@ from fmlab.experiments.text_pretrain_config import (
 )
 
 __all__ = ["build_text_pretrain", "load_run_tokenizer", "load_text_pretrain_config",
-           "run_text_pretrain", "text_source"]
+           "load_init_weights", "run_text_pretrain", "text_source"]
 
 
 def load_run_tokenizer(cfg: TextPretrainConfig, texts: list[str], run_dir: Path | None,
                        kind: str) -> Any:
-    """The run's tokenizer: ``tokenizer.path``, else ``RUN_DIR/tokenizer`` (a resumed run),
+    """The run's tokenizer: ``tokenizer.path``, else ``init``'s (continued pre-training), else
+    ``RUN_DIR/tokenizer`` (a resumed run),
     else one trained on ``texts`` (seed ``trainer.seed``) and saved to ``RUN_DIR/tokenizer``."""
     from transformers import PreTrainedTokenizerFast
 
     path = expand_path(cfg.tokenizer.path, "tokenizer.path")
+    if path is None and cfg.init is not None:  # continued pre-training keeps the vocabulary
+        path = expand_path(cfg.init, "init")
     if path is None and run_dir is not None and (run_dir / "tokenizer" / "tokenizer.json").is_file():
         path = str(run_dir / "tokenizer")
     if path is not None:
@@ -103,6 +106,8 @@ def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str] | None, run_di
         obj = cls(tokenizer=tok, size=cfg.model.size(), **kwargs)
     except ConfigError as e:
         raise ConfigError(f"objective ({cfg.objective.name}): {e}") from None
+    if cfg.init is not None:
+        load_init_weights(obj.model, cfg.init, len(tok))
     limit = model_max_positions(obj.model)
     need = cfg.data.block_size + obj.extra_positions()
     if limit is not None and need > limit:
@@ -110,6 +115,36 @@ def build_text_pretrain(cfg: TextPretrainConfig, texts: list[str] | None, run_di
         raise ConfigError(f"data.block_size: {cfg.data.block_size}{extra} is above the model's "
                           f"{limit} positions (model.max_positions)")
     return tok, obj, text_source(obj, texts, tok, cfg.data.block_size)
+
+
+def load_init_weights(model: Any, init: str, vocab_size: int) -> None:
+    """Continued pre-training: copy ``init/model.safetensors`` (a saved ``RUN_DIR/model``) into
+    ``model``, every tensor by name and shape (all must fit), so a continued run starts exactly where
+    the earlier one ended. The vocabulary must be the earlier run's (``tokenizer.path``).
+
+    Raises:
+        ConfigError: no such file, or the saved model does not fit (architecture, size, vocabulary).
+    """
+    from safetensors.torch import load_file
+
+    path = expand_path(init, "init")
+    file = Path(path) / "model.safetensors"
+    if not file.is_file():
+        raise ConfigError(f"init: {path} has no model.safetensors (give a RUN_DIR/model folder)")
+    state = load_file(str(file))
+    own = model.state_dict()
+    bad = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
+    # tied tensors (the MLM decoder is the word embedding) are saved once, under one name
+    kept = {own[k].data_ptr() for k in state if k in own}
+    missing = sorted(k for k in set(own) - set(state) if own[k].data_ptr() not in kept)
+    extra = sorted(set(state) - set(own))
+    if bad or missing or extra:
+        what = (f"shapes differ for {bad[:3]}" if bad else
+                f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}")
+        raise ConfigError(f"init: {file} does not fit this model ({what}); use the same model "
+                          f"sizes and the earlier run's tokenizer (tokenizer.path, vocabulary "
+                          f"{vocab_size} here)")
+    model.load_state_dict(state, strict=False)
 
 
 def _load_texts(cfg: TextPretrainConfig) -> Any:
@@ -157,7 +192,7 @@ def run_text_pretrain(cfg: TextPretrainConfig, out: str | os.PathLike, resume: b
            * cfg.trainer.accumulate * cfg.data.block_size,
            "source": cfg.data.source, "split": cfg.data.split,
            "split_hash": getattr(data, "split_hash", None) or sha256_json(texts),
-           "vocab_size": len(tok), "paths": paths,
+           "vocab_size": len(tok), "paths": paths, "init": cfg.init,
            "weights_sha256": sha256_file(Path(paths["model"]) / "model.safetensors"),
            "last_loss": losses[-1] if losses else None}
     write_json(run_dir / "pretrain.json", rec)

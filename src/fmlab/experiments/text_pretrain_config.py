@@ -90,6 +90,9 @@ class TextPretrainConfig:
     """One text pre-training run (see ``configs/text/*.yaml``)."""
 
     name: str = "text_pretrain"
+    # continued pre-training: start from this saved model (RUN_DIR/model of an earlier run, same
+    # architecture and vocabulary; give its tokenizer as tokenizer.path); null: random init
+    init: str | None = None
     objective: TextObjectiveSection = field(default_factory=TextObjectiveSection)
     model: TextModelConfig = field(default_factory=TextModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
