@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from fmlab.cli.common import (add_data_root, add_db, add_generator, add_train_arguments, arch_kwargs,
                               resolve_db, train_paths)
@@ -78,10 +79,48 @@ def _add_eval(gsub) -> None:
     e.set_defaults(func=run_eval)
 
 
+def _config_family(config: Path) -> str:
+    """The config's top-level ``family`` (``gan`` when absent): ``tganc`` (caption → video) and
+    ``story`` (story continuation) are generators with their own experiment."""
+    import yaml
+
+    from fmlab.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{config}: cannot read the config ({e})") from None
+    family = data.get("family", "gan") if isinstance(data, dict) else "gan"
+    if family not in ("gan", "tganc", "story"):
+        raise ConfigError(f"{config}: family {family!r} is unknown; choose gan, tganc or story")
+    return family
+
+
+def _run_family(family: str, config: Path, out: Path, resumed: bool, overrides: list[str]) -> int:
+    if family == "tganc":
+        from fmlab.experiments.tganc import run_tganc
+        from fmlab.experiments.tganc_config import load_tganc_config
+
+        rec = run_tganc(load_tganc_config(config, overrides), out, resume=resumed)
+        keys = ("digit_accuracy", "direction_accuracy", "jitter", "real_jitter")
+    else:
+        from fmlab.experiments.story import run_story
+        from fmlab.experiments.story_config import load_story_config
+
+        rec = run_story(load_story_config(config, overrides), out, resume=resumed)
+        keys = ("style_consistency", "colour_consistency", "thickness_consistency", "digit_accuracy")
+    shown = ", ".join(f"{k} {rec[k]:.4g}" for k in keys if k in rec)
+    print(f"trained {rec['name']} ({family}); wrote {out}/results.json" + (f"; {shown}" if shown else ""))
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from fmlab.experiments.gan import load_gan_config, train_gan
 
     config, out, resumed = train_paths(args, "configs/gan/<name>.yaml")
+    family = _config_family(config)
+    if family != "gan":
+        return _run_family(family, config, out, resumed, args.overrides)
     cfg = load_gan_config(config, args.overrides)
     res = train_gan(cfg, out, resume=resumed, db=resolve_db(args, out))
     how = f" (resumed from step {res.resumed_from})" if res.resumed_from is not None else ""

@@ -49,3 +49,27 @@ def open_labelled(spec: str, data_root: str | os.PathLike | None = None,
     if test_name is None:
         raise DataError(f"{spec} has no 'test' split; pass --test-split")
     return source, train, source.split(test_name), test_name
+
+
+def grey_pool(spec: str, split: str, data_root: str | os.PathLike | None = None,
+              *, what: str = "data.source") -> tuple[Any, Any]:
+    """All images of ``spec``'s ``split`` as a grey uint8 array (N, H, W) with their labels:
+    the object pool that synthetic stories and clips are drawn from.
+
+    Raises:
+        DataError: the split has no labels, or its images are not single-channel.
+    """
+    import numpy as np
+
+    from fmlab.data import open_source
+
+    sp = open_source(spec, data_root).split(split)
+    if sp.labels is None:
+        raise DataError(f"{what}: {spec}:{split} has no class labels (the pool needs them)")
+    images = np.asarray(sp.get_batch(np.arange(len(sp))))
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3:
+        raise DataError(f"{what}: {spec}:{split} images have shape {images.shape[1:]}; the pool "
+                        "needs single-channel digits (H, W)")
+    return images, np.asarray(sp.labels)

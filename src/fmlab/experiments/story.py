@@ -34,15 +34,9 @@ __all__ = ["digits_pool", "frame_codes", "load_stage", "run_story", "story_examp
 
 def digits_pool(cfg: StoryConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Grey digits (N, H, W) uint8 and labels of ``data.source``'s split."""
-    from fmlab.data import open_source
+    from fmlab.data.labelled import grey_pool
 
-    sp = open_source(cfg.data.source, cfg.data.data_root).split(split)
-    if sp.labels is None:
-        raise ConfigError(f"data.source: {cfg.data.source} has no labels (stories name digits)")
-    images, labels = np.asarray(sp.get_batch(np.arange(len(sp)))), sp.labels
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    return images, np.asarray(labels)
+    return grey_pool(cfg.data.source, split, cfg.data.data_root)
 
 
 def to_unit(frames: np.ndarray) -> torch.Tensor:

@@ -55,8 +55,8 @@ class VQConfig:
 
 @dataclass
 class StoryModelConfig:
-    d: int = 128
-    layers: int = 4
+    d: int = 96
+    layers: int = 3
     heads: int = 4
     prompts: int = 4
 
@@ -81,7 +81,7 @@ class StoryEvalConfig:
 
 
 def _trainer() -> TrainerConfig:
-    return TrainerConfig(max_steps=2000, batch_size=64, log_every=100, checkpoint_every=500,
+    return TrainerConfig(max_steps=2000, batch_size=32, log_every=100, checkpoint_every=500,
                          progress=False, tensorboard=False)
 
 
