@@ -1,0 +1,115 @@
+"""Issue 23: the runs of docs/results/tganc (caption → video) and docs/results/story (story
+continuation), then their tables.
+
+    python benchmarks/video_story_runs.py tganc  [--seeds 0 1 2] [--set KEY=VALUE ...]
+    python benchmarks/video_story_runs.py story  [--seeds 0 1 2] [--set KEY=VALUE ...]
+    python benchmarks/video_story_runs.py report
+
+Each run is ``fmlab gan train --config configs/gan/<cfg>.yaml --set trainer.seed=S`` (one thread)
+into ``runs/<family>/<arm>_s<seed>``; a finished run (results.json) is skipped, a cut one resumed.
+TGANs-C arms: ``gan.coherence`` none / penalty / motion. Story: one pretrain run per seed, then
+the three adaptation methods from it. ``report`` writes results.json (every run) and the mean ± std
+table (README fragment, printed) into docs/results/<family>/ and copies the seed-0 sheets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS, DOCS = ROOT / "runs", ROOT / "docs" / "results"
+TGANC_ARMS = ("none", "penalty", "motion")
+STORY_ARMS = ("caption_only", "cross_full", "cross_prompt")
+METRICS = {"tganc": ("digit_accuracy", "direction_accuracy", "jitter", "real_jitter"),
+           "story": ("style_consistency", "colour_consistency", "thickness_consistency",
+                     "digit_accuracy")}
+
+
+def _run(config: str, run: Path, sets: list[str]) -> None:
+    if (run / "results.json").is_file():
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "fmlab", "gan", "train"]
+    args += (["--resume", str(run)] if (run / "config.yaml").is_file() else
+             ["--config", str(ROOT / "configs" / "gan" / f"{config}.yaml"), "--out", str(run)])
+    for s in sets:
+        args += ["--set", s]
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.parent / f"{run.name}.log", "w") as f:
+        rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    print(f"{run.name}: exit {rc}", flush=True)
+
+
+def train(family: str, seeds: list[int], extra: list[str]) -> None:
+    for seed in seeds:
+        base = [f"trainer.seed={seed}", *extra]
+        if family == "tganc":
+            for arm in TGANC_ARMS:
+                _run("video_tganc", RUNS / "tganc" / f"{arm}_s{seed}", base + [f"gan.coherence={arm}"])
+            continue
+        pre = RUNS / "story" / f"pre_s{seed}"
+        _run("canvas_story", pre, base)
+        for arm in STORY_ARMS:
+            _run("canvas_story", RUNS / "story" / f"{arm}_s{seed}",
+                 base + ["stage=adapt", f"init={pre}", f"method={arm}"])
+
+
+def _table(records: list[dict], arms: tuple[str, ...], metrics: tuple[str, ...]) -> str:
+    lines = ["| arm | seeds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for arm in arms:
+        rows = [r for r in records if r["arm"] == arm]
+        if not rows:
+            continue
+        cells = []
+        for m in metrics:
+            v = np.array([r[m] for r in rows], dtype=float)
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+        lines.append(f"| {arm} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report() -> None:
+    for family, arms, sheet in (("tganc", TGANC_ARMS, "samples.png"),
+                                ("story", STORY_ARMS, "story_sheet.png")):
+        records = []
+        for path in sorted((RUNS / family).glob("*_s*/results.json")):
+            arm, _, seed = path.parent.name.rpartition("_s")
+            if arm in arms:
+                records.append({"arm": arm, "seed": int(seed), **json.loads(path.read_text())})
+        if not records:
+            continue
+        out = DOCS / family
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(records, indent=1, default=float))
+        metrics = METRICS[family] + tuple(f"real_{m}" for m in METRICS[family][:2])
+        table = _table(records, arms, tuple(m for m in metrics if m in records[0]))
+        (out / "table.md").write_text(table + "\n")
+        print(f"## {family}\n{table}\n")
+        for arm in arms:
+            src = RUNS / family / f"{arm}_s0" / sheet
+            if src.is_file():
+                shutil.copy(src, out / f"{arm}_{sheet}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("tganc", "story", "report"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args()
+    if a.what == "report":
+        report()
+    else:
+        train(a.what, a.seeds, a.sets)
+
+
+if __name__ == "__main__":
+    main()
