@@ -63,7 +63,9 @@ def _add_eval(gsub) -> None:
         "eval", help="FID/KID/IS/PRDC/intra-FID of a generator or of fake images",
         description="Score a generator (--generator) or saved fakes (--fake-images: an npz "
                     "with uint8 'images' N×H×W[×C] and optional 'labels') against a reference "
-                    "split.")
+                    "split. A caption generator (data.conditioning: caption) draws one image per "
+                    "caption of the first --n reference images and adds class_acc (held-out "
+                    "classifier vs the caption's digit) and thickness/slant agreement.")
     add_generator(e, required=False)
     e.add_argument("--fake-images", default=None, help="npz with 'images' (uint8) [and 'labels']")
     e.add_argument("--ref", required=True, help="SOURCE:SPLIT, e.g. mnist:test")

@@ -13,7 +13,6 @@ later runs read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,7 +196,3 @@ def binner_from_edges(edges: dict[str, Any]) -> AttributeBinner:
     except (TypeError, ValueError, IndexError, KeyError):
         raise DataError(f"caption binner edges {edges!r} are malformed") from None
 
-
-def cache_path_hint() -> Path:
-    """Where caption embeddings are cached (for messages and docs)."""
-    return cache_dir() / "textgan"

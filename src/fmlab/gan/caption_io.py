@@ -10,7 +10,6 @@ thresholds (so evaluation captions and attribute checks use the training tercile
 from __future__ import annotations
 
 import json
-import math
 import os
 import textwrap
 from pathlib import Path
@@ -157,14 +156,3 @@ def caption_sheet(images: np.ndarray, captions: list[str], per_caption: int,
         sheet.save(f, format="PNG")
     return np.asarray(sheet)
 
-
-def sheet_n(captions: list[str], per_caption: int) -> int:
-    """How many images a sheet needs (checked against the sample budget by callers)."""
-    if per_caption < 1:
-        raise ConfigError(f"--n: images per caption must be >= 1, got {per_caption}")
-    return len(captions) * per_caption if captions else 0
-
-
-def grid_rows(n: int) -> int:
-    """Rows of a square-ish grid of ``n`` images."""
-    return max(1, math.ceil(math.sqrt(n)))
