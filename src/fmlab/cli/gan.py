@@ -47,6 +47,12 @@ def _add_sample(gsub) -> None:
                    help="class(es) for a conditional G: 3 or 0,1,2 (cycled to --n); "
                         "default: 0..K-1 repeated, one class per column")
     s.add_argument("--nrow", type=int, default=None, help="images per row")
+    s.add_argument("--caption", action="append", default=None, metavar="TEXT",
+                   help="for a caption generator: a caption (repeatable); each gets a row of "
+                        "--per-caption images with the text drawn under them")
+    s.add_argument("--captions", default=None, metavar="FILE",
+                   help="for a caption generator: a UTF-8 text file, one caption per line")
+    s.add_argument("--per-caption", type=int, default=8, help="images per caption (default 8)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=500,
                    help="samples per generator pass (the grid is drawn in batches)")
@@ -58,7 +64,9 @@ def _add_eval(gsub) -> None:
         "eval", help="FID/KID/IS/PRDC/intra-FID of a generator or of fake images",
         description="Score a generator (--generator) or saved fakes (--fake-images: an npz "
                     "with uint8 'images' N×H×W[×C] and optional 'labels') against a reference "
-                    "split.")
+                    "split. A caption generator (data.conditioning: caption) draws one image per "
+                    "caption of the first --n reference images and adds class_acc (held-out "
+                    "classifier vs the caption's digit) and thickness/slant agreement.")
     add_generator(e, required=False)
     e.add_argument("--fake-images", default=None, help="npz with 'images' (uint8) [and 'labels']")
     e.add_argument("--ref", required=True, help="SOURCE:SPLIT, e.g. mnist:test")
@@ -138,6 +146,11 @@ def run_sample(args: argparse.Namespace) -> int:
     from fmlab.gan.io import load_generator, parse_labels
     from fmlab.utils.validation import positive_int
 
+    from fmlab.gan.caption_io import is_caption_generator
+
+    if args.caption is not None or args.captions is not None or (
+            args.arch is None and is_caption_generator(args.generator)):
+        return _run_caption_sample(args)
     positive_int("--n", args.n)
     if args.nrow is not None:
         positive_int("--nrow", args.nrow)
@@ -149,6 +162,41 @@ def run_sample(args: argparse.Namespace) -> int:
                        batch_size=args.batch_size)
     print(f"wrote {args.out} ({args.n} samples of {info['arch']}, {grid.shape[1]}x"
           f"{grid.shape[0]} px)")
+    return 0
+
+
+def _run_caption_sample(args: argparse.Namespace) -> int:
+    """``gan sample --caption ... / --captions FILE``: a caption sheet from a caption generator."""
+    from fmlab.errors import ConfigError
+    from fmlab.experiments.textgan_data import embed_captions
+    from fmlab.gan.caption_io import (caption_sheet, generate_from_embeddings,
+                                      is_caption_generator, load_caption_generator,
+                                      read_caption_file)
+    from fmlab.gan.grid import check_grid_size
+    from fmlab.utils.validation import positive_int
+
+    positive_int("--per-caption", args.per_caption)
+    texts = list(args.caption or [])
+    for i, t in enumerate(texts, 1):
+        if not t.strip():
+            raise ConfigError(f"--caption: caption {i} is empty")
+    if args.captions is not None:
+        texts += read_caption_file(args.captions)
+    if not texts:
+        raise ConfigError(f"{args.generator} is a caption generator: give --caption TEXT or "
+                          "--captions FILE")
+    if args.arch is not None or not is_caption_generator(args.generator):
+        raise ConfigError(f"--caption/--captions: {args.generator} is not a caption generator "
+                          "(its generator.json has no 'caption' block)")
+    G, info = load_caption_generator(args.generator)
+    check_grid_size(len(texts) * args.per_caption, G.img_shape, args.per_caption,
+                    key="--per-caption")
+    emb = embed_captions([t.strip() for t in texts], info["caption"]["encoder"])
+    images = generate_from_embeddings(G, emb.repeat(args.per_caption, axis=0), args.seed,
+                                      args.batch_size)
+    caption_sheet(images, [t.strip() for t in texts], args.per_caption, args.out)
+    print(f"wrote {args.out} ({len(texts)} captions x {args.per_caption} samples of "
+          f"caption:{info['arch']})")
     return 0
 
 

@@ -131,4 +131,8 @@ def train_gan(cfg: GANConfig, run_dir: str | os.PathLike, resume: bool = False,
     Returns:
         The :class:`GANRunResult`.
     """
+    if cfg.data.conditioning == "caption":
+        from fmlab.experiments.textgan import TextGANTrainer
+
+        return TextGANTrainer(cfg, run_dir, db=db).fit(resume=resume)
     return GANTrainer(cfg, run_dir, db=db).fit(resume=resume)

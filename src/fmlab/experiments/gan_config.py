@@ -28,6 +28,10 @@ from fmlab.utils.validation import check
 # Metric names accepted in ``eval.metrics`` / ``--metrics``: fmlab.metrics.METRICS plus the
 # per-class recall of a conditional generator under the extractor's classifier.
 EVAL_METRICS = ("fid", "kid", "is", "prdc", "ifid", "iprdc", "class_recall")
+CONDITIONING_TYPES = ("class", "caption")
+# gan.* keys a caption-conditioned run does not implement (refused there, not ignored)
+CLASS_ONLY_KEYS = ("r1_lambda", "cr_lambda", "bcr_fake_lambda", "lecam_lambda", "adaptivemix",
+                   "diffaug")
 
 
 @dataclass
@@ -43,8 +47,15 @@ class GANDataConfig:
     channels: int = 1            # grey (1) or RGB (3); converted by fmlab.gan.to_gan_input
     img_size: int = 32           # images are resized (bilinear, antialiased) to this size
     conditional: bool = False    # feed class labels to G and D
+    conditioning: str = "class"  # class: labels when `conditional` (the lab's default);
+                                 # caption: templated captions embedded by `caption.encoder`
 
     def validate(self, prefix: str = "data") -> None:
+        check(self.conditioning in CONDITIONING_TYPES, f"{prefix}.conditioning", self.conditioning,
+              f"is unknown; choose from {', '.join(CONDITIONING_TYPES)}")
+        check(not (self.conditioning == "caption" and self.conditional), f"{prefix}.conditional",
+              self.conditional, "must be false with data.conditioning: caption (captions, not "
+              "class labels, condition G and D)")
         check(self.limit >= 0, f"{prefix}.limit", self.limit, "must be >= 0")
         check(0.0 < self.fraction <= 1.0, f"{prefix}.fraction", self.fraction,
                "must lie in (0, 1]")
@@ -129,6 +140,29 @@ class GANEvalConfig:
                f"must be a non-empty list of {', '.join(EVAL_METRICS)}")
 
 
+@dataclass
+class GANCaptionConfig:
+    """Captions of a ``data.conditioning: caption`` run (issue 23; fmlab.experiments.textgan_data).
+
+    Each training image gets one templated caption naming its class and its measured thickness,
+    slant and brightness (terciles fitted on the training split); captions are embedded once by
+    the frozen ``encoder`` and cached under ``$FMLAB_CACHE`` by content hash.
+    """
+
+    encoder: str = "text:minilm"
+    c_dim: int = 128             # GAN-CLS's compressed condition vector
+    template_seed: int = 0       # which template each image's caption uses
+    # GALIP's image tower for gan.clip_lambda: the pre-trained MNIST VAE encoder, plus a ridge
+    # map from its features to the caption space fitted on `align_n` training captions
+    align_n: int = 20000
+    align_ridge: float = 1.0
+
+    def validate(self, prefix: str = "caption") -> None:
+        check(self.c_dim >= 1, f"{prefix}.c_dim", self.c_dim, "must be >= 1")
+        check(self.align_n >= 10, f"{prefix}.align_n", self.align_n, "must be >= 10")
+        check(self.align_ridge > 0, f"{prefix}.align_ridge", self.align_ridge, "must be > 0")
+
+
 def _default_schedule() -> ScheduleConfig:
     return ScheduleConfig(name="constant")
 
@@ -154,6 +188,7 @@ class GANConfig:
     schedule: ScheduleConfig = field(default_factory=_default_schedule)
     samples: GANSampleConfig = field(default_factory=GANSampleConfig)
     eval: GANEvalConfig = field(default_factory=GANEvalConfig)
+    caption: GANCaptionConfig = field(default_factory=GANCaptionConfig)
     cpu_minutes: float = 0.0     # stop once training steps used this much process CPU (0: off)
 
     def validate(self) -> None:
@@ -173,10 +208,28 @@ class GANConfig:
         needs_gp = get_loss(self.gan.loss).gp_lambda
         check(not (needs_gp and not self.gan.gp_lambda), "gan.gp_lambda", self.gan.gp_lambda,
               f"is 0 with gan.loss={self.gan.loss}; set gan.gp_lambda={needs_gp:g}")
+        self._check_conditioning()
         if {"ifid", "iprdc", "class_recall"} & set(self.eval.metrics):
             check(self.data.conditional, "eval.metrics", self.eval.metrics,
                    "ask for ifid/iprdc/class_recall, which need a conditional generator "
                    "(data.conditional: true)")
+
+
+    def _check_conditioning(self) -> None:
+        """Refuse the gan.* keys the chosen conditioning does not read (not silently ignored)."""
+        g, default = self.gan, GANStepConfig()
+        if self.data.conditioning == "caption":
+            for k in CLASS_ONLY_KEYS:
+                check(getattr(g, k) == getattr(default, k), f"gan.{k}", getattr(g, k),
+                      "is not implemented for data.conditioning: caption")
+            check(g.loss in ("vanilla", "hinge"), "gan.loss", g.loss,
+                  "must be vanilla or hinge with data.conditioning: caption (matching-aware loss)")
+            check(not g.gp_lambda, "gan.gp_lambda", g.gp_lambda,
+                  "is not implemented for captions; use gan.magp_lambda (matching-aware GP)")
+            return
+        for k in GANStepConfig.CAPTION_KEYS:
+            check(getattr(g, k) == getattr(default, k), f"gan.{k}", getattr(g, k),
+                  "is only read with data.conditioning: caption")
 
 
 def load_gan_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()

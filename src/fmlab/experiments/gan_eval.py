@@ -361,6 +361,12 @@ def run_gan_eval(req: GANEvalRequest) -> GANEvalResult:
         >>> out.method, out.n_fakes, sorted(out.metrics), out.metrics["protocol"]["n_real"]
         ('fake_images', 40, ['fid', 'protocol'], 40)
     """
+    from fmlab.gan.caption_io import is_caption_generator
+
+    if req.generator is not None and req.arch is None and is_caption_generator(req.generator):
+        from fmlab.experiments.textgan_eval import run_caption_eval
+
+        return run_caption_eval(req)  # + class_acc / attribute agreement of its captions
     wanted = req.validate()
     t0 = time.perf_counter()
     ref = open_reference(req.ref, req.data_root)

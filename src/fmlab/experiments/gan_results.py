@@ -58,6 +58,8 @@ def metric_records(res: dict[str, Any], *, method: str, seed: int | None,
                 if k != "per_class":
                     add(f"intra_{k}", v, {"per_class": {c: d[k] for c, d in
                                                         value["per_class"].items()}})
+        elif isinstance(value, (int, float)):  # caption consistency (class_acc, *_agree)
+            add(name, value)
     return records
 
 

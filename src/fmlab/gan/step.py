@@ -59,6 +59,16 @@ class GANStepConfig:
     am_alpha: float = 1.0
     am_noise_std: float = 0.05
     diffaug: str = ""               # DiffAugment policy, e.g. "color,translation,cutout"; "" = off
+    # caption-conditioned GANs only (data.conditioning: caption; fmlab.gan.text_objective):
+    mismatch: bool = True           # GAN-CLS's real-image/wrong-caption term in D's loss
+    flip_p: float = 0.0             # label flipping: swap a pair's real/fake target with this p
+    noise_sigma: float = 0.0        # instance noise σ on D's inputs, annealed linearly to 0 ...
+    noise_steps: int = 1000         # ... at this step (a fixed horizon: resume stays exact)
+    supcon_lambda: float = 0.0      # T2I-SupCon: SupCon on D's features of real + fake images
+    supcon_tau: float = 0.1
+    clip_lambda: float = 0.0        # GALIP: −λ·cos(image tower(G(z, e)), e) in G's loss
+    magp_lambda: float = 0.0        # GALIP/DF-GAN matching-aware gradient penalty k (paper: 2)
+    magp_p: float = 6.0             # ... and its power p
 
     def __post_init__(self) -> None:
         loss = GAN_LOSSES.get(self.loss)  # raises with the known names
@@ -74,6 +84,14 @@ class GANStepConfig:
         if self.am_alpha <= 0:
             raise ConfigError(f"gan step config: am_alpha must be > 0, got {self.am_alpha}")
         parse_policy(self.diffaug)
+        if self.flip_p > 1:
+            raise ConfigError(f"gan step config: flip_p must lie in [0, 1], got {self.flip_p}")
+        if self.supcon_tau <= 0:
+            raise ConfigError(f"gan step config: supcon_tau must be > 0, got {self.supcon_tau}")
+
+    #: the keys only a caption-conditioned run reads (refused elsewhere when set)
+    CAPTION_KEYS = ("mismatch", "flip_p", "noise_sigma", "noise_steps", "supcon_lambda", "supcon_tau",
+                    "clip_lambda", "magp_lambda", "magp_p")
 
     @classmethod
     def from_dict(cls, d: dict) -> GANStepConfig:

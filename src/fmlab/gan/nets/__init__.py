@@ -33,6 +33,7 @@ from fmlab.gan.nets.layers import has_spectral_norm
 from fmlab.gan.nets.mlp import MLPDiscriminator, MLPGenerator
 from fmlab.gan.nets.sngan import SNGANDiscriminator, SNGANGenerator
 from fmlab.gan.nets.style import GenDAGenerator, StyleGenerator
+from fmlab.gan.nets.vae_tower import TowerDiscriminator
 from fmlab.registry import Registry
 
 
@@ -170,6 +171,7 @@ __all__ = [
     "SNGANDiscriminator",
     "SNGANGenerator",
     "StyleGenerator",
+    "TowerDiscriminator",
     "check_sizes",
     "create_discriminator",
     "create_generator",
