@@ -8,7 +8,7 @@ continuation), then their tables.
 Each run is ``fmlab gan train --config configs/gan/<cfg>.yaml --set trainer.seed=S`` (one thread)
 into ``runs/<family>/<arm>_s<seed>``; a finished run (results.json) is skipped, a cut one resumed.
 TGANs-C arms: ``gan.coherence`` none / penalty / motion. Story: one pretrain run per seed, then
-the three adaptation methods from it. ``report`` writes results.json (every run) and the mean ± std
+the three adaptation methods from it (800 steps each). ``report`` writes results.json (every run) and the mean ± std
 table (README fragment, printed) into docs/results/<family>/ and copies the seed-0 sheets.
 """
 
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS, DOCS = ROOT / "runs", ROOT / "docs" / "results"
 TGANC_ARMS = ("none", "penalty", "motion")
 STORY_ARMS = ("caption_only", "cross_full", "cross_prompt")
+ADAPT_STEPS = 800  # adaptation steps of every story arm (pretraining: the config's 2,000)
 METRICS = {"tganc": ("digit_accuracy", "direction_accuracy", "jitter", "real_jitter"),
            "story": ("style_consistency", "colour_consistency", "thickness_consistency",
                      "digit_accuracy")}
@@ -59,7 +60,8 @@ def train(family: str, seeds: list[int], extra: list[str]) -> None:
         _run("canvas_story", pre, base)
         for arm in STORY_ARMS:
             _run("canvas_story", RUNS / "story" / f"{arm}_s{seed}",
-                 base + ["stage=adapt", f"init={pre}", f"method={arm}"])
+                 base + ["stage=adapt", f"init={pre}", f"method={arm}",
+                         f"trainer.max_steps={ADAPT_STEPS}"])
 
 
 def _table(records: list[dict], arms: tuple[str, ...], metrics: tuple[str, ...]) -> str:

@@ -78,11 +78,11 @@ def run_tganc(cfg: TGANCConfig, out: str | Path, resume: bool = False) -> dict[s
         raise ConfigError(f"{out} already holds a run with checkpoints; continue it with "
                           f"--resume {out} or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    save_config(cfg, out / "config.yaml")  # the engine rewrites it (the same) at the start
     source, e_dim = _train_source(cfg)
     obj = build_tganc(cfg, e_dim)
     optim = {"g": cfg.optim_g, "d": cfg.optim_d}
-    fit = Trainer(obj, source, cfg.trainer, optim, cfg.schedule, run_dir=out).fit(
+    fit = Trainer(obj, source, cfg.trainer, optim, cfg.schedule, run_dir=out, config=cfg).fit(
         resume=out if resume else None)
     with atomic_path(out / "generator.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in obj.G.state_dict().items()}, str(tmp))

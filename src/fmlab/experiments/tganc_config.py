@@ -16,7 +16,7 @@ __all__ = ["TGANCConfig", "load_tganc_config"]
 class TGANCDataConfig:
     source: str = "mnist"       # digits of this labelled source bounce in the clips
     data_root: str | None = None
-    clips: int = 20000          # training clips rendered from the train split's digits
+    clips: int = 8000           # training clips rendered from the train split's digits
     limit: int = 0              # keep the first M training clips (0: all)
     frames: int = 8
     size: int = 32
@@ -36,8 +36,8 @@ class TGANCDataConfig:
 class TGANCModelConfig:
     z_dim: int = 64
     c_dim: int = 32
-    g_ch: int = 32
-    d_ch: int = 32
+    g_ch: int = 16
+    d_ch: int = 16
 
     def validate(self, prefix: str = "model") -> None:
         for k in ("z_dim", "c_dim", "g_ch", "d_ch"):
@@ -62,9 +62,9 @@ class TGANCLossConfig:
 
 @dataclass
 class TGANCEvalConfig:
-    n: int = 1000               # generated clips, captions of test-split clips
+    n: int = 500                # generated clips, captions of test-split clips
     seed: int = 0
-    classifier_steps: int = 1500  # the held-out digit / direction clip classifiers (cached)
+    classifier_steps: int = 800   # the held-out digit / direction clip classifiers (cached)
     sheet_rows: int = 8
 
     def validate(self, prefix: str = "eval") -> None:
@@ -73,7 +73,7 @@ class TGANCEvalConfig:
 
 
 def _trainer() -> TrainerConfig:
-    return TrainerConfig(max_steps=3000, batch_size=32, log_every=100, checkpoint_every=500,
+    return TrainerConfig(max_steps=800, batch_size=16, log_every=100, checkpoint_every=500,
                          progress=False, tensorboard=False)
 
 

@@ -108,7 +108,7 @@ class _MatchingHead(nn.Module):
 
 
 def _conv_stack(dims: int, channels: int, ch: int, layers: int) -> nn.Sequential:
-    """``layers`` stride-2 convolutions (3D: space only after the first two) with LeakyReLU."""
+    """``layers`` stride-2 convolutions with LeakyReLU (3D: time halved by the first two only)."""
     mods: list[nn.Module] = []
     cin = channels
     for i in range(layers):
@@ -116,7 +116,8 @@ def _conv_stack(dims: int, channels: int, ch: int, layers: int) -> nn.Sequential
         if dims == 2:
             mods.append(nn.Conv2d(cin, cout, 4, 2, 1))
         else:
-            mods.append(nn.Conv3d(cin, cout, 4 if i < 2 else (3, 4, 4), 2 if i < 2 else (1, 2, 2), 1))
+            # time kernel 3 (padding 1) fits any clip length; time stride 2 in the first two
+            mods.append(nn.Conv3d(cin, cout, (3, 4, 4), (2 if i < 2 else 1, 2, 2), 1))
         mods.append(nn.LeakyReLU(0.2))
         cin = cout
     return nn.Sequential(*mods)
