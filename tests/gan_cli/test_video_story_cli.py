@@ -30,7 +30,7 @@ def _train(config, out, sets, resume=False) -> int:
     return main(args)
 
 
-def test_tganc_trains_scores_and_resumes_bit_identically(tmp_path, digits_npz, monkeypatch):
+def test_tganc_trains_scores_and_resumes_bit_identically(tmp_path, digits_npz, monkeypatch, capsys):
     monkeypatch.setenv("FMLAB_CACHE", str(tmp_path / "cache"))
     sets = [f"data.source=npz:{digits_npz}", *TINY_TGANC, "gan.coherence=motion",
             "trainer.checkpoint_every=2"]
@@ -48,6 +48,10 @@ def test_tganc_trains_scores_and_resumes_bit_identically(tmp_path, digits_npz, m
     a = load_file(str(tmp_path / "straight" / "generator.safetensors"))
     b = load_file(str(tmp_path / "cut" / "generator.safetensors"))
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert main(["gan", "eval", "--generator", str(tmp_path / "cut"), "--ref",
+                 f"npz:{digits_npz}:test", "--n", "16", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again == {k: rec[k] for k in again}  # same clips, z and classifiers as the run's
 
 
 def test_bad_family_and_coherence_exit_2_naming_them(tmp_path, digits_npz, capsys):

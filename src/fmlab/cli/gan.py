@@ -71,8 +71,9 @@ def _add_eval(gsub) -> None:
     e.add_argument("--fake-images", default=None, help="npz with 'images' (uint8) [and 'labels']")
     e.add_argument("--ref", required=True, help="SOURCE:SPLIT, e.g. mnist:test")
     e.add_argument("--ref-n", type=int, default=None, help="use the first N reference images")
-    e.add_argument("--features", required=True,
-                   help="extractor: lenet5_mnist, resnet56_cifar, inception_v3 or a backbone")
+    e.add_argument("--features", default=None,
+                   help="extractor: lenet5_mnist, resnet56_cifar, inception_v3 or a backbone "
+                        "(needed for images; a TGANs-C run is scored by its clip classifiers)")
     e.add_argument("--features-weights", default=None,
                    help="extractor weights (default: the known file under the data root)")
     e.add_argument("--metrics", default="fid,kid,prdc",
@@ -200,9 +201,31 @@ def _run_caption_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video_run(generator: str | None) -> Path | None:
+    """The run folder when ``--generator`` names a TGANs-C run (or its generator file)."""
+    if generator is None:
+        return None
+    p = Path(generator)
+    run = p if p.is_dir() else p.parent
+    cfg = run / "config.yaml"
+    return run if cfg.is_file() and _config_family(cfg) == "tganc" else None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from fmlab.experiments.gan_eval import GANEvalRequest, flat_metrics, run_gan_eval
     from fmlab.utils.io import jsonable
+
+    video = _video_run(args.generator)
+    if video is not None:  # caption -> clip: digit / direction accuracy and jitter
+        from fmlab.experiments.tganc_eval import evaluate_tganc_run
+
+        res = evaluate_tganc_run(video, args.ref, args.n, args.seed, args.data_root)
+        print(json.dumps(res) if args.json else "\n".join(f"  {k:20s} {v:.4f}" for k, v in res.items()))
+        return 0
+    if args.features is None:
+        from fmlab.errors import ConfigError
+
+        raise ConfigError("--features: give the feature extractor (e.g. lenet5_mnist)")
 
     req = GANEvalRequest(
         ref=args.ref, features=args.features, generator=args.generator, arch=args.arch,

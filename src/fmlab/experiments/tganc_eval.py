@@ -20,7 +20,7 @@ import torch
 
 from fmlab.metrics.text_image import attribute_agreement, frame_jitter
 
-__all__ = ["clip_classifier", "evaluate_tganc", "write_clip_sheet"]
+__all__ = ["clip_classifier", "evaluate_tganc", "evaluate_tganc_run", "write_clip_sheet"]
 
 
 def _fit_classifier(cfg: Any, target: str, steps: int) -> torch.nn.Module:
@@ -79,13 +79,14 @@ def _generate(G: Any, emb: torch.Tensor, seed: int, batch: int = 250) -> torch.T
                       for i in range(0, len(emb), batch)])
 
 
-def evaluate_tganc(cfg: Any, G: Any, out: Path) -> dict[str, float]:
-    """Scores of ``G`` on the captions of ``eval.n`` test clips; writes ``out/samples.png``."""
+def evaluate_tganc(cfg: Any, G: Any, out: Path | None, split: str = "test") -> dict[str, float]:
+    """Scores of ``G`` on the captions of ``eval.n`` clips of ``split``'s digits; writes
+    ``out/samples.png`` (``out`` None: no sheet)."""
     from fmlab.experiments.tganc import clip_set
     from fmlab.experiments.textgan_data import embed_captions
     from fmlab.gan.video_objective import clips_to_gan
 
-    test = clip_set(cfg, "test", cfg.eval.n, seed=cfg.eval.seed)
+    test = clip_set(cfg, split, cfg.eval.n, seed=cfg.eval.seed)
     emb = torch.from_numpy(embed_captions(test["captions"], cfg.data.encoder))
     fake = _generate(G, emb, cfg.eval.seed)
     real = clips_to_gan(torch.from_numpy(test["frames"]))
@@ -96,8 +97,9 @@ def evaluate_tganc(cfg: Any, G: Any, out: Path) -> dict[str, float]:
         res[f"{name}direction_accuracy"] = attribute_agreement(_predict(direction, x),
                                                                test["directions"])
         res[f"{name}jitter"] = frame_jitter((x + 1) / 2)
-    k = cfg.eval.sheet_rows
-    write_clip_sheet(fake[:k], test["captions"][:k], out / "samples.png")
+    if out is not None:
+        k = cfg.eval.sheet_rows
+        write_clip_sheet(fake[:k], test["captions"][:k], out / "samples.png")
     return res
 
 
@@ -125,3 +127,29 @@ def write_clip_sheet(clips: torch.Tensor, captions: list[str], path: Path) -> Pa
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def evaluate_tganc_run(run: Path, ref: str, n: int | None, seed: int,
+                       data_root: str | None = None) -> dict[str, float]:
+    """``fmlab gan eval --generator RUN`` for a TGANs-C run: its generator on the captions of clips
+    rendered from ``ref`` (``SOURCE:SPLIT``)."""
+    from safetensors.torch import load_file
+
+    from fmlab.data import parse_split_spec
+    from fmlab.errors import ConfigError
+    from fmlab.experiments.tganc_config import load_tganc_config
+    from fmlab.gan.video import VideoGenerator
+
+    cfg = load_tganc_config(run / "config.yaml")
+    source, split = parse_split_spec(ref)
+    cfg.data.source, cfg.data.data_root = source, data_root or cfg.data.data_root
+    cfg.eval.n, cfg.eval.seed = int(n or cfg.eval.n), int(seed)
+    file = run / "generator.safetensors"
+    if not file.is_file():
+        raise ConfigError(f"--generator: {run} has no generator.safetensors (train it first)")
+    state = load_file(str(file))
+    m, d = cfg.model, cfg.data
+    G = VideoGenerator(m.z_dim, state["project.fc.weight"].shape[1], m.c_dim, d.frames, d.size, 1,
+                       m.g_ch)
+    G.load_state_dict(state)
+    return evaluate_tganc(cfg, G, None, split or "test")
