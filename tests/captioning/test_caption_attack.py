@@ -67,7 +67,7 @@ def test_output_attack_raises_the_target_caption_and_respects_the_ball():
 
 def test_generator_perturbation_is_bounded_and_bad_bounds_are_refused():
     torch.manual_seed(0)
-    g = AttackGenerator(0.15, width=4)
+    g = AttackGenerator(0.15, width=4, size=10)
     with torch.no_grad():
         g.net[-1].bias.fill_(50.0)  # saturate tanh: δ = ε before the pixel clip
     x = torch.rand(3, 1, 10, 10)

@@ -99,19 +99,28 @@ def output_attack(encoder: nn.Module, decoder: CaptionDecoder, x: torch.Tensor, 
 
 
 class AttackGenerator(nn.Module):
-    """x → δ = ε·tanh(G(x)): a small conv net (one forward pass per image at attack time)."""
+    """x → δ = ε·tanh(G(x) + U): a small conv net plus a learned image-sized pattern U.
 
-    def __init__(self, eps: float, width: int = 32) -> None:
+    A 3-layer 3×3 conv net sees a 7×7 window, too small to draw the target's global shape, so
+    the learned pattern ``U`` (initialised at zero) carries the target-specific part and the
+    convs adapt it to each input. One forward pass per image at attack time.
+    """
+
+    def __init__(self, eps: float, width: int = 16, size: int = 28) -> None:
         super().__init__()
         _check_eps(eps)
         self.eps = float(eps)
         self.net = nn.Sequential(nn.Conv2d(1, width, 3, 1, 1), nn.ReLU(),
                                  nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(),
                                  nn.Conv2d(width, 1, 3, 1, 1))
+        self.pattern = nn.Parameter(torch.zeros(1, 1, size, size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """δ for images x (B, 1, H, W) in [0, 1], projected so x + δ stays in [0, 1]."""
-        return project(self.eps * torch.tanh(self.net(x)), x, self.eps)
+        if x.shape[-2:] != self.pattern.shape[-2:]:
+            raise ConfigError(f"attack generator: built for {tuple(self.pattern.shape[-2:])} images, "
+                              f"got {tuple(x.shape[-2:])}")
+        return project(self.eps * torch.tanh(self.net(x) + self.pattern), x, self.eps)
 
 
 class GeneratorAttackObjective(nn.Module):

@@ -26,7 +26,7 @@ import numpy as np
 from fmlab.data.attributes import NUMBER_WORDS, AttributeBinner, digit_attributes, template_captions
 from fmlab.errors import DataError
 
-__all__ = ["BLOCKS", "REF_TEMPLATES", "CaptionSplits", "build_caption_splits", "digit_word_of"]
+__all__ = ["BLOCKS", "REF_TEMPLATES", "CaptionSplits", "attribute_accuracy", "build_caption_splits", "digit_word_of"]
 
 BLOCKS = ("clip", "images", "corpus", "lm")
 REF_TEMPLATES = (
@@ -44,6 +44,7 @@ class CaptionSplits:
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # clip, images, test
     captions: dict[str, list[str]] = field(default_factory=dict)  # clip (paired), corpus, lm
     references: list[list[str]] = field(default_factory=list)  # per test image
+    test_words: dict[str, list[str]] = field(default_factory=dict)  # attribute words of each test image
 
 
 def _block_sizes(sizes: dict[str, int], n_train: int) -> list[int]:
@@ -99,8 +100,23 @@ def build_caption_splits(train_images: np.ndarray, train_labels: np.ndarray,
     xt, yt = test_images[:n_test], np.asarray(test_labels)[:n_test]
     out.images["test"], out.labels["test"] = xt, yt
     words = binner.words(digit_attributes(xt))
+    out.test_words = words
     refs = [template_captions(yt, words, seed=0, templates=(t,)) for t in REF_TEMPLATES]
     out.references = [list(r) for r in zip(*refs)]
+    return out
+
+
+def attribute_accuracy(captions: list[str], words: dict[str, list[str]]) -> dict[str, float]:
+    """Per attribute, the fraction of captions that contain the image's own attribute word.
+
+    Examples:
+        >>> attribute_accuracy(["a thin one", "a thick two"], {"thickness": ["thin", "thin"]})
+        {'thickness': 0.5}
+    """
+    out = {}
+    for name, ws in words.items():
+        hits = [f" {w} " in f" {c} " for c, w in zip(captions, ws)]
+        out[name] = float(np.mean(hits)) if hits else float("nan")
     return out
 
 

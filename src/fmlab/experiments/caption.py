@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmlab.caption.data import CaptionSplits, build_caption_splits, digit_word_of
+from fmlab.caption.data import CaptionSplits, attribute_accuracy, build_caption_splits, digit_word_of
 from fmlab.caption.models import CaptionDecoder, MiniClip, TextDiscriminator
 from fmlab.errors import ConfigError
 from fmlab.experiments.caption_config import CaptionDataConfig, CaptionTrainConfig
@@ -264,6 +264,8 @@ def evaluate_captioner(run: str | Path, lm_run: str | Path | None, limit: int = 
         out["perplexity"] = lm_perplexity(lm, ids)
     digits = np.array([digit_word_of(c) for c in caps])
     out["digit_acc"] = float((digits == sp.labels["test"][:n]).mean())
+    for k, v in attribute_accuracy(caps, {a: w[:n] for a, w in sp.test_words.items()}).items():
+        out[f"{k}_acc"] = v
     out["distinct_captions"] = len(set(caps))
     out["examples"] = [[sp.references[i][0], caps[i]] for i in range(min(8, n))]
     return out

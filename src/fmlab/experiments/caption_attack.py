@@ -73,7 +73,7 @@ def _train_generator(cfg: CaptionAttackConfig, bundle: CaptionerBundle, images: 
 
     g = cfg.generator
     torch.manual_seed(cfg.seed)
-    gen = AttackGenerator(g.eps, g.width)
+    gen = AttackGenerator(g.eps, g.width, int(images.shape[-1]))
     with torch.no_grad():
         h_t = bundle.encoder(x_target)
     obj = GeneratorAttackObjective(gen, NormalisedEncoder(bundle.clip.image), h_t, cfg.c, cfg.p)
@@ -119,7 +119,8 @@ def run_caption_attack(cfg: CaptionAttackConfig, out: Path) -> dict[str, Any]:
     rows, info = _per_eps(cfg, victim, transfer, x, x_t, t)
     # the generator: one fixed target image of target_digit, other-class test images
     pool = np.flatnonzero(y_all[n:] == cfg.target_digit) + n
-    x_gt = x_all[pool[:1]]
+    named = [digit_word_of(c) == cfg.target_digit for c in victim.caption(x_all[pool])]
+    x_gt = x_all[pool[int(np.argmax(named))]][None]  # the first one the victim calls target_digit
     gen = _train_generator(cfg, victim, sp.images["images"], x_gt)
     others = torch.as_tensor(np.flatnonzero(y_all != cfg.target_digit))
     xo = x_all[others]

@@ -112,8 +112,8 @@ class GeneratorAttackConfig:
     images: int = 2000  # training images (the captioner's block) G learns on
     steps: int = 300
     batch_size: int = 64
-    lr: float = 1e-3
-    width: int = 32
+    lr: float = 1e-2
+    width: int = 16
 
     def validate(self, prefix: str = "generator") -> None:
         finite_float(f"{prefix}.eps", self.eps, low=0.0, high=1.0)
