@@ -232,9 +232,11 @@ def load_captioner(run: str | Path) -> CaptionerBundle:
 
 def load_lm(run: str | Path) -> tuple[CaptionDecoder, list[str]]:
     """``(reference LM, its vocabulary words)`` of an ``lm`` run."""
+    from fmlab.multimodal.vlgpt_text import WordVocab
+
     info = _read_info(run, "lm", "fmlab.caption.lm")
     c = info["captioner"]
-    lm = CaptionDecoder(len(info["vocab"]) + 5, 1, c["hidden"], c["embed"], info["max_len"])
+    lm = CaptionDecoder(WordVocab(info["vocab"]).size, 1, c["hidden"], c["embed"], info["max_len"])
     return _load_weights(lm, Path(run) / "lm.safetensors"), info["vocab"]
 
 

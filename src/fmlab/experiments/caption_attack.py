@@ -117,6 +117,7 @@ def run_caption_attack(cfg: CaptionAttackConfig, out: Path) -> dict[str, Any]:
     t, idx = _targets(victim, x_all, y_all, n, cfg.seed)
     x, x_t = x_all[:n], x_all[idx]
     rows, info = _per_eps(cfg, victim, transfer, x, x_t, t)
+    clean_res, _ = _score(victim, transfer, x, info["targets"], info["clean"], t)  # ε = 0: the floor
     # the generator: one fixed target image of target_digit, other-class test images
     pool = np.flatnonzero(y_all[n:] == cfg.target_digit) + n
     named = [digit_word_of(c) == cfg.target_digit for c in victim.caption(x_all[pool])]
@@ -129,7 +130,7 @@ def run_caption_attack(cfg: CaptionAttackConfig, out: Path) -> dict[str, Any]:
     gt = np.full(len(xo), cfg.target_digit)
     g_res, _ = _score(victim, transfer, x_adv, victim.caption(x_gt) * len(xo), victim.caption(xo), gt)
     g_res.update(eps=cfg.generator.eps, linf=float((x_adv - xo).abs().amax()), images=len(xo))
-    summary = {"per_image": rows, "generator": g_res, "images": n, "seconds": time.perf_counter() - t0,
+    summary = {"per_image": rows, "clean": clean_res, "generator": g_res, "images": n, "seconds": time.perf_counter() - t0,
                "victim": cfg.victim, "transfer": cfg.transfer or None}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "attack.json", summary)
