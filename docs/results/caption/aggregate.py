@@ -81,6 +81,40 @@ def _plot(eps: list[float], table: dict, gen: dict, geps: float, path: Path) -> 
     plt.close(fig)
 
 
+def arm_sheet(runs: Path, seed: int, path: Path, n: int = 6) -> None:
+    """The first n test images and the greedy caption of every arm (one seed)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmlab.experiments.caption import load_captioner, load_splits
+    from fmlab.experiments.caption_config import CaptionDataConfig
+
+    bundles = {arm: load_captioner(runs / f"cgt_{arm}_s{seed}") for arm, _ in ARMS}
+    sp = load_splits(CaptionDataConfig(**bundles["warmup"].info["data"]))
+    imgs = sp.images["test"][:n]
+    fig, axes = plt.subplots(len(ARMS) + 2, n, figsize=(2.5 * n, 1.0 * (len(ARMS) + 2) + 1.6),
+                             gridspec_kw={"height_ratios": [2.2] + [1] * (len(ARMS) + 1)})
+    for i in range(n):
+        axes[0, i].imshow(imgs[i], cmap="gray")
+        rows = [("reference (held-out phrasing)", sp.references[i][0])]
+        rows += [(label, bundles[arm].caption(imgs[i:i + 1])[0]) for arm, label in ARMS]
+        for r, (label, text) in enumerate(rows, start=1):
+            axes[r, i].text(0.5, 0.5, "\n".join(textwrap.wrap(text, 28)), ha="center", va="center", fontsize=7,
+                            transform=axes[r, i].transAxes)
+            if i == 0:
+                axes[r, 0].set_title(label, fontsize=8, loc="left", color="C3")
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(f"greedy captions of the first {n} MNIST test images, seed {seed}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def main() -> None:
     runs, out = Path(sys.argv[1]), Path(sys.argv[2])
     cap_lines, cap_raw = captioning(runs)
@@ -88,6 +122,7 @@ def main() -> None:
     (out / "table.md").write_text("\n".join(cap_lines) + "\n\n" + "\n".join(att_lines) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps({"captioning": cap_raw, "attack": att_raw}, indent=1),
                                       encoding="utf-8")
+    arm_sheet(runs, 0, out / "captions_by_arm.png")
     print("\n".join(cap_lines + [""] + att_lines))
 
 
