@@ -35,7 +35,7 @@ def test_resume_without_a_directory_or_with_a_config_is_refused(tmp_path):
 TRAIN_COMMANDS = (["pretrain"], ["gan", "train"], ["clip", "train"], ["text", "pretrain"],
                   ["dense", "train"], ["region", "pretrain"], ["video", "train"], ["str", "pretrain"],
                   ["attack", "universal"], ["vlgpt", "tokenizer"], ["vlgpt", "train"],
-                  ["diffusion", "train"], ["translate", "train"])
+                  ["diffusion", "train"], ["translate", "train"], ["caption", "train"])
 
 
 @pytest.mark.parametrize("command", TRAIN_COMMANDS, ids=" ".join)

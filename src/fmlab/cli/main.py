@@ -42,6 +42,7 @@ COMMANDS = {
     "zsl": "fmlab.cli.zsl",
     "translate": "fmlab.cli.translate",
     "retrieval": "fmlab.cli.retrieval",
+    "caption": "fmlab.cli.caption",
 }
 # subcommands kept in a module of their own: group -> modules whose add_parser(group_subparsers)
 # attaches them to the subparsers that the group's add_parser returns (no cli module imports
