@@ -7,7 +7,7 @@ continuation), then their tables.
 
 Each run is ``fmlab gan train --config configs/gan/<cfg>.yaml --set trainer.seed=S`` (one thread)
 into ``runs/<family>/<arm>_s<seed>``; a finished run (results.json) is skipped, a cut one resumed.
-TGANs-C arms: ``gan.coherence`` none / penalty / motion. Story: one pretrain run per seed, then
+TGANs-C arms: ``gan.coherence`` none / penalty (and motion with ``--motion``). Story: one pretrain run per seed, then
 the three adaptation methods from it (800 steps each). ``report`` writes results.json (every run) and the mean ± std
 table (README fragment, printed) into docs/results/<family>/ and copies the seed-0 sheets.
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS, DOCS = ROOT / "runs", ROOT / "docs" / "results"
-TGANC_ARMS = ("none", "penalty", "motion")
+TGANC_ARMS = ("none", "penalty")  # + "motion" (TGANs-C-A) with --motion
 STORY_ARMS = ("caption_only", "cross_full", "cross_prompt")
 ADAPT_STEPS = 800  # adaptation steps of every story arm (pretraining: the config's 2,000)
 METRICS = {"tganc": ("digit_accuracy", "direction_accuracy", "jitter", "real_jitter"),
@@ -49,11 +49,11 @@ def _run(config: str, run: Path, sets: list[str]) -> None:
     print(f"{run.name}: exit {rc}", flush=True)
 
 
-def train(family: str, seeds: list[int], extra: list[str]) -> None:
+def train(family: str, seeds: list[int], extra: list[str], motion: bool = False) -> None:
     for seed in seeds:
         base = [f"trainer.seed={seed}", *extra]
         if family == "tganc":
-            for arm in TGANC_ARMS:
+            for arm in TGANC_ARMS + (("motion",) if motion else ()):
                 _run("video_tganc", RUNS / "tganc" / f"{arm}_s{seed}", base + [f"gan.coherence={arm}"])
             continue
         pre = RUNS / "story" / f"pre_s{seed}"
@@ -79,7 +79,7 @@ def _table(records: list[dict], arms: tuple[str, ...], metrics: tuple[str, ...])
 
 
 def report() -> None:
-    for family, arms, sheet in (("tganc", TGANC_ARMS, "samples.png"),
+    for family, arms, sheet in (("tganc", TGANC_ARMS + ("motion",), "samples.png"),
                                 ("story", STORY_ARMS, "story_sheet.png")):
         records = []
         for path in sorted((RUNS / family).glob("*_s*/results.json")):
@@ -106,11 +106,12 @@ def main() -> None:
     p.add_argument("what", choices=("tganc", "story", "report"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--motion", action="store_true", help="tganc: also the motion-D arm")
     a = p.parse_args()
     if a.what == "report":
         report()
     else:
-        train(a.what, a.seeds, a.sets)
+        train(a.what, a.seeds, a.sets, a.motion)
 
 
 if __name__ == "__main__":
