@@ -154,7 +154,7 @@ def write_domain_report(out: Path, cfg: Any, info: dict[str, Any], commands: lis
              f"Corpora (train splits pre-trained on): domain D = {', '.join(cfg.corpora.domain)}, "
              f"general G = {', '.join(cfg.corpora.general)}"
              + (f" (at most {cfg.corpora.limit} records each)" if cfg.corpora.limit else "")
-             + f". Pre-training: {cfg.pretrain.config} with {cfg.pretrain.set or 'no'} overrides; "
+             + f". Pre-training: {cfg.pretrain.config} (--set {', '.join(cfg.pretrain.set) or 'none'}); "
              f"budget {cfg.budget.tokens:,} tokens per arm (continued: + {cfg.budget.continued:,} "
              "on D). Fine-tuning: fmlab text finetune's protocol, "
              f"{ft.trainer.epochs} epochs, batch {ft.trainer.batch_size}, lr {ft.optim.lr}, "

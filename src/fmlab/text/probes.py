@@ -235,7 +235,7 @@ def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_
         L = max(len(ids) for ids, _ in chunk)
         x = torch.full((len(chunk), L), tokenizer.pad_token_id, dtype=torch.long)
         am = torch.zeros_like(x)
-        for r, (ids, pos) in enumerate(chunk):
+        for r, (ids, _) in enumerate(chunk):
             x[r, :len(ids)] = torch.tensor(ids)
             am[r, :len(ids)] = 1
         target = x.clone()
