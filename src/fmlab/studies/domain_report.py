@@ -56,7 +56,8 @@ def vocabulary_analysis(cfg: Any, general_model: Path, domain_model: Path, domai
 
 def paired_differences(records: list[dict[str, Any]], a: str, b: str, metric: str = "accuracy"
                        ) -> dict[str, tuple[float, float, int]]:
-    """Per task: mean ± std over seeds of metric(arm ``a``) − metric(arm ``b``), paired by seed.
+    """Per task: mean ± std over seeds of metric(arm ``a``) − metric(arm ``b``), paired by seed
+    (an arm ``b`` with a single run, such as a shared base model, is paired with every seed).
 
     Examples:
         >>> recs = [{"arm_name": arm, "task": "t", "seed": s, "accuracy": v}
@@ -70,6 +71,8 @@ def paired_differences(records: list[dict[str, Any]], a: str, b: str, metric: st
     out = {}
     for task in dict.fromkeys(r["task"] for r in records):
         xa, xb = by.get((a, task), {}), by.get((b, task), {})
+        if len(xb) == 1:  # one shared reference run (e.g. one base model): paired with every seed
+            xb = dict.fromkeys(xa, next(iter(xb.values())))
         diffs = [xa[s] - xb[s] for s in sorted(set(xa) & set(xb))]
         if diffs:
             mu, sd = mean_std(diffs)

@@ -9,9 +9,10 @@ knowledge than the source repeated for the same tokens. Here, per seed s:
    same for every seed). Each document's sentences are split into a training part and a held-out
    part (``source.heldout_fraction`` of the sentences of every document with ≥ 3 sentences; seed 0,
    a data property);
-2. **base**: a masked LM (tokenizer included) pre-trained from scratch for ``base.tokens`` on the
-   base corpus, the rest of the train split (the source documents removed), so it knows the
-   domain's language but not the source documents — the stand-in for the paper's pre-trained LLM;
+2. **base**: one masked LM (tokenizer included; seed ``base.seed``) pre-trained from scratch for
+   ``base.tokens`` on the base corpus, the rest of the train split (the source documents removed),
+   so it knows the domain's language but not the source documents — the stand-in for the paper's
+   pre-trained LLM, shared by every seed (the seeds vary the synthesis and continued training);
 3. **entities** of each source document (:func:`fmlab.studies.entigraph.document_entities`, on
    the training parts against the general corpus) and the **synthetic corpus** of relation
    passages for sampled pairs/triples (:func:`fmlab.studies.entigraph.synthesise_corpus`:
@@ -66,7 +67,8 @@ class BaseSection:
     """The base model: pre-trained on these sources' train splits, source documents removed."""
 
     corpus: list[str] = field(default_factory=lambda: ["medabs"])
-    tokens: int = 300_000
+    tokens: int = 1_000_000
+    seed: int = 0  # ONE base model for every seed (the paper continues one pre-trained LLM)
     limit: int | None = None  # records per source (smoke runs)
 
     def validate(self, prefix: str = "base") -> None:
@@ -275,7 +277,7 @@ def _seed_arms(cfg: EntigraphConfig, ledger: Any, seed: int, corpora: dict[str, 
     """The base, repeat and entigraph pre-training records of one seed."""
     from transformers import PreTrainedTokenizerFast
 
-    base = _pretrain(cfg, ledger, "base", seed, cfg.base.tokens,
+    base = _pretrain(cfg, ledger, "base", cfg.base.seed, cfg.base.tokens,
                      lambda: (corpora["base"], {"corpus": "base"}))
     tok = PreTrainedTokenizerFast.from_pretrained(base["model"])
     src_tokens = sum(len(i) for i in tok(corpora["train_docs"], add_special_tokens=False)["input_ids"])
@@ -329,8 +331,11 @@ def run_entigraph_study(cfg: EntigraphConfig, out: str | Path, db: str | Path | 
     for seed in cfg.seeds:
         arms = _seed_arms(cfg, ledger, seed, corpora)
         for arm in ARMS:
+            if arm == "base" and seed != cfg.seeds[0]:
+                continue  # one base model, scored once
+            s = cfg.base.seed if arm == "base" else seed
             pre.append({**arms[arm], "arm_name": arm})
-            cloze.append(_cloze(ledger, arm, seed, arms[arm], probes, probe_hash, db,
+            cloze.append(_cloze(ledger, arm, s, arms[arm], probes, probe_hash, db,
                                 int(arms["base"]["tokens_seen"])))
     info = {"config": config_to_dict(cfg), "pretrain": pre, "cloze": cloze,
             "corpora": {**corpora["facts"], "entities": len({e for d in corpora["entities"]
