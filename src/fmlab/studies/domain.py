@@ -40,7 +40,7 @@ ARMS = ("general", "continued", "domain")
 class DomainBudget:
     """Pre-training tokens of each arm."""
 
-    tokens: int = 500_000  # general and domain arms; the continued arm's general part
+    tokens: int = 300_000  # general and domain arms; the continued arm's general part
     continued_tokens: int | None = None  # the continued arm's domain part (None: tokens)
 
     def validate(self, prefix: str = "budget") -> None:
@@ -105,11 +105,19 @@ class DomainConfig:
     corpora: Corpora = field(default_factory=Corpora)
     tasks: Tasks = field(default_factory=Tasks)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
-    finetune: TextFinetuneSettings = field(default_factory=TextFinetuneSettings)
+    finetune: TextFinetuneSettings = field(default_factory=lambda: _finetune_defaults())
     analysis: Analysis = field(default_factory=Analysis)
 
     def validate(self, prefix: str = "") -> None:
         check_seeds(self.seeds)
+
+
+def _finetune_defaults() -> TextFinetuneSettings:
+    """``fmlab text finetune``'s settings, shortened for the study's budget (2 epochs on 1,000
+    records of 64 tokens per task)."""
+    s = TextFinetuneSettings()
+    s.trainer.epochs, s.data.limit, s.data.max_length = 2, 1000, 64
+    return s
 
 
 def load_domain_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()

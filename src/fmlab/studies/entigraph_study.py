@@ -67,7 +67,7 @@ class BaseSection:
     """The base model: pre-trained on these sources' train splits, source documents removed."""
 
     corpus: list[str] = field(default_factory=lambda: ["medabs"])
-    tokens: int = 1_000_000
+    tokens: int = 600_000
     seed: int = 0  # ONE base model for every seed (the paper continues one pre-trained LLM)
     limit: int | None = None  # records per source (smoke runs)
 
@@ -110,7 +110,7 @@ class SynthesisSection:
 
 @dataclass
 class EntigraphBudget:
-    tokens: int = 300_000  # continued pre-training tokens of the repeat and entigraph arms
+    tokens: int = 200_000  # continued pre-training tokens of the repeat and entigraph arms
 
     def validate(self, prefix: str = "budget") -> None:
         check(self.tokens >= 1, f"{prefix}.tokens", self.tokens, "must be >= 1")

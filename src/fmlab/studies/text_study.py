@@ -26,7 +26,10 @@ class PretrainSection:
     the seed and the texts."""
 
     config: str = "configs/text/mlm_medabs.yaml"
-    set: list[str] = field(default_factory=list)
+    # short runs: a short warm-up and a higher peak rate than the 600-step text configs
+    set: list[str] = field(default_factory=lambda: [
+        "trainer.log_every=20", "trainer.checkpoint_every=50", "trainer.tensorboard=false",
+        "schedule.warmup_steps=10", "optim.lr=0.001"])
 
     def validate(self, prefix: str = "pretrain") -> None:
         check(all(isinstance(s, str) and "=" in s for s in self.set), f"{prefix}.set", self.set,
