@@ -113,10 +113,10 @@ class DomainConfig:
 
 
 def _finetune_defaults() -> TextFinetuneSettings:
-    """``fmlab text finetune``'s settings, shortened for the study's budget (2 epochs on 1,000
-    records of 64 tokens per task)."""
+    """``fmlab text finetune``'s settings, shortened for the study's budget (2 epochs on 800
+    records of 64 tokens per task, 1,000 test records per task)."""
     s = TextFinetuneSettings()
-    s.trainer.epochs, s.data.limit, s.data.max_length = 2, 1000, 64
+    s.trainer.epochs, s.data.limit, s.data.max_length, s.data.max_test = 2, 800, 64, 1000
     return s
 
 
