@@ -97,6 +97,15 @@ class Analysis:
 
 
 @dataclass
+class ProbeSection:
+    """A linear probe on frozen features beside fine-tuning (:mod:`fmlab.text.frozen_probe`):
+    cheap, and informative where fine-tuning stays at the majority class."""
+
+    enabled: bool = True
+    random_init: bool = True  # also probe random-init encoders with G's and D's vocabulary
+
+
+@dataclass
 class DomainConfig:
     """``configs/study/domain.yaml``."""
 
@@ -107,6 +116,7 @@ class DomainConfig:
     pretrain: PretrainSection = field(default_factory=PretrainSection)
     finetune: TextFinetuneSettings = field(default_factory=lambda: _finetune_defaults())
     analysis: Analysis = field(default_factory=Analysis)
+    probe: ProbeSection = field(default_factory=ProbeSection)
 
     def validate(self, prefix: str = "") -> None:
         check_seeds(self.seeds)
@@ -195,6 +205,39 @@ def _finetune(cfg: DomainConfig, ledger: Any, arm: str, seed: int, task: str,
     return ledger.run(seed_key("finetune", arm, seed, task), fn)
 
 
+def _probe(cfg: DomainConfig, ledger: Any, arm: str, seed: int, task: str, spec: str,
+           db: Path | None) -> dict[str, Any]:
+    from fmlab.results import Protocol, ResultsStore
+    from fmlab.text.frozen_probe import probe_text_task
+
+    def fn(run_dir: Path, resume: bool) -> dict[str, Any]:
+        d = cfg.finetune.data
+        rec = probe_text_task(spec, task, seed=seed, limit=d.limit, max_test=d.max_test,
+                              max_length=d.max_length or 64, val_fraction=d.val_fraction,
+                              data_root=cfg.corpora.data_root)
+        row = {**rec, "seed": seed, "arm_name": arm, "task": task, "method": arm, "model": spec}
+        if db is not None:
+            protocol = Protocol.of(task, "test", split_hash=rec["test_split_hash"], model_dir=spec,
+                                   study="domain", arm=arm, evaluation="linear_probe",
+                                   train_split_hash=rec["train_split_hash"])
+            ResultsStore(db).record("study_domain_probe", protocol, [row], ("accuracy", "macro_f1"),
+                                    extra_keys=("arm_name", "C", "n_train", "n_test"))
+        return row
+
+    return ledger.run(seed_key("probe", arm, seed, task), fn)
+
+
+def probe_arms(cfg: DomainConfig, ledger: Any, seed: int, arms: dict[str, dict[str, Any]],
+               db: Path | None) -> list[dict[str, Any]]:
+    """Linear probes of every arm's frozen encoder (and of random-init ones with each vocabulary)."""
+    specs = {arm: arms[arm]["model"] for arm in ARMS}
+    if cfg.probe.random_init:
+        specs["random (G vocab)"] = "random:" + arms["general"]["model"]
+        specs["random (D vocab)"] = "random:" + arms["domain"]["model"]
+    return [_probe(cfg, ledger, arm, seed, task, spec, db)
+            for arm, spec in specs.items() for task in cfg.tasks.all()]
+
+
 def run_domain_study(cfg: DomainConfig, out: str | Path, db: str | Path | None = None,
                      commands: list[str] | None = None) -> dict[str, Any]:
     """Every arm and fine-tuning run (each once: ``OUT/arms.json``), the vocabulary analysis,
@@ -221,18 +264,20 @@ def run_domain_study(cfg: DomainConfig, out: str | Path, db: str | Path | None =
     domain, d_parts = load_corpus(c.domain, "train", limit=c.limit, data_root=c.data_root)
     general, g_parts = load_corpus(c.general, "train", limit=c.limit, data_root=c.data_root)
     ledger = ArmLedger(out)
-    pre, fine = [], []
+    pre, fine, probes = [], [], []
     for seed in cfg.seeds:
         arms = pretrain_arms(cfg, ledger, seed, domain, general)
         for arm in ARMS:
             pre.append({**arms[arm], "arm_name": arm})
             for task in cfg.tasks.all():
                 fine.append(_finetune(cfg, ledger, arm, seed, task, arms[arm], db))
+        if cfg.probe.enabled:
+            probes += probe_arms(cfg, ledger, seed, arms, db)
     first = {a: r for a, r in ((r["arm_name"], r) for r in pre) if r["seed"] == cfg.seeds[0]}
     vocab = vocabulary_analysis(cfg, Path(first["general"]["model"]),
                                 Path(first["domain"]["model"]), domain, general)
     info = {"config": config_to_dict(cfg), "corpora": {"domain": d_parts, "general": g_parts},
-            "pretrain": pre, "finetune": fine, "vocab": vocab,
+            "pretrain": pre, "finetune": fine, "probe": probes, "vocab": vocab,
             "seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / "study.json", info)
     write_domain_report(out, cfg, info, commands or [])

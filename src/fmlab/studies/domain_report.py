@@ -140,6 +140,24 @@ def _vocab_lines(vocab: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _probe_lines(probe: list[dict[str, Any]], out: Path, title: str) -> list[str]:
+    """The linear-probe section (and ``probe_accuracy.png``)."""
+    from fmlab.studies.arm_report import arm_table, plot_arm_bars
+
+    plot_arm_bars(probe, "accuracy", out / "probe_accuracy.png", title=f"Linear probe, {title}",
+                  ylabel="test accuracy %")
+    d = paired_differences(probe, "domain", "continued")
+    g = paired_differences(probe, "domain", "general")
+    lines = ["", "## Linear probe on frozen features (test accuracy %; C chosen on validation)", "",
+             arm_table(probe, "accuracy"), "", "Macro-F1 %:", "", arm_table(probe, "macro_f1"), "",
+             "| task | probe: domain − continued | probe: domain − general |", "|---|---|---|"]
+    for task in dict.fromkeys(r["task"] for r in probe):
+        cells = [f"{100 * x[task][0]:+.1f} ± {100 * x[task][1]:.1f}" if task in x else "–"
+                 for x in (d, g)]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_domain_report(out: Path, cfg: Any, info: dict[str, Any], commands: list[str]) -> Path:
     """``OUT/report.md`` and its pictures (``accuracy.png``, ``macro_f1.png``,
     ``tokens_per_word.png``)."""
@@ -175,10 +193,12 @@ def write_domain_report(out: Path, cfg: Any, info: dict[str, Any], commands: lis
         cells = [f"{100 * d[task][0]:+.1f} ± {100 * d[task][1]:.1f}" if task in d else "–"
                  for d in diffs]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if info.get("probe"):
+        lines += _probe_lines(info["probe"], out, title)
     lines += ["", "## Vocabulary analysis (first seed's tokenizers)", "",
               *_vocab_lines(info["vocab"]), "",
-              "Pictures: accuracy.png, macro_f1.png (bars: seed mean, error bars: ±1 std, dots: "
-              "seeds), tokens_per_word.png.", ""]
+              "Pictures: accuracy.png, macro_f1.png, probe_accuracy.png (bars: seed mean, error "
+              "bars: ±1 std, dots: seeds), tokens_per_word.png.", ""]
     with atomic_write(out / "report.md", "w") as f:
         f.write("\n".join(lines))
     return out / "report.md"
