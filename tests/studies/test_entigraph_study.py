@@ -109,3 +109,26 @@ def test_smoke_study_arms_report_equal_tokens(tmp_path):
     assert rep["tokens_seen"] == ent["tokens_seen"] <= 8192 and ent["corpus_tokens"] >= 8192
     assert ent["probes_shared"] == 0
     assert (out / "cloze.png").is_file() and "entigraph − repeat" in (out / "report.md").read_text()
+
+
+def test_term_choice_picks_among_same_length_candidates_and_its_prior_sees_no_context():
+    from fmlab.text.probes import term_choice
+    from fmlab.text.tokenizer import train_tokenizer
+
+    texts = ["imatinib treats leukemia and imatinib is safe", "metformin lowers glucose"] * 10
+    tok = train_tokenizer(texts, vocab_size=200)  # every word whole: one piece each
+    items = [("imatinib treats leukemia and imatinib is safe", "imatinib"),
+             ("metformin lowers glucose", "glucose")]
+    cands = ["imatinib", "leukemia", "metformin", "glucose", "safe"]
+    truth = [tok(s)["input_ids"] for s, _ in items]
+    res = term_choice(_Oracle(truth, len(tok)), tok, items, cands)
+    n = {c: len(tok(c, add_special_tokens=False)["input_ids"]) for c in cands}
+    chance = sum(1 / sum(n[c] == n[t] for c in cands) for _, t in items) / len(items)
+    assert res["choice_acc"] == 1.0 and res["probes"] == 2 and abs(res["chance"] - chance) < 1e-9
+    model = _Oracle(truth, len(tok))
+    term_choice(model, tok, items, cands, context=False)
+    shown = model.shown[0]
+    for r, ids in enumerate(truth):  # every non-special token is hidden from the prior
+        assert (shown[r, 1:len(ids) - 1] == tok.mask_token_id).all()
+    wrong = _Oracle([[0] * len(t) for t in truth], len(tok))
+    assert term_choice(wrong, tok, items, cands)["choice_acc"] == 0.0  # ties count as wrong

@@ -15,14 +15,17 @@ from fmlab.utils.io import atomic_write
 
 __all__ = ["cloze_long", "write_entigraph_report"]
 
-METRICS = {"entity_acc": "whole-entity accuracy %", "token_acc": "masked-token accuracy %"}
+METRICS = {"choice_acc": "entity choice, with context %",
+           "prior_choice_acc": "entity choice, prior only %",
+           "context_gain": "context gain (points)",
+           "entity_acc": "whole-entity cloze %", "token_acc": "masked-token cloze %"}
 
 
 def cloze_long(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (arm, seed, metric) with the metric as ``task`` and its value under
     ``value`` (the shape :func:`fmlab.studies.arm_report.arm_table` groups by)."""
     return [{"arm_name": r["arm_name"], "seed": r["seed"], "task": m, "value": r[m]}
-            for r in records for m in (*METRICS, "nll")]
+            for r in records for m in (*METRICS, "nll", "prior_nll")]
 
 
 def _arm_lines(pre: list[dict[str, Any]]) -> list[str]:
@@ -44,8 +47,10 @@ def write_entigraph_report(out: Path, cfg: Any, info: dict[str, Any], commands: 
     seeds = sorted({r["seed"] for r in cloze})
     long = cloze_long(cloze)
     acc = [r for r in long if r["task"] in METRICS]
-    nll = [r for r in long if r["task"] == "nll"]
-    plot_arm_bars([{**r, "task": METRICS[r["task"]]} for r in acc], "value", out / "cloze.png",
+    nll = [r for r in long if r["task"] in ("nll", "prior_nll")]
+    shown = ("choice_acc", "prior_choice_acc", "context_gain")
+    plot_arm_bars([{**r, "task": METRICS[r["task"]]} for r in acc if r["task"] in shown], "value",
+                  out / "cloze.png",
                   title=f"Closed-book cloze on held-out sentences, {len(seeds)} seed(s)",
                   ylabel="accuracy %")
     c, p = info["corpora"], info["probes"]
@@ -66,18 +71,23 @@ def write_entigraph_report(out: Path, cfg: Any, info: dict[str, Any], commands: 
              f"Cloze probes: {p['count']} held-out sentences about {p['entities']} entities "
              f"(sha256 {p['sha256'][:12]}); {p['dropped_shared']} dropped because the sentence also "
              "occurs in a pre-training corpus; every mention of the entity is masked; the same "
-             "probes for every arm and seed.", "",
+             "probes for every arm and seed. Entity choice: the held-out entity against every "
+             "probe entity with as many pieces (chance "
+             f"{100 * sum(r.get('chance', 0) for r in cloze) / len(cloze):.1f} %; "
+             f"{cloze[0].get('choice_probes', '–')} probes); prior only: the same choice with the "
+             "whole sentence masked; context gain = the difference.", "",
              "## Cloze accuracy % (mean ± sample std over seeds, (n) seeds; best in bold)", "",
              arm_table(acc, "value"), "",
-             "## Cloze NLL per masked token (nats; lower is better; bold marks the highest)", "",
+             "## NLL per masked entity token (nats; lower is better; bold marks the highest); "
+             "prior_nll: the whole sentence masked", "",
              arm_table(nll, "value", scale=1.0, digits=3), "",
              "## Paired differences over seeds (points; NLL in nats)", "",
              "| metric | entigraph − repeat | entigraph − base | repeat − base |", "|---|---|---|---|"]
     diffs = [paired_differences(long, a, b, "value") for a, b in
              (("entigraph", "repeat"), ("entigraph", "base"), ("repeat", "base"))]
-    for m in (*METRICS, "nll"):
-        k = 1.0 if m == "nll" else 100.0
-        cells = [f"{k * d[m][0]:+.{3 if m == 'nll' else 1}f} ± {k * d[m][1]:.{3 if m == 'nll' else 1}f}"
+    for m in (*METRICS, "nll", "prior_nll"):
+        k, n = (1.0, 3) if "nll" in m else (100.0, 1)
+        cells = [f"{k * d[m][0]:+.{n}f} ± {k * d[m][1]:.{n}f}"
                  if m in d else "–" for d in diffs]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "## What every arm trained on", "", *_arm_lines(pre), "",

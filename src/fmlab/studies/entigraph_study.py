@@ -22,7 +22,10 @@ knowledge than the source repeated for the same tokens. Here, per seed s:
    repeated) and **entigraph** (the synthetic corpus; enough passages are drawn to cover the budget
    once, so no passage repeats);
 5. **closed-book cloze** (:func:`fmlab.text.probes.term_cloze`): held-out sentences that mention
-   one of their document's entities, the entity masked. Probes whose sentence occurs (normalised)
+   one of their document's entities, the entity masked; and the multiple-choice form
+   (:func:`fmlab.text.probes.term_choice`: the entity against every probe entity with as many
+   pieces), with the same choice from the prior alone (whole sentence masked) as the control:
+   ``context_gain`` = choice accuracy − prior choice accuracy. Probes whose sentence occurs (normalised)
    in any pre-training corpus are dropped, and the report states how many.
 """
 
@@ -247,14 +250,22 @@ def _pretrain(cfg: EntigraphConfig, ledger: Any, arm: str, seed: int, tokens: in
 def _cloze(ledger: Any, arm: str, seed: int, model_rec: dict[str, Any], probes: list[Any],
            probe_hash: str, db: Path | None, base_tokens: int) -> dict[str, Any]:
     from fmlab.results import Protocol, ResultsStore
-    from fmlab.text.probes import term_cloze
+    from fmlab.text.probes import term_choice, term_cloze
 
     def fn(run_dir: Path, resume: bool) -> dict[str, Any]:
         from transformers import AutoModelForMaskedLM, PreTrainedTokenizerFast
 
         tok = PreTrainedTokenizerFast.from_pretrained(model_rec["model"])
         model = AutoModelForMaskedLM.from_pretrained(model_rec["model"])
-        res = term_cloze(model, tok, [(p.sentence, p.entity) for p in probes])
+        items = [(p.sentence, p.entity) for p in probes]
+        entities = sorted({p.entity.lower() for p in probes})
+        res = term_cloze(model, tok, items)
+        choice = term_choice(model, tok, items, entities)
+        prior = term_choice(model, tok, items, entities, context=False)
+        res["prior_nll"] = term_cloze(model, tok, items, context=False)["nll"]
+        res.update(choice_acc=choice["choice_acc"], chance=choice["chance"],
+                   choice_probes=choice["probes"], prior_choice_acc=prior["choice_acc"],
+                   context_gain=choice["choice_acc"] - prior["choice_acc"])
         cont = 0 if arm == "base" else int(model_rec["tokens_seen"])
         row = {**res, "seed": seed, "arm_name": arm, "method": arm, "model": model_rec["model"],
                "parts": {"base": base_tokens, **({arm: cont} if cont else {})},
@@ -265,7 +276,8 @@ def _cloze(ledger: Any, arm: str, seed: int, model_rec: dict[str, Any], probes: 
                                    weights_sha256=model_rec.get("weights_sha256"),
                                    base_tokens=base_tokens, continued_tokens=cont)
             ResultsStore(db).record("study_entigraph", protocol, [row],
-                                    ("entity_acc", "token_acc", "nll"),
+                                    ("choice_acc", "prior_choice_acc", "context_gain",
+                                     "entity_acc", "token_acc", "nll", "prior_nll"),
                                     extra_keys=("arm_name", "probes", "tokens"))
         return row
 

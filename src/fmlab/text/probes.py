@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["continuation_loss", "entity_cloze", "infill_loss", "term_cloze", "token_cloze"]
+__all__ = ["continuation_loss", "entity_cloze", "infill_loss", "term_choice", "term_cloze",
+           "token_cloze"]
 
 
 def _mode(tokenizer: Any, mode_token: str | None) -> list[int]:
@@ -196,8 +197,8 @@ def token_cloze(model: Any, tokenizer: Any, blocks: Tensor, *, prob: float = 0.1
 
 
 @torch.no_grad()
-def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_length: int = 128,
-               batch: int = 64) -> dict[str, float]:
+def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, context: bool = True,
+               max_length: int = 128, batch: int = 64) -> dict[str, float]:
     """Closed-book cloze: in each ``(sentence, term)`` every mention of ``term`` is masked at
     once (so a second mention cannot be copied) and the masked LM must restore it.
 
@@ -205,6 +206,8 @@ def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_
         model: a masked LM.
         tokenizer: its fast tokenizer (offsets).
         items: held-out sentences and the term to blank in each (case-insensitive, whole words).
+        context: False masks every non-special token (the term's tokens are still the ones
+            scored): the model's prior alone, the control for :func:`term_choice`'s.
         max_length: sentences are truncated to this many tokens; an item whose term falls past
             it is skipped (counted in ``skipped``).
         batch: sentences per forward.
@@ -215,7 +218,10 @@ def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_
     """
     from fmlab.text.units import entity_spans
 
+    from fmlab.text.models import special_ids
+
     model.eval()
+    specials = set(special_ids(tokenizer))
     rows: list[tuple[list[int], list[int]]] = []
     skipped = 0
     for sentence, term in items:
@@ -239,8 +245,9 @@ def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_
             x[r, :len(ids)] = torch.tensor(ids)
             am[r, :len(ids)] = 1
         target = x.clone()
-        for r, (_, pos) in enumerate(chunk):
-            x[r, pos] = tokenizer.mask_token_id
+        for r, (ids, pos) in enumerate(chunk):
+            x[r, pos if context else [i for i, t in enumerate(ids) if t not in specials]] = \
+                tokenizer.mask_token_id
         logp = model(input_ids=x, attention_mask=am).logits.log_softmax(-1)
         for r, (_, pos) in enumerate(chunk):
             t = target[r, pos]
@@ -251,3 +258,57 @@ def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, max_
             n_tok += len(pos)
     return {"entity_acc": ent / max(len(rows), 1), "token_acc": tok / max(n_tok, 1),
             "nll": nll / max(n_tok, 1), "probes": len(rows), "tokens": n_tok, "skipped": skipped}
+
+
+@torch.no_grad()
+def term_choice(model: Any, tokenizer: Any, items: list[tuple[str, str]], candidates: list[str], *,
+                context: bool = True, max_length: int = 128, batch: int = 64) -> dict[str, float]:
+    """Closed-book multiple choice: every mention of the term is masked (as :func:`term_cloze`) and
+    the term must score highest among the ``candidates`` with as many pieces, each scored by the
+    summed log-probability of its pieces at the first mention's positions.
+
+    With ``context=False`` every non-special token is masked too: the model then chooses from its
+    prior alone (term frequencies, length), the control that tells knowledge from frequency.
+
+    Returns:
+        ``{"choice_acc", "chance"`` (mean 1 / candidates), ``"probes"``, ``"skipped"}``.
+    """
+    from fmlab.text.models import special_ids
+    from fmlab.text.units import entity_spans
+
+    model.eval()
+    cand = {c: tokenizer(c, add_special_tokens=False)["input_ids"] for c in dict.fromkeys(candidates)}
+    specials = set(special_ids(tokenizer))
+    rows, skipped = [], 0
+    for sentence, term in items:
+        enc = tokenizer(sentence, return_offsets_mapping=True, truncation=True, max_length=max_length)
+        ids, offs = enc["input_ids"], enc["offset_mapping"]
+        spans = entity_spans(sentence, (term,))
+        first = [i for i, (s, e) in enumerate(offs) if e > s and spans and spans[0][0] <= s < spans[0][1]]
+        group = [c for c, p in cand.items() if len(p) == len(first)]
+        if not first or [ids[i] for i in first] != cand.get(term.lower(), cand.get(term)) or len(group) < 2:
+            skipped += 1
+            continue
+        hide = [i for i, (s, e) in enumerate(offs) if e > s and any(a <= s < b for a, b in spans)]
+        if not context:
+            hide = [i for i, t in enumerate(ids) if t not in specials]
+        rows.append((ids, hide, first, group, term.lower() if term.lower() in cand else term))
+    right, chance = 0, 0.0
+    for i in range(0, len(rows), batch):
+        chunk = rows[i:i + batch]
+        L = max(len(r[0]) for r in chunk)
+        x = torch.full((len(chunk), L), tokenizer.pad_token_id, dtype=torch.long)
+        am = torch.zeros_like(x)
+        for r, (ids, hide, *_) in enumerate(chunk):
+            x[r, :len(ids)] = torch.tensor(ids)
+            x[r, hide] = tokenizer.mask_token_id
+            am[r, :len(ids)] = 1
+        logp = model(input_ids=x, attention_mask=am).logits.log_softmax(-1)
+        for r, (_, _, first, group, term) in enumerate(chunk):
+            lp = logp[r, first]  # (pieces, vocab)
+            scores = {c: float(lp[torch.arange(len(first)), torch.tensor(cand[c])].sum()) for c in group}
+            best = max(scores.values())
+            right += int(scores[term] == best and sum(v == best for v in scores.values()) == 1)
+            chance += 1.0 / len(group)
+    n = max(len(rows), 1)
+    return {"choice_acc": right / n, "chance": chance / n, "probes": len(rows), "skipped": skipped}
