@@ -15,9 +15,9 @@ from fmlab.utils.io import atomic_write
 
 __all__ = ["cloze_long", "write_entigraph_report"]
 
-METRICS = {"choice_acc": "entity choice, with context %",
-           "prior_choice_acc": "entity choice, prior only %",
-           "context_gain": "context gain (points)",
+METRICS = {"choice_acc": "choice %",
+           "prior_choice_acc": "choice, prior only %",
+           "context_gain": "context gain",
            "entity_acc": "whole-entity cloze %", "token_acc": "masked-token cloze %"}
 
 
@@ -40,7 +40,7 @@ def _arm_lines(pre: list[dict[str, Any]]) -> list[str]:
 
 
 def write_entigraph_report(out: Path, cfg: Any, info: dict[str, Any], commands: list[str]) -> Path:
-    """``OUT/report.md`` and ``OUT/cloze.png``."""
+    """``OUT/report.md``, ``OUT/cloze.png`` and ``OUT/nll.png``."""
     from fmlab.studies.arm_report import arm_table, plot_arm_bars
 
     cloze, pre = info["cloze"], info["pretrain"]
@@ -53,6 +53,9 @@ def write_entigraph_report(out: Path, cfg: Any, info: dict[str, Any], commands: 
                   out / "cloze.png",
                   title=f"Closed-book cloze on held-out sentences, {len(seeds)} seed(s)",
                   ylabel="accuracy %")
+    plot_arm_bars([{**r, "task": "with context" if r["task"] == "nll" else "prior only"}
+                   for r in nll], "value", out / "nll.png", scale=1.0, ylabel="nats per token",
+                  title="NLL of the masked entity tokens (lower is better)")
     c, p = info["corpora"], info["probes"]
     rep = next((r for r in pre if r["arm_name"] == "repeat"), {})
     src_tokens = rep.get("corpus_tokens") or 1
@@ -94,7 +97,8 @@ def write_entigraph_report(out: Path, cfg: Any, info: dict[str, Any], commands: 
               "Probe sentences shared with a synthetic corpus: "
               + ", ".join(str(r.get("probes_shared", 0)) for r in pre
                           if r["arm_name"] == "entigraph") + " (per seed).", "",
-              "Picture: cloze.png (bars: seed mean, error bars: ±1 std, dots: seeds).", ""]
+              "Pictures: cloze.png, nll.png (bars: seed mean, error bars: ±1 std, dots: seeds).",
+              ""]
     with atomic_write(out / "report.md", "w") as f:
         f.write("\n".join(lines))
     return out / "report.md"
