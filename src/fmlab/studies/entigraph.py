@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,13 +85,17 @@ def synthesise_corpus(docs: Sequence[str], entities: Sequence[Sequence[str]], n_
     if not usable or not sentences:
         raise DataError("synthesise_corpus: no document has two entities to relate")
     rng = np.random.default_rng(seed)
+    mentioned: dict[str, frozenset[int]] = {}  # entity -> sentences mentioning it (computed once)
     out = []
     for _ in range(n_passages):
         ents = list(entities[usable[rng.integers(len(usable))]])
         k = 3 if len(ents) >= 3 and rng.random() < triple_share else 2
         chosen = [ents[i] for i in sorted(rng.choice(len(ents), size=k, replace=False))]
-        hits = [(sum(_mentions(s, e) for e in chosen), j) for j, s in enumerate(sentences)]
-        hits = [h for h in hits if h[0] > 0]
+        for e in chosen:
+            if e not in mentioned:
+                mentioned[e] = frozenset(j for j, s in enumerate(sentences) if _mentions(s, e))
+        count = Counter(j for e in chosen for j in mentioned[e])
+        hits = [(count[j], j) for j in sorted(count)]
         rng.shuffle(hits)
         hits.sort(key=lambda h: -h[0])          # stable: shuffled within equal counts
         body = " ".join(sentences[j] for _, j in hits[:max_sentences])

@@ -12,6 +12,8 @@
 * :func:`entity_cloze` — ERNIE's reduced claim: every entity of a text (ChemProt's ``<< >>`` /
   ``[[ ]]`` spans, or user terms) is masked whole and the masked LM must restore it; token and
   whole-entity accuracy.
+* :func:`term_cloze` — EntiGraph's closed-book probes: a held-out sentence with every mention of
+  one term masked at once; whole-term and token accuracy and the NLL of the masked tokens.
 
 A mode token (UL2's ``[NLU]`` / ``[S2S]``) can be prepended to the encoder input, as UL2 does at
 inference. All probes run in eval mode without gradient and are deterministic for a seed.
@@ -25,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["continuation_loss", "entity_cloze", "infill_loss", "token_cloze"]
+__all__ = ["continuation_loss", "entity_cloze", "infill_loss", "term_choice", "term_cloze",
+           "token_cloze"]
 
 
 def _mode(tokenizer: Any, mode_token: str | None) -> list[int]:
@@ -191,3 +194,121 @@ def token_cloze(model: Any, tokenizer: Any, blocks: Tensor, *, prob: float = 0.1
         right += int((pred[c] == x[c]).sum())
     n = int(chosen.sum())
     return {"token_acc": right / max(n, 1), "tokens": n}
+
+
+@torch.no_grad()
+def term_cloze(model: Any, tokenizer: Any, items: list[tuple[str, str]], *, context: bool = True,
+               max_length: int = 128, batch: int = 64) -> dict[str, float]:
+    """Closed-book cloze: in each ``(sentence, term)`` every mention of ``term`` is masked at
+    once (so a second mention cannot be copied) and the masked LM must restore it.
+
+    Args:
+        model: a masked LM.
+        tokenizer: its fast tokenizer (offsets).
+        items: held-out sentences and the term to blank in each (case-insensitive, whole words).
+        context: False masks every non-special token (the term's tokens are still the ones
+            scored): the model's prior alone, the control for :func:`term_choice`'s.
+        max_length: sentences are truncated to this many tokens; an item whose term falls past
+            it is skipped (counted in ``skipped``).
+        batch: sentences per forward.
+
+    Returns:
+        ``{"entity_acc"`` (all masked tokens right), ``"token_acc"``, ``"nll"`` (mean negative
+        log-likelihood per masked token), ``"probes"``, ``"tokens"``, ``"skipped"}``.
+    """
+    from fmlab.text.units import entity_spans
+
+    from fmlab.text.models import special_ids
+
+    model.eval()
+    specials = set(special_ids(tokenizer))
+    rows: list[tuple[list[int], list[int]]] = []
+    skipped = 0
+    for sentence, term in items:
+        enc = tokenizer(sentence, return_offsets_mapping=True, truncation=True, max_length=max_length)
+        spans = entity_spans(sentence, (term,))
+        pos = [i for i, (s, e) in enumerate(enc["offset_mapping"])
+               if e > s and any(a <= s < b for a, b in spans)]
+        if pos:
+            rows.append((enc["input_ids"], pos))
+        else:
+            skipped += 1
+    ent = tok = 0
+    nll = 0.0
+    n_tok = 0
+    for i in range(0, len(rows), batch):
+        chunk = rows[i:i + batch]
+        L = max(len(ids) for ids, _ in chunk)
+        x = torch.full((len(chunk), L), tokenizer.pad_token_id, dtype=torch.long)
+        am = torch.zeros_like(x)
+        for r, (ids, _) in enumerate(chunk):
+            x[r, :len(ids)] = torch.tensor(ids)
+            am[r, :len(ids)] = 1
+        target = x.clone()
+        for r, (ids, pos) in enumerate(chunk):
+            x[r, pos if context else [i for i, t in enumerate(ids) if t not in specials]] = \
+                tokenizer.mask_token_id
+        logp = model(input_ids=x, attention_mask=am).logits.log_softmax(-1)
+        for r, (_, pos) in enumerate(chunk):
+            t = target[r, pos]
+            ok = logp[r, pos].argmax(-1) == t
+            tok += int(ok.sum())
+            ent += int(ok.all())
+            nll -= float(logp[r, pos].gather(-1, t[:, None]).sum())
+            n_tok += len(pos)
+    return {"entity_acc": ent / max(len(rows), 1), "token_acc": tok / max(n_tok, 1),
+            "nll": nll / max(n_tok, 1), "probes": len(rows), "tokens": n_tok, "skipped": skipped}
+
+
+@torch.no_grad()
+def term_choice(model: Any, tokenizer: Any, items: list[tuple[str, str]], candidates: list[str], *,
+                context: bool = True, max_length: int = 128, batch: int = 64) -> dict[str, float]:
+    """Closed-book multiple choice: every mention of the term is masked (as :func:`term_cloze`) and
+    the term must score highest among the ``candidates`` with as many pieces, each scored by the
+    summed log-probability of its pieces at the first mention's positions.
+
+    With ``context=False`` every non-special token is masked too: the model then chooses from its
+    prior alone (term frequencies, length), the control that tells knowledge from frequency.
+
+    Returns:
+        ``{"choice_acc", "chance"`` (mean 1 / candidates), ``"probes"``, ``"skipped"}``.
+    """
+    from fmlab.text.models import special_ids
+    from fmlab.text.units import entity_spans
+
+    model.eval()
+    cand = {c: tokenizer(c, add_special_tokens=False)["input_ids"] for c in dict.fromkeys(candidates)}
+    specials = set(special_ids(tokenizer))
+    rows, skipped = [], 0
+    for sentence, term in items:
+        enc = tokenizer(sentence, return_offsets_mapping=True, truncation=True, max_length=max_length)
+        ids, offs = enc["input_ids"], enc["offset_mapping"]
+        spans = entity_spans(sentence, (term,))
+        first = [i for i, (s, e) in enumerate(offs) if e > s and spans and spans[0][0] <= s < spans[0][1]]
+        group = [c for c, p in cand.items() if len(p) == len(first)]
+        if not first or [ids[i] for i in first] != cand.get(term.lower(), cand.get(term)) or len(group) < 2:
+            skipped += 1
+            continue
+        hide = [i for i, (s, e) in enumerate(offs) if e > s and any(a <= s < b for a, b in spans)]
+        if not context:
+            hide = [i for i, t in enumerate(ids) if t not in specials]
+        rows.append((ids, hide, first, group, term.lower() if term.lower() in cand else term))
+    right, chance = 0, 0.0
+    for i in range(0, len(rows), batch):
+        chunk = rows[i:i + batch]
+        L = max(len(r[0]) for r in chunk)
+        x = torch.full((len(chunk), L), tokenizer.pad_token_id, dtype=torch.long)
+        am = torch.zeros_like(x)
+        for r, (ids, hide, *_) in enumerate(chunk):
+            x[r, :len(ids)] = torch.tensor(ids)
+            x[r, hide] = tokenizer.mask_token_id
+            am[r, :len(ids)] = 1
+        logp = model(input_ids=x, attention_mask=am).logits.log_softmax(-1)
+        for r, (_, _, first, group, term) in enumerate(chunk):
+            lp = logp[r, first]  # (pieces, vocab)
+            scores = {c: float(lp[torch.arange(len(first)), torch.tensor(cand[c])].sum()) for c in group}
+            best = max(scores.values())
+            right += int(scores[term] == best and sum(v == best for v in scores.values()) == 1)
+            chance += 1.0 / len(group)
+    n = max(len(rows), 1)
+    return {"choice_acc": right / n, "chance": chance / n, "probes": len(rows), "skipped": skipped}
