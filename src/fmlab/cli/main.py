@@ -48,7 +48,8 @@ COMMANDS = {
 # another; the entry point wires them)
 SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn", "fmlab.cli.gan_adapt"), "adapt": ("fmlab.cli.adapt_meta",),
                "finetune": ("fmlab.cli.finetune_pvp",),
-               "curate": ("fmlab.cli.curate_filter",)}
+               "curate": ("fmlab.cli.curate_filter",),
+               "study": ("fmlab.cli.study_uda",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
