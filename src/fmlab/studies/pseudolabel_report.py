@@ -73,7 +73,9 @@ def write_pseudolabel_report(out: Path, cfg: Any, records: list[dict[str, Any]],
         "epoch kept (validation drawn from the labelled set).", ""]
 
     def plot(o: Path) -> list[Path]:
+        lo, hi = 100 * min(r["v"] for r in rows), 100 * max(r["v"] for r in rows)
         return [plot_arm_bars(rows, "v", o / "accuracy.png", ylabel="SST-2 test accuracy %",
-                              title="Pseudo-label vs MLM pre-training vs none, ±1 std")]
+                              title="Pseudo-label vs MLM pre-training vs none (±1 std)",
+                              ylim=(max(0.0, lo - 10), min(100.0, hi + 12)), legend_loc="upper left")]
 
     return write_report(out, "fmlab study pseudolabel", records, intro, command, cfg, plot)

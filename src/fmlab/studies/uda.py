@@ -16,7 +16,8 @@ Arms, per seed (all from the seed's base MLM, :mod:`fmlab.studies.text_study`):
   fine-tune — the control that spends the same extra compute without seeing target text;
 - ``cpt_target``: continue MLM pre-training on the unlabelled *target* pool for
   ``budget.tokens``, then fine-tune on the source (the paper's CPT);
-- ``prompt_source_only`` / ``prompt_cpt_target``: the same two with the prompt-based
+- ``prompt_source_only`` / ``prompt_cpt_source`` / ``prompt_cpt_target``: the same three with
+  the prompt-based
   (generative) classifier the paper studies: label words through the MLM head
   (:mod:`fmlab.text.prompt`, ``"{text} it was [MASK] ."`` → bad / good).
 
@@ -40,7 +41,8 @@ from fmlab.utils.validation import check
 
 __all__ = ["ARMS", "Shift", "UdaConfig", "build_shift", "load_uda_config", "run_uda"]
 
-ARMS = ("source_only", "cpt_source", "cpt_target", "prompt_source_only", "prompt_cpt_target")
+ARMS = ("source_only", "cpt_source", "cpt_target", "prompt_source_only", "prompt_cpt_source",
+        "prompt_cpt_target")
 TASK = "sst2-phrases->sentences"
 
 

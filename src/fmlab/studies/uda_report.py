@@ -13,6 +13,9 @@ from fmlab.studies.text_study import write_report
 
 __all__ = ["write_uda_report"]
 
+PRETRAIN = {"source_only": "no CPT", "cpt_source": "CPT on source text",
+            "cpt_target": "CPT on target text"}
+
 
 def _rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per record and metric column: target test accuracy, source validation accuracy."""
@@ -31,7 +34,9 @@ def _gain_lines(records: list[dict[str, Any]]) -> list[str]:
     acc = {(r["arm_name"], r["seed"]): r["accuracy"] for r in records}
     lines = []
     for arm, ref in (("cpt_target", "source_only"), ("cpt_source", "source_only"),
-                     ("cpt_target", "cpt_source"), ("prompt_cpt_target", "prompt_source_only")):
+                     ("cpt_target", "cpt_source"), ("prompt_cpt_target", "prompt_source_only"),
+                     ("prompt_cpt_source", "prompt_source_only"),
+                     ("prompt_cpt_target", "prompt_cpt_source")):
         d = [100 * (acc[(arm, s)] - acc[(ref, s)]) for (a, s) in acc if a == arm and (ref, s) in acc]
         if d:
             sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
@@ -73,8 +78,13 @@ def write_uda_report(out: Path, cfg: Any, records: list[dict[str, Any]],
         f"`{cfg.prompt.template}`, label words {cfg.prompt.label_words}.", ""]
 
     def plot(o: Path) -> list[Path]:
-        acc = [r for r in rows if r["task"] == "target test accuracy"]
-        return [plot_arm_bars(acc, "v", o / "accuracy.png", ylabel="target test accuracy %",
-                              title="UDA (SST-2 phrases → sentences): accuracy per arm, ±1 std")]
+        bars = [{"arm_name": PRETRAIN[r["arm_name"].removeprefix("prompt_")],
+                 "task": "prompt (label words)" if r["arm_name"].startswith("prompt")
+                 else "linear head", "v": r["accuracy"]} for r in records]
+        lo = 100 * min(r["accuracy"] for r in records)
+        hi = 100 * max(r["accuracy"] for r in records)
+        return [plot_arm_bars(bars, "v", o / "accuracy.png", ylabel="target test accuracy %",
+                              title="UDA: SST-2 phrases → sentences (±1 std)",
+                              ylim=(max(0.0, lo - 10), min(100.0, hi + 12)), legend_loc="upper left")]
 
     return write_report(out, "fmlab study uda", records, intro, command, cfg, plot)
