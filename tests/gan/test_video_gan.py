@@ -36,7 +36,7 @@ def test_generator_makes_clips_in_range_and_depends_on_the_caption():
 
 def test_frame_discriminator_is_blind_to_frame_order():
     torch.manual_seed(0)
-    D = FrameDiscriminator(e_dim=E, c_dim=4, ch=4)
+    D = FrameDiscriminator(e_dim=E, c_dim=4, ch=4).eval()  # no power-iteration update per call
     x, e = _clips(), torch.randn(3, E)
     perm = torch.randperm(8)
     torch.testing.assert_close(D(x, e), D(x[:, perm], e))
@@ -44,17 +44,17 @@ def test_frame_discriminator_is_blind_to_frame_order():
 
 def test_motion_discriminator_sees_only_differences():
     torch.manual_seed(0)
-    D = MotionDiscriminator(e_dim=E, c_dim=4, ch=4)
+    D = MotionDiscriminator(e_dim=E, c_dim=4, ch=4).eval()
     x, e = _clips(), torch.randn(3, E)
     static = torch.rand(3, 1, 1, 16, 16)  # the same picture added to every frame
     torch.testing.assert_close(D(x, e), D(x + static, e))
-    video = VideoDiscriminator(e_dim=E, c_dim=4, ch=4)
+    video = VideoDiscriminator(e_dim=E, c_dim=4, ch=4).eval()
     assert not torch.allclose(video(x, e), video(x + static, e))
 
 
 def test_matching_head_is_psi_plus_projection():
     torch.manual_seed(0)
-    D = VideoDiscriminator(e_dim=E, c_dim=4, ch=4)
+    D = VideoDiscriminator(e_dim=E, c_dim=4, ch=4).eval()
     x, e = _clips(), torch.randn(3, E)
     phi = D.embed(x)
     h = D.head

@@ -50,7 +50,7 @@ COMMANDS = {
 SUBCOMMANDS = {"gan": ("fmlab.cli.gan_unlearn", "fmlab.cli.gan_adapt"), "adapt": ("fmlab.cli.adapt_meta",),
                "finetune": ("fmlab.cli.finetune_pvp",),
                "curate": ("fmlab.cli.curate_filter",),
-               "study": ("fmlab.cli.study_text",)}
+               "study": ("fmlab.cli.study_text", "fmlab.cli.study_uda")}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ class TGANCModelConfig:
     c_dim: int = 32
     g_ch: int = 16
     d_ch: int = 16
+    d_sn: bool = True           # spectral norm in every discriminator
 
     def validate(self, prefix: str = "model") -> None:
         for k in ("z_dim", "c_dim", "g_ch", "d_ch"):

@@ -114,7 +114,8 @@ def write_clip_sheet(clips: torch.Tensor, captions: list[str], path: Path) -> Pa
 
     x = ((clips.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()[:, :, 0]
     rows, frames = x.shape[:2]
-    fig, axes = plt.subplots(rows, frames, figsize=(0.9 * frames, 1.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, frames, figsize=(0.8 * frames, 1.0 * rows), squeeze=False,
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.45})
     for r in range(rows):
         for t in range(frames):
             ax = axes[r, t]
@@ -122,7 +123,7 @@ def write_clip_sheet(clips: torch.Tensor, captions: list[str], path: Path) -> Pa
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_title(captions[r], fontsize=7, loc="left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.96, bottom=0.02)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

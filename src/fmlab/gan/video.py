@@ -25,6 +25,7 @@ from torch import nn
 
 from fmlab.errors import ConfigError, DataError
 from fmlab.gan.caption_cond import CaptionProjector
+from fmlab.gan.conditioning import maybe_sn
 from fmlab.gan.nets.base import check_sizes
 
 __all__ = ["FrameDiscriminator", "MotionDiscriminator", "VideoDiscriminator", "VideoGenerator",
@@ -95,11 +96,11 @@ class VideoGenerator(nn.Module):
 class _MatchingHead(nn.Module):
     """ψ(φ) + ⟨c(e), Vφ⟩ (the projection discriminator's epilogue with a caption)."""
 
-    def __init__(self, feature_dim: int, e_dim: int, c_dim: int) -> None:
+    def __init__(self, feature_dim: int, e_dim: int, c_dim: int, sn: bool = True) -> None:
         super().__init__()
-        self.psi = nn.Linear(feature_dim, 1)
+        self.psi = maybe_sn(nn.Linear(feature_dim, 1), sn)
         self.project = CaptionProjector(e_dim, c_dim)
-        self.V = nn.Linear(feature_dim, c_dim, bias=False)
+        self.V = maybe_sn(nn.Linear(feature_dim, c_dim, bias=False), sn)
 
     def forward(self, phi: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         if phi.shape[0] != e.shape[0]:
@@ -107,17 +108,18 @@ class _MatchingHead(nn.Module):
         return self.psi(phi).squeeze(1) + (self.project(e) * self.V(phi)).sum(1)
 
 
-def _conv_stack(dims: int, channels: int, ch: int, layers: int) -> nn.Sequential:
-    """``layers`` stride-2 convolutions with LeakyReLU (3D: time halved by the first two only)."""
+def _conv_stack(dims: int, channels: int, ch: int, layers: int, sn: bool = True) -> nn.Sequential:
+    """``layers`` stride-2 convolutions with LeakyReLU (3D: time halved by the first two only),
+    spectrally normalised when ``sn`` (as the image GAN lab's D by default)."""
     mods: list[nn.Module] = []
     cin = channels
     for i in range(layers):
         cout = ch * 2 ** i
         if dims == 2:
-            mods.append(nn.Conv2d(cin, cout, 4, 2, 1))
+            mods.append(maybe_sn(nn.Conv2d(cin, cout, 4, 2, 1), sn))
         else:
             # time kernel 3 (padding 1) fits any clip length; time stride 2 in the first two
-            mods.append(nn.Conv3d(cin, cout, (3, 4, 4), (2 if i < 2 else 1, 2, 2), 1))
+            mods.append(maybe_sn(nn.Conv3d(cin, cout, (3, 4, 4), (2 if i < 2 else 1, 2, 2), 1), sn))
         mods.append(nn.LeakyReLU(0.2))
         cin = cout
     return nn.Sequential(*mods)
@@ -133,14 +135,14 @@ class VideoDiscriminator(nn.Module):
     """
 
     def __init__(self, e_dim: int = 384, c_dim: int = 32, channels: int = 1, ch: int = 32,
-                 layers: int = 3) -> None:
+                 layers: int = 3, sn: bool = True) -> None:
         super().__init__()
         e_dim, c_dim, channels, ch, layers = check_sizes(
             "VideoDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
         self.channels = channels
-        self.trunk = _conv_stack(3, channels, ch, layers)
+        self.trunk = _conv_stack(3, channels, ch, layers, sn)
         self.feature_dim = ch * 2 ** (layers - 1)
-        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim)
+        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """φ(x): (B, feature_dim)."""
@@ -156,14 +158,14 @@ class FrameDiscriminator(nn.Module):
     gives the per-frame φ that :func:`temporal_coherence_penalty` compares."""
 
     def __init__(self, e_dim: int = 384, c_dim: int = 32, channels: int = 1, ch: int = 32,
-                 layers: int = 3) -> None:
+                 layers: int = 3, sn: bool = True) -> None:
         super().__init__()
         e_dim, c_dim, channels, ch, layers = check_sizes(
             "FrameDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
         self.channels = channels
-        self.trunk = _conv_stack(2, channels, ch, layers)
+        self.trunk = _conv_stack(2, channels, ch, layers, sn)
         self.feature_dim = ch * 2 ** (layers - 1)
-        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim)
+        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """φ of every frame: (B, T, feature_dim)."""

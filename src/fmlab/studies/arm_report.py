@@ -63,9 +63,11 @@ def arm_table(records: Sequence[dict[str, Any]], metric: str, arm: str = "arm_na
 
 def plot_arm_bars(records: Sequence[dict[str, Any]], metric: str, path: str | Path, *,
                   title: str, arm: str = "arm_name", task: str = "task",
-                  ylabel: str | None = None, scale: float = 100.0) -> Path:
+                  ylabel: str | None = None, scale: float = 100.0,
+                  ylim: tuple[float, float] | None = None, legend_loc: str = "lower right") -> Path:
     """Grouped bars (one group per task, one bar per arm) of the seed mean with ±1 std error bars,
-    the seeds drawn as dots; written atomically."""
+    the seeds drawn as dots; written atomically. ``ylim``/``legend_loc``: keep small differences
+    visible and the legend off the bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +90,9 @@ def plot_arm_bars(records: Sequence[dict[str, Any]], metric: str, path: str | Pa
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel(ylabel or metric)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=legend_loc)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)

@@ -123,12 +123,16 @@ def pretrain_arm(config: str | Path, overrides: Sequence[str], run_dir: Path, re
 
 def finetune_arm(model: str, task: str, out: Path, *, seeds: Sequence[int],
                  settings: Any, fraction: float | None = None, db: Path | None = None,
-                 data_root: str | None = None) -> list[dict[str, Any]]:
+                 data_root: str | None = None, data: tuple[Any, Any] | None = None,
+                 save_classifier: bool = False) -> list[dict[str, Any]]:
     """Fine-tune ``model`` (a ``RUN_DIR/model``) on the labelled ``task`` once per seed with
     ``fmlab text finetune``'s protocol (validation from train, the test split scored once per
-    seed, every record with its protocol in ``db``)."""
+    seed, every record with its protocol in ``db``); ``data``: the study's own ``(train, test)``
+    TextData instead of the task's splits (``task`` then names them); ``save_classifier``: keep
+    each seed's fine-tuned classifier (``OUT/seed{s}/classifier.safetensors``, e.g. a teacher)."""
     from fmlab.text.finetune import TextFinetuneConfig, run_text_finetune
 
     cfg = TextFinetuneConfig(model=str(model), task=task, out=Path(out), seeds=list(seeds),
-                             settings=settings, fraction=fraction, data_root=data_root, db=db)
-    return run_text_finetune(cfg)
+                             settings=settings, fraction=fraction, data_root=data_root, db=db,
+                             save_classifier=save_classifier)
+    return run_text_finetune(cfg, data=data)

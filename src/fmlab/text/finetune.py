@@ -69,6 +69,19 @@ def _trainer_defaults() -> TrainerConfig:
 
 
 @dataclass
+class PromptSettings:
+    """The ``prompt`` section (``classifier: prompt``; :mod:`fmlab.text.prompt`)."""
+
+    template: str = "{text} it was [MASK] ."
+    label_words: list[str] = field(default_factory=list)  # one single-token word per label id
+
+    def validate(self, prefix: str = "prompt") -> None:
+        from fmlab.text.prompt import split_template
+
+        split_template(self.template)
+
+
+@dataclass
 class TextFinetuneSettings:
     """Training settings of ``fmlab text finetune`` (``--config`` YAML, ``--set KEY=VALUE``)."""
 
@@ -81,9 +94,17 @@ class TextFinetuneSettings:
     eval_every_epochs: int = 1
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
     eval_batch_size: int = 128
+    classifier: str = "linear"  # linear: a head on the pooled backbone; prompt: label words via the MLM head
+    prompt: PromptSettings = field(default_factory=PromptSettings)
 
     def validate(self, prefix: str = "") -> None:
         from fmlab.utils.validation import check
+
+        check(self.classifier in ("linear", "prompt"), "classifier", self.classifier,
+              "must be linear or prompt")
+        check(self.classifier != "prompt" or len(self.prompt.label_words) >= 2,
+              "prompt.label_words", self.prompt.label_words,
+              "needs one word per label (classifier: prompt)")
 
         check(self.pool in ("auto", "cls", "mean"), "pool", self.pool, "must be auto, cls or mean")
         check(0 <= self.head_dropout < 1, "head_dropout", self.head_dropout, "must be in [0, 1)")
@@ -104,6 +125,7 @@ class TextFinetuneConfig:
     fraction: float | None = None
     data_root: str | None = None
     db: Path | None = None
+    save_classifier: bool = False  # keep RUN/seed{s}/classifier.safetensors (the restored best state)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -158,11 +180,15 @@ def _resolve_length(settings: TextFinetuneSettings, model: torch.nn.Module, spec
                           f"{pos} positions of --model {spec}; use --set data.max_length={pos}")
 
 
-def run_text_finetune(cfg: TextFinetuneConfig) -> list[dict[str, Any]]:
+def run_text_finetune(cfg: TextFinetuneConfig, data: tuple[Any, Any] | None = None
+                      ) -> list[dict[str, Any]]:
     """Fine-tune ``cfg.model`` on ``cfg.task`` once per seed; write results (module doc).
 
     Args:
         cfg: the experiment.
+        data: ``(train, test)`` :class:`~fmlab.data.text.TextData` to use instead of the task's
+            splits (a study's own split, e.g. a domain shift: train on the source domain, test
+            on the target); ``cfg.task`` then only names them in the records.
 
     Returns:
         One record per seed (as in ``results.json``).
@@ -175,10 +201,21 @@ def run_text_finetune(cfg: TextFinetuneConfig) -> list[dict[str, Any]]:
         raise ConfigError("--seeds: give at least one seed")
     probe = load_backbone(cfg.model, init_seed=cfg.seeds[0])  # fail fast on a bad model
     _resolve_length(cfg.settings, probe.model, cfg.model)
-    train, test = _load_task(cfg)
+    train, test = _load_task(cfg) if data is None else data
     tok, max_len = probe.tokenizer, cfg.settings.data.max_length
-    train_ex = encode_examples(train.texts, tok, max_len, train.labels)
-    test_ex = encode_examples(test.texts, tok, max_len, test.labels)
+    if cfg.settings.classifier == "prompt":
+        from fmlab.text.prompt import encode_prompted, label_word_ids
+
+        label_word_ids(tok, cfg.settings.prompt.label_words)  # fail fast on a bad label word
+        if len(cfg.settings.prompt.label_words) != len(train.label_names):
+            raise ConfigError(f"prompt.label_words: {cfg.settings.prompt.label_words} for the "
+                              f"{len(train.label_names)} labels {train.label_names}")
+        t = cfg.settings.prompt.template
+        train_ex = encode_prompted(train.texts, tok, max_len, t, train.labels)
+        test_ex = encode_prompted(test.texts, tok, max_len, t, test.labels)
+    else:
+        train_ex = encode_examples(train.texts, tok, max_len, train.labels)
+        test_ex = encode_examples(test.texts, tok, max_len, test.labels)
     records = []
     for seed in cfg.seeds:
         t0 = time.perf_counter()

@@ -52,11 +52,17 @@ def predict_test(model: torch.nn.Module, input_ids: torch.Tensor, batch_size: in
 
 
 def _build(cfg: Any, seed: int, num_classes: int) -> tuple[Any, torch.nn.Module]:
-    """The backbone (``random:`` drawn from ``seed``) with a head drawn from ``seed``."""
+    """The backbone (``random:`` drawn from ``seed``) with a head drawn from ``seed``; or, with
+    ``classifier: prompt``, the masked LM itself (:class:`fmlab.text.prompt.PromptClassifier`)."""
     from fmlab.text.classifier import TextClassifier, load_backbone, resolve_pool
 
     s = cfg.settings
     bb = load_backbone(cfg.model, init_seed=seed)
+    if getattr(s, "classifier", "linear") == "prompt":
+        from fmlab.text.prompt import load_prompt_classifier
+
+        model, _, _ = load_prompt_classifier(cfg.model, s.prompt.label_words, init_seed=seed)
+        return bb, model
     torch.manual_seed(int(seed))
     model = TextClassifier(bb.model, num_classes, bb.tokenizer.pad_token_id,
                            resolve_pool(s.pool, bb.model_type), s.head_dropout)
@@ -78,6 +84,7 @@ def finetune_one(cfg: Any, seed: int, train: Any, train_ex: list[dict], test_ex:
         The seed's record.
     """
     import copy
+    import hashlib
     import json
 
     from fmlab.data.text import validation_split
@@ -109,14 +116,20 @@ def finetune_one(cfg: Any, seed: int, train: Any, train_ex: list[dict], test_ex:
     test = pad_collate(test_ex, pad)
     pred = predict_test(model, test["input_ids"].to(device), s.eval_batch_size).argmax(1).numpy()
     y = test["labels"].numpy()
+    pred_sha = hashlib.sha256(pred.astype("int64").tobytes()).hexdigest()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(s, run_dir / "config.yaml")
+    if getattr(cfg, "save_classifier", False):
+        from safetensors.torch import save_model
+
+        save_model(model, str(run_dir / "classifier.safetensors"))
     with atomic_write(run_dir / "metrics.jsonl", "w") as f:
         for rec in fit.history:
             f.write(json.dumps(rec, default=float) + "\n")
     return {"model": cfg.model, "task": cfg.task, "init": "random" if bb.random_init else
             "pretrained", "seed": int(seed), "accuracy": float((pred == y).mean()),
             "macro_f1": macro_f1(y, pred), "val_accuracy": float(monitor.best[0]),
+            "test_predictions_sha256": pred_sha,
             "best_step": int(monitor.best_step),
             "best_epoch": epochs_of(monitor.best_step, len(tr_idx), s.trainer),
             "steps": int(fit.step), "stopped_early": bool(monitor.since_best >= s.patience > 0),
