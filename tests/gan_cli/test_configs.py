@@ -14,6 +14,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "gan"
 EXPECTED = ["cifar10_sngan_hinge", "mnist_dcgan_ac", "mnist_dcgan_adaptivemix",
             "mnist_dcgan_adc", "mnist_dcgan_diffaug10", "mnist_dcgan_hinge",
             "mnist_dcgan_hinge_diffaug", "mnist_dcgan_nodiffaug10", "mnist_style"]
+# caption-conditioned (issue 23; docs/results/textgan): evaluated on 2,000 held-out captions
+CAPTION = ["mnist_cgan_nomismatch", "mnist_galip", "mnist_galip_scratchD", "mnist_gancls",
+           "mnist_t2i_supcon"]
 
 
 def _load(name: str, *overrides: str):
@@ -24,7 +27,10 @@ def test_every_experiment_has_a_valid_config():
     # unlearn_*.yaml are `gan unlearn` settings (tests/gan_cli/test_unlearn_config.py),
     # genda_*.yaml `gan adapt` settings (tests/test_genda.py)
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")
-                  if not p.stem.startswith(("unlearn_", "genda_"))) == EXPECTED
+                  if not p.stem.startswith(("unlearn_", "genda_"))) == sorted(EXPECTED + CAPTION)
+    for name in CAPTION:
+        cfg = _load(name, "trainer.max_steps=7", "data.limit=100")
+        assert (cfg.data.conditioning, cfg.eval.n, cfg.trainer.max_steps) == ("caption", 2000, 7)
     for name in EXPECTED:
         cfg = _load(name, "trainer.max_steps=7", "trainer.checkpoint_every=3", "data.limit=100")
         assert cfg.name == name
