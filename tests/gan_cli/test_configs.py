@@ -17,6 +17,8 @@ EXPECTED = ["cifar10_sngan_hinge", "mnist_dcgan_ac", "mnist_dcgan_adaptivemix",
 # caption-conditioned (issue 23; docs/results/textgan): evaluated on 2,000 held-out captions
 CAPTION = ["mnist_cgan_nomismatch", "mnist_galip", "mnist_galip_scratchD", "mnist_gancls",
            "mnist_t2i_supcon"]
+# their own experiments behind `gan train` (config family; tests/gan_cli/test_video_story_cli.py)
+FAMILIES = {"video_tganc": "tganc", "canvas_story": "story"}
 
 
 def _load(name: str, *overrides: str):
@@ -27,7 +29,15 @@ def test_every_experiment_has_a_valid_config():
     # unlearn_*.yaml are `gan unlearn` settings (tests/gan_cli/test_unlearn_config.py),
     # genda_*.yaml `gan adapt` settings (tests/test_genda.py)
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")
-                  if not p.stem.startswith(("unlearn_", "genda_"))) == sorted(EXPECTED + CAPTION)
+                  if not p.stem.startswith(("unlearn_", "genda_"))) == sorted(EXPECTED + CAPTION
+                                                                             + list(FAMILIES))
+    from fmlab.experiments.story_config import load_story_config
+    from fmlab.experiments.tganc_config import load_tganc_config
+
+    for name, family in FAMILIES.items():
+        load = load_tganc_config if family == "tganc" else load_story_config
+        cfg = load(CONFIG_DIR / f"{name}.yaml", ["trainer.max_steps=7", "data.limit=100"])
+        assert (cfg.family, cfg.trainer.max_steps, cfg.data.limit) == (family, 7, 100)
     for name in CAPTION:
         cfg = _load(name, "trainer.max_steps=7", "data.limit=100")
         assert (cfg.data.conditioning, cfg.eval.n, cfg.trainer.max_steps) == ("caption", 2000, 7)

@@ -6,7 +6,8 @@ every net through its own :class:`~fmlab.gan.caption_cond.CaptionProjector` c(e)
 
 - :class:`VideoGenerator`: [z; c(e)] → a linear map to a (4ch, T/4, S/8, S/8) volume → 3D
   transposed convolutions that double time twice and space three times → tanh frames;
-- :class:`VideoDiscriminator`: 3D convolutions over the whole clip → φ, score ψ(φ) + ⟨c(e), Vφ⟩
+- :class:`VideoDiscriminator`: 3D convolutions over the whole clip → φ (pooled to a 2 × 4 × 4
+  grid and flattened), score ψ(φ) + ⟨c(e), Vφ⟩
   (real + right caption high; real + wrong caption and fake + right caption low, trained with
   :class:`~fmlab.gan.matching.MatchingAwareLoss`);
 - :class:`FrameDiscriminator`: the same with 2D convolutions on each frame, scores averaged over
@@ -141,13 +142,16 @@ class VideoDiscriminator(nn.Module):
             "VideoDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
         self.channels = channels
         self.trunk = _conv_stack(3, channels, ch, layers, sn)
-        self.feature_dim = ch * 2 ** (layers - 1)
+        # keep where things are (a 2 x 4 x 4 grid, flattened): a global average lets G fool D
+        # with one texture for every caption and z (it collapsed so in the pilots)
+        self.pool = nn.AdaptiveAvgPool3d((2, 4, 4))
+        self.feature_dim = ch * 2 ** (layers - 1) * 32
         self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """φ(x): (B, feature_dim)."""
         _check_video(x, type(self).__name__, self.channels)
-        return self.trunk(x.transpose(1, 2)).mean(dim=(2, 3, 4))
+        return self.pool(self.trunk(x.transpose(1, 2))).flatten(1)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x), e)
@@ -164,14 +168,15 @@ class FrameDiscriminator(nn.Module):
             "FrameDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
         self.channels = channels
         self.trunk = _conv_stack(2, channels, ch, layers, sn)
-        self.feature_dim = ch * 2 ** (layers - 1)
+        self.pool = nn.AdaptiveAvgPool2d((4, 4))
+        self.feature_dim = ch * 2 ** (layers - 1) * 16
         self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """φ of every frame: (B, T, feature_dim)."""
         _check_video(x, type(self).__name__, self.channels)
         b, t = x.shape[:2]
-        phi = self.trunk(x.flatten(0, 1)).mean(dim=(2, 3))
+        phi = self.pool(self.trunk(x.flatten(0, 1))).flatten(1)
         return phi.view(b, t, -1)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
