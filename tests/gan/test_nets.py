@@ -129,9 +129,10 @@ def test_dcgan_without_sn_and_mlp_plain():
 
 
 def test_registries_and_config_errors():
-    assert set(DISCRIMINATORS.names()) == {"mlp", "dcgan", "sngan", "biggan"}
+    # vae_tower: GALIP's frozen pre-trained image tower + trainable head (issue 23)
+    assert set(DISCRIMINATORS.names()) == {"mlp", "dcgan", "sngan", "biggan", "vae_tower"}
     # the style generators (GenDA) reuse the dcgan discriminator
-    assert set(GENERATORS.names()) == set(DISCRIMINATORS.names()) | {"style", "style_genda"}
+    assert set(GENERATORS.names()) == {"mlp", "dcgan", "sngan", "biggan", "style", "style_genda"}
     with pytest.raises(FmlabError, match="unknown generator 'stylegan'.*biggan"):
         create_generator("stylegan")
     with pytest.raises(ConfigError, match="dcgan.*colour"):
@@ -195,5 +196,5 @@ def test_registered_names_come_from_the_decorators():
 
     assert GENERATORS.get("mlp") is MLPGenerator and GENERATORS.get("biggan") is BigGANGenerator
     assert DISCRIMINATORS.get("dcgan") is DCGANDiscriminator
-    assert set(DISCRIMINATORS) == {"mlp", "dcgan", "sngan", "biggan"}
-    assert set(GENERATORS) == set(DISCRIMINATORS) | {"style", "style_genda"}
+    assert set(DISCRIMINATORS) == {"mlp", "dcgan", "sngan", "biggan", "vae_tower"}
+    assert set(GENERATORS) == {"mlp", "dcgan", "sngan", "biggan", "style", "style_genda"}

@@ -88,7 +88,8 @@ class TowerDiscriminator(Discriminator):
     def __init__(self, hidden: int = 256, channels: int = 1, img_size: int = 32,
                  pretrained: bool = True, freeze: bool = True, tower_weights: str | None = None,
                  num_classes: int = 0, cond: str | None = None, sn: bool = False) -> None:
-        hidden, img_size = check_sizes("TowerDiscriminator", hidden=hidden, img_size=img_size)
+        hidden, channels, img_size = check_sizes("TowerDiscriminator", hidden=hidden,
+                                                 channels=channels, img_size=img_size)
         if channels != 1:
             raise ModelError(f"TowerDiscriminator: the VAE tower takes grey images (channels 1), "
                              f"got channels={channels}")
