@@ -40,7 +40,7 @@ ARMS = ("general", "continued", "domain")
 class DomainBudget:
     """Pre-training tokens of each arm."""
 
-    tokens: int = 300_000  # general and domain arms; the continued arm's general part
+    tokens: int = 1_200_000  # general and domain arms; the continued arm's general part
     continued_tokens: int | None = None  # the continued arm's domain part (None: tokens)
 
     def validate(self, prefix: str = "budget") -> None:
@@ -123,10 +123,11 @@ class DomainConfig:
 
 
 def _finetune_defaults() -> TextFinetuneSettings:
-    """``fmlab text finetune``'s settings, shortened for the study's budget (2 epochs on 800
-    records of 64 tokens per task, 1,000 test records per task)."""
+    """``fmlab text finetune``'s settings, sized for the study's budget (4 epochs on 2,000
+    records of 64 tokens per task at lr 1e-3, 1,000 test records per task)."""
     s = TextFinetuneSettings()
-    s.trainer.epochs, s.data.limit, s.data.max_length, s.data.max_test = 2, 800, 64, 1000
+    s.trainer.epochs, s.data.limit, s.data.max_length, s.data.max_test = 4, 2000, 64, 1000
+    s.optim.lr = 1e-3
     return s
 
 
