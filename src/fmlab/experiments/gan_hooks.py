@@ -135,12 +135,17 @@ class GANRunHooks(Callback):
                              num_classes=self.num_classes, seed=e.seed, ref_n=e.ref_n or None)
         res["protocol"]["generator"] = {**self.g_spec, "ema": self.G_eval is not self.objective.G,
                                         "step": step, "run_dir": str(self.run_dir)}
+        return self.store_eval(res, step, t0)
+
+    def store_eval(self, res: dict[str, Any], step: int, t0: float) -> dict[str, Any]:
+        """Append an evaluation's rows (with its protocol) to the results store when there is a
+        db; add its wall seconds since ``t0``."""
         if self.db is not None:
             from fmlab.results import ResultsStore
 
             ResultsStore(self.db).append(result_rows(
                 res, run_id=self.run_id or "", method=self.cfg.name, seed=self.cfg.trainer.seed,
-                source=e.ref, hyperparameters=config_to_dict(self.cfg.gan),
+                source=self.cfg.eval.ref, hyperparameters=config_to_dict(self.cfg.gan),
                 extra={"step": step, "train_cpu_s": round(self.budget.used_s, 2)}))
         res["seconds"] = time.perf_counter() - t0
         return res

@@ -105,16 +105,7 @@ class TextGANRunHooks(GANRunHooks):
         res = evaluate_caption_generator(self.G_eval, self._caps, self.data.binner, ref, ext,
                                          metrics or ["fid"], e.seed, e.batch_size)
         res["protocol"]["generator"] = {**self.g_spec, "step": step, "run_dir": str(self.run_dir)}
-        if self.db is not None:
-            from fmlab.experiments.gan_results import result_rows
-            from fmlab.results import ResultsStore
-
-            ResultsStore(self.db).append(result_rows(
-                res, run_id=self.run_id or "", method=self.cfg.name, seed=self.cfg.trainer.seed,
-                source=e.ref, hyperparameters=config_to_dict(self.cfg.gan),
-                extra={"step": step, "train_cpu_s": round(self.budget.used_s, 2)}))
-        res["seconds"] = time.perf_counter() - t0
-        return res
+        return self.store_eval(res, step, t0)
 
     def export(self, step: int) -> Path:
         G = self.G_eval
