@@ -95,6 +95,12 @@ def report() -> None:
         table = _table(records, arms, tuple(m for m in metrics if m in records[0]))
         (out / "table.md").write_text(table + "\n")
         print(f"## {family}\n{table}\n")
+        from fmlab.studies.arm_report import plot_arm_bars
+
+        bars = [{"arm_name": r["arm"], "task": m.replace("_", " "), "value": r[m]}
+                for m in METRICS[family] if m in records[0] and "jitter" not in m for r in records]
+        plot_arm_bars(bars, "value", out / "scores.png", ylabel="% of generated frames",
+                      title=f"{family}: mean ± std over seeds (dots: seeds)")
         for arm in arms:
             src = RUNS / family / f"{arm}_s0" / sheet
             if src.is_file():
