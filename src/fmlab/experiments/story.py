@@ -138,15 +138,15 @@ def _pretrained(cfg: StoryConfig) -> tuple[StoryConfig, VQVAE, StoryTransformer]
 
 
 def story_examples(cfg: StoryConfig, vq: VQVAE, split: str, n: int, seed: int
-                   ) -> tuple[dict[str, np.ndarray], torch.Tensor, torch.Tensor, list[str]]:
-    """Stories of ``split``'s digits and, per frame f ≥ 1, (source codes, target codes, caption)."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Per frame f ≥ 1 of ``n`` stories of ``split``'s digits: (source codes, target codes, caption)."""
     images, labels = digits_pool(cfg, split)
     s = render_stories(images, labels, n, seed=seed, frames=cfg.data.frames)
     codes = frame_codes(vq, s["frames"].reshape(-1, *s["frames"].shape[2:])).view(n, cfg.data.frames, -1)
     src = codes[:, :1].expand(-1, cfg.data.frames - 1, -1).reshape(-1, codes.shape[2])
     tgt = codes[:, 1:].reshape(-1, codes.shape[2])
     caps = frame_captions(s["digits"][:, 1:].ravel())
-    return s, src, tgt, caps
+    return src, tgt, caps
 
 
 def _adapt(cfg: StoryConfig, out: Path, resume: bool) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def _adapt(cfg: StoryConfig, out: Path, resume: bool) -> dict[str, Any]:
     from fmlab.experiments.textgan_data import embed_captions
 
     pre, vq, model = _pretrained(cfg)
-    _, src, tgt, caps = story_examples(cfg, vq, "train", cfg.data.stories, seed=cfg.trainer.seed)
+    src, tgt, caps = story_examples(cfg, vq, "train", cfg.data.stories, seed=cfg.trainer.seed)
     n = _limit(len(tgt), cfg)
     emb = torch.from_numpy(embed_captions(caps[:n], cfg.data.encoder))
     prepare_adaptation(model, cfg.method)

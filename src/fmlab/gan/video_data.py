@@ -13,8 +13,6 @@ pool only (digit or direction); generated clips are scored by it against the cap
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -22,7 +20,7 @@ from torch import nn
 from fmlab.data.synthetic.video import DIRECTIONS, SPEEDS, render_video
 from fmlab.errors import DataError
 
-__all__ = ["ClipClassifier", "caption_class", "caption_of_class", "embed_caption_classes", "render_clips"]
+__all__ = ["ClipClassifier", "caption_class", "caption_of_class", "render_clips"]
 
 
 def caption_class(labels: np.ndarray, directions: np.ndarray, speeds: np.ndarray) -> np.ndarray:
@@ -84,14 +82,3 @@ class ClipClassifier(nn.Module):
             raise DataError(f"ClipClassifier: clips must be (B, T, C, H, W), got {tuple(x.shape)}")
         return self.net(x.transpose(1, 2))
 
-
-def embed_caption_classes(embed: Callable[[list[str]], torch.Tensor], ids: np.ndarray,
-                          captions: list[str]) -> torch.Tensor:
-    """Caption embeddings (n, E), each distinct caption embedded once (160 at most)."""
-    first: dict[int, str] = {}
-    for i, c in zip(ids.tolist(), captions, strict=True):
-        first.setdefault(int(i), c)
-    keys = sorted(first)
-    table = embed([first[k] for k in keys])
-    row = {k: j for j, k in enumerate(keys)}
-    return table[torch.as_tensor([row[int(i)] for i in ids])]
