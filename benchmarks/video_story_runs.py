@@ -1,7 +1,7 @@
 """Issue 23: the runs of docs/results/tganc (caption → video) and docs/results/story (story
 continuation), then their tables.
 
-    python benchmarks/video_story_runs.py tganc  [--seeds 0 1 2] [--set KEY=VALUE ...]
+    python benchmarks/video_story_runs.py tganc  [--seeds 0 1 2] [--arms none penalty motion] [--set KEY=VALUE ...]
     python benchmarks/video_story_runs.py story  [--seeds 0 1 2] [--set KEY=VALUE ...]
     python benchmarks/video_story_runs.py report
 
@@ -49,11 +49,12 @@ def _run(config: str, run: Path, sets: list[str]) -> None:
     print(f"{run.name}: exit {rc}", flush=True)
 
 
-def train(family: str, seeds: list[int], extra: list[str], motion: bool = False) -> None:
+def train(family: str, seeds: list[int], extra: list[str], motion: bool = False,
+          arms: list[str] | None = None) -> None:
     for seed in seeds:
         base = [f"trainer.seed={seed}", *extra]
         if family == "tganc":
-            for arm in TGANC_ARMS + (("motion",) if motion else ()):
+            for arm in arms or TGANC_ARMS + (("motion",) if motion else ()):
                 _run("video_tganc", RUNS / "tganc" / f"{arm}_s{seed}", base + [f"gan.coherence={arm}"])
             continue
         pre = RUNS / "story" / f"pre_s{seed}"
@@ -113,11 +114,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--motion", action="store_true", help="tganc: also the motion-D arm")
+    p.add_argument("--arms", nargs="+", choices=TGANC_ARMS + ("motion",),
+                   help="tganc: only these arms (run arms in parallel processes)")
     a = p.parse_args()
     if a.what == "report":
         report()
     else:
-        train(a.what, a.seeds, a.sets, a.motion)
+        train(a.what, a.seeds, a.sets, a.motion, a.arms)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,16 @@ def test_resume_is_bit_identical(tmp_path):
     _fit(resumed, 4, run_dir=tmp_path, resume=tmp_path, every=2)
     a, b = straight.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_mbstd_reaches_every_discriminator():
+    from fmlab.experiments.tganc import build_tganc
+    from fmlab.experiments.tganc_config import load_tganc_config
+
+    cfg = load_tganc_config(None, ["model.d_mbstd=true", "gan.coherence=motion", "model.d_ch=4",
+                                   "model.g_ch=4"])
+    obj = build_tganc(cfg, e_dim=E)
+    for _, D, _ in obj.discriminators():
+        assert D.mbstd and D.head.psi.in_features == D.feature_dim + 1
+    plain = build_tganc(load_tganc_config(None, ["model.d_ch=4", "model.g_ch=4"]), e_dim=E)
+    assert not plain.D_video.mbstd and plain.D_video.head.psi.in_features == plain.D_video.feature_dim

@@ -11,6 +11,7 @@ from fmlab.gan.video import (
     MotionDiscriminator,
     VideoDiscriminator,
     VideoGenerator,
+    minibatch_std,
     temporal_coherence_penalty,
 )
 
@@ -75,3 +76,28 @@ def test_temporal_penalty_formula_and_zero_for_static_clips():
         assert float(temporal_coherence_penalty(D.frame_features(still))) == 0.0
     with pytest.raises(DataError, match="T >= 2"):
         temporal_coherence_penalty(torch.zeros(2, 1, 3))
+
+
+def test_minibatch_std_against_a_loop_and_its_groups():
+    phi = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    got = minibatch_std(phi, group=4)
+    for i in range(8):  # groups are strided: i, i + 2, i + 4, i + 6
+        members = phi[i % 2::2]
+        want = members.var(0, unbiased=False).add(1e-8).sqrt().mean()
+        torch.testing.assert_close(got[i, 0], want)
+    assert minibatch_std(phi[:6], group=4).unique().numel() == 1  # 6 % 4: one group of all
+    collapsed = phi[:1].repeat(8, 1)
+    assert float(minibatch_std(collapsed).max()) < 1e-3  # a collapsed G is visible to D
+
+
+def test_mbstd_discriminators_see_the_batch_and_keep_frame_order_blindness():
+    torch.manual_seed(0)
+    x, e = _clips(b=4), torch.randn(4, E)
+    video = VideoDiscriminator(e_dim=E, c_dim=4, ch=4, mbstd=True).eval()
+    assert video.head.psi.in_features == video.feature_dim + 1
+    other = x.clone()
+    other[1:] = x[:1]  # the same first clip, but the rest of the batch collapsed onto it
+    assert not torch.allclose(video(x, e)[0], video(other, e)[0])
+    frame = FrameDiscriminator(e_dim=E, c_dim=4, ch=4, mbstd=True).eval()
+    perm = torch.randperm(8)
+    torch.testing.assert_close(frame(x, e), frame(x[:, perm], e))

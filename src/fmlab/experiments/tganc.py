@@ -44,7 +44,8 @@ def build_tganc(cfg: TGANCConfig, e_dim: int) -> TGANCObjective:
     torch.manual_seed(cfg.trainer.seed)
     m, d, g = cfg.model, cfg.data, cfg.gan
     G = VideoGenerator(m.z_dim, e_dim, m.c_dim, d.frames, d.size, 1, m.g_ch)
-    kw = dict(e_dim=e_dim, c_dim=m.c_dim, channels=1, ch=m.d_ch, sn=m.d_sn)
+    kw = dict(e_dim=e_dim, c_dim=m.c_dim, channels=1, ch=m.d_ch, sn=m.d_sn,
+              mbstd=m.d_mbstd)
     motion = MotionDiscriminator(**kw) if g.coherence == "motion" else None
     return TGANCObjective(G, VideoDiscriminator(**kw), FrameDiscriminator(**kw),
                           MatchingAwareLoss(g.base, g.mismatch, g.flip_p), g.coherence,

@@ -39,6 +39,7 @@ class TGANCModelConfig:
     g_ch: int = 16
     d_ch: int = 16
     d_sn: bool = True           # spectral norm in every discriminator
+    d_mbstd: bool = False       # minibatch-std feature in every D's head (sees a collapsed G)
 
     def validate(self, prefix: str = "model") -> None:
         for k in ("z_dim", "c_dim", "g_ch", "d_ch"):

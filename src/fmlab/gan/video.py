@@ -30,7 +30,7 @@ from fmlab.gan.conditioning import maybe_sn
 from fmlab.gan.nets.base import check_sizes
 
 __all__ = ["FrameDiscriminator", "MotionDiscriminator", "VideoDiscriminator", "VideoGenerator",
-           "temporal_coherence_penalty"]
+           "minibatch_std", "temporal_coherence_penalty"]
 
 
 def _check_video(x: torch.Tensor, who: str, channels: int, frames: int | None = None) -> None:
@@ -94,6 +94,28 @@ class VideoGenerator(nn.Module):
         return torch.tanh(self.out(h)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C, H, W)
 
 
+def minibatch_std(phi: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """One feature per sample: the std over its group of ``group`` samples of each feature, averaged
+    (ProGAN's minibatch standard deviation). A G that draws the same clip for every z and caption
+    gets 0 where real batches get a clear positive value, so D can see the collapse itself.
+
+    Examples:
+        >>> minibatch_std(torch.ones(4, 3)).flatten().tolist()
+        [0.0, 0.0, 0.0, 0.0]
+    """
+    b = phi.shape[0]
+    g = min(group, b)
+    if b % g:
+        g = b  # one group when the batch does not split evenly
+    x = phi.view(g, -1, phi.shape[1])  # groups of strided samples
+    std = (x.var(0, unbiased=False) + 1e-8).sqrt().mean(1)  # (b // g,)
+    return std.repeat(g).view(b, 1)
+
+
+def _with_mbstd(phi: torch.Tensor, on: bool) -> torch.Tensor:
+    return torch.cat([phi, minibatch_std(phi)], 1) if on else phi
+
+
 class _MatchingHead(nn.Module):
     """ψ(φ) + ⟨c(e), Vφ⟩ (the projection discriminator's epilogue with a caption)."""
 
@@ -136,17 +158,17 @@ class VideoDiscriminator(nn.Module):
     """
 
     def __init__(self, e_dim: int = 384, c_dim: int = 32, channels: int = 1, ch: int = 32,
-                 layers: int = 3, sn: bool = True) -> None:
+                 layers: int = 3, sn: bool = True, mbstd: bool = False) -> None:
         super().__init__()
         e_dim, c_dim, channels, ch, layers = check_sizes(
             "VideoDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
-        self.channels = channels
+        self.channels, self.mbstd = channels, mbstd
         self.trunk = _conv_stack(3, channels, ch, layers, sn)
         # keep where things are (a 2 x 4 x 4 grid, flattened): a global average lets G fool D
         # with one texture for every caption and z (it collapsed so in the pilots)
         self.pool = nn.AdaptiveAvgPool3d((2, 4, 4))
         self.feature_dim = ch * 2 ** (layers - 1) * 32
-        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
+        self.head = _MatchingHead(self.feature_dim + int(mbstd), e_dim, c_dim, sn)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """φ(x): (B, feature_dim)."""
@@ -154,7 +176,7 @@ class VideoDiscriminator(nn.Module):
         return self.pool(self.trunk(x.transpose(1, 2))).flatten(1)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x), e)
+        return self.head(_with_mbstd(self.embed(x), self.mbstd), e)
 
 
 class FrameDiscriminator(nn.Module):
@@ -162,15 +184,15 @@ class FrameDiscriminator(nn.Module):
     gives the per-frame φ that :func:`temporal_coherence_penalty` compares."""
 
     def __init__(self, e_dim: int = 384, c_dim: int = 32, channels: int = 1, ch: int = 32,
-                 layers: int = 3, sn: bool = True) -> None:
+                 layers: int = 3, sn: bool = True, mbstd: bool = False) -> None:
         super().__init__()
         e_dim, c_dim, channels, ch, layers = check_sizes(
             "FrameDiscriminator", e_dim=e_dim, c_dim=c_dim, channels=channels, ch=ch, layers=layers)
-        self.channels = channels
+        self.channels, self.mbstd = channels, mbstd
         self.trunk = _conv_stack(2, channels, ch, layers, sn)
         self.pool = nn.AdaptiveAvgPool2d((4, 4))
         self.feature_dim = ch * 2 ** (layers - 1) * 16
-        self.head = _MatchingHead(self.feature_dim, e_dim, c_dim, sn)
+        self.head = _MatchingHead(self.feature_dim + int(mbstd), e_dim, c_dim, sn)
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """φ of every frame: (B, T, feature_dim)."""
@@ -182,7 +204,8 @@ class FrameDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         phi = self.frame_features(x)
         b, t = phi.shape[:2]
-        scores = self.head(phi.flatten(0, 1), e.repeat_interleave(t, dim=0))
+        # flattened clip-major, so minibatch_std's strided groups hold one frame index of b/4-apart clips
+        scores = self.head(_with_mbstd(phi.flatten(0, 1), self.mbstd), e.repeat_interleave(t, dim=0))
         return scores.view(b, t).mean(1)
 
 
