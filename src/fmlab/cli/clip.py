@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
             e.add_argument("--templates", default=None, help="JSON list of templates with {}")
             e.add_argument("--classes", default=None,
                            help="comma list of class names/indices to restrict to")
+            e.add_argument("--class-names", default=None,
+                           help="comma list: the words prompts use for the classes, one per "
+                                "class in the source's order (e.g. zero,one,...,nine for mnist)")
         add_data_root(e)
         add_db(e)
         e.set_defaults(func=run_zeroshot if name == "zeroshot" else run_retrieval)
@@ -64,8 +67,9 @@ def run_zeroshot(args: argparse.Namespace) -> int:
 
     positive_int("--batch-size", args.batch_size)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    names = ([c.strip() for c in args.class_names.split(",")] if args.class_names else None)
     _print(zs(args.model, args.data, args.split or "test", args.templates, classes,
-              args.data_root, resolve_db(args), args.batch_size))
+              args.data_root, resolve_db(args), args.batch_size, class_names=names))
     return 0
 
 

@@ -83,6 +83,11 @@ def _add_eval(gsub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=500)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--image-text", default=None, metavar="REF",
+                   help="caption generators: an image-text model (a fmlab clip train run, e.g. "
+                        "runs/clip/mnist_digits, or open_clip:<arch>) that adds clip_score and "
+                        "r_precision (99 distractors from other digits) of the generated images "
+                        "and of the real ones (*_real)")
     add_data_root(e)
     e.add_argument("--db", default=None, help="also append the results to this SQLite store")
     e.set_defaults(func=run_eval)
@@ -217,6 +222,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     video = _video_run(args.generator)
     if video is not None:  # caption -> clip: digit / direction accuracy and jitter
+        if args.image_text is not None:
+            from fmlab.errors import ConfigError
+
+            raise ConfigError(f"--image-text: {video} is a TGANs-C video run; image-text scores "
+                              "are for caption-to-image generators")
         from fmlab.experiments.tganc_eval import evaluate_tganc_run
 
         res = evaluate_tganc_run(video, args.ref, args.n, args.seed, args.data_root)
@@ -232,7 +242,7 @@ def run_eval(args: argparse.Namespace) -> int:
         arch_kwargs=arch_kwargs(args), fake_images=args.fake_images,
         features_weights=args.features_weights, metrics=args.metrics, n=args.n,
         ref_n=args.ref_n, seed=args.seed, batch_size=args.batch_size, data_root=args.data_root,
-        db=args.db)
+        db=args.db, image_text=args.image_text)
     out = run_gan_eval(req)
     if args.json:
         print(json.dumps(jsonable(out.metrics)))

@@ -32,6 +32,9 @@ class ClipDataConfig:
     source: str = "coco_mini"
     split: str = "train"
     classes: list[str] = field(default_factory=list)  # labelled sources: caption only these
+    # labelled sources: the words captions use for the classes, in the source's class order,
+    # instead of its own names (MNIST's are "0".."9"; the text GANs' captions say "seven")
+    class_names: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     data_root: str | None = None
 
@@ -84,8 +87,21 @@ def build_train_source(cfg: ClipDataConfig):
         return ImageTextPairs(split)
     if source.class_names is None:
         raise DataError(f"{cfg.source} has neither captions nor class names to caption")
-    classes = resolve_classes(source.class_names, cfg.classes) if cfg.classes else None
-    return TemplateCaptions(split, source.class_names, cfg.templates, classes)
+    names = caption_class_names(source.class_names, cfg.class_names, "data.class_names")
+    classes = resolve_classes(names, cfg.classes) if cfg.classes else None
+    return TemplateCaptions(split, names, cfg.templates, classes)
+
+
+def caption_class_names(source_names: list[str], wanted: list[str] | None, key: str) -> list[str]:
+    """The class words captions use: ``wanted`` (one per source class, in its order) or the
+    source's own names; a ConfigError names ``key`` when the counts differ."""
+    if not wanted:
+        return list(source_names)
+    if len(wanted) != len(source_names) or len(set(wanted)) != len(wanted):
+        raise ConfigError(f"{key}: {len(wanted)} names {list(wanted)[:12]} for a source with "
+                          f"{len(source_names)} classes ({', '.join(source_names)}); give one "
+                          "distinct name per class, in its order")
+    return [str(w) for w in wanted]
 
 
 @dataclass
@@ -137,7 +153,10 @@ def _record(db: Path | None, task: str, source: str, split: str, split_hash: str
 
 def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
                  classes: list[str] | None = None, data_root: str | None = None,
-                 db: Path | None = None, batch_size: int = 64) -> dict:
+                 db: Path | None = None, batch_size: int = 64,
+                 class_names: list[str] | None = None) -> dict:
+    """Zero-shot accuracy of ``model_ref`` on a labelled split; ``class_names`` replaces the
+    source's class words in the prompts (as ``data.class_names`` does in training)."""
     from fmlab.adapt.zeroshot import check_templates, load_templates
     from fmlab.data import open_source
     from fmlab.multimodal.data import resolve_classes
@@ -150,13 +169,15 @@ def run_zeroshot(model_ref: str, data: str, split: str = "test", templates=None,
         raise DataError(f"{data} has no class names; zero-shot needs a labelled source")
     tmpl = (load_templates(templates) if isinstance(templates, (str, Path))
             else check_templates(list(templates or DEFAULT_TEMPLATES)))
-    idx = resolve_classes(source.class_names, classes) if classes else None
+    names = caption_class_names(source.class_names, class_names, "--class-names")
+    idx = resolve_classes(names, classes) if classes else None
     sp = source.split(split)
     model = load_image_text_model(model_ref)
-    out = zeroshot_evaluate(model, sp, source.class_names, tmpl, idx, batch_size)
+    out = zeroshot_evaluate(model, sp, names, tmpl, idx, batch_size)
     secs = time.perf_counter() - t0
     _record(db, "clip_zeroshot", data, split, sp.content_hash, model, out,
-            {"templates": tmpl, "classes": classes, "model": str(model_ref)}, secs)
+            {"templates": tmpl, "classes": classes, "class_names": class_names,
+             "model": str(model_ref)}, secs)
     return out
 
 

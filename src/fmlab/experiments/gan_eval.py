@@ -255,6 +255,8 @@ class GANEvalRequest:
         batch_size: generation and extraction batch size.
         data_root: the folder of named datasets and known weights.
         db: a results store to append to (None: none).
+        image_text: an image-text model (``fmlab clip train`` run, ``open_clip:<arch>``) that
+            adds CLIP-score and R-precision; caption generators only.
     """
 
     ref: str
@@ -271,6 +273,7 @@ class GANEvalRequest:
     batch_size: int = 500
     data_root: str | os.PathLike | None = None
     db: str | os.PathLike | None = None
+    image_text: str | os.PathLike | None = None
 
     def validate(self) -> list[str]:
         """Check the request before anything is read; return the metric names.
@@ -368,6 +371,10 @@ def run_gan_eval(req: GANEvalRequest) -> GANEvalResult:
 
         return run_caption_eval(req)  # + class_acc / attribute agreement of its captions
     wanted = req.validate()
+    if req.image_text is not None:
+        raise ConfigError(f"--image-text: {req.generator or req.fake_images} is not a caption "
+                          "generator (data.conditioning: caption); CLIP-score and R-precision "
+                          "need the captions its images were drawn for")
     t0 = time.perf_counter()
     ref = open_reference(req.ref, req.data_root)
     images, labels, num_classes, what, method = _fake_inputs(req, ref)

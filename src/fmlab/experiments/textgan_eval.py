@@ -9,7 +9,9 @@ what each image shows against what its caption asked for:
 - ``thickness_agree`` / ``slant_agree``: the generated digit's measured thickness / slant bin
   (pixels, :func:`fmlab.data.attributes.digit_attributes` at 28 px, training terciles) equals
   the caption's (chance ≈ 1/3 each);
-- FID-LeNet (and IS, KID, PRDC) of the same images against the reference split.
+- FID-LeNet (and IS, KID, PRDC) of the same images against the reference split;
+- with ``--image-text REF``: CLIP-score and R-precision under that image-text model, of the
+  generated and of the real images (:mod:`fmlab.experiments.textgan_imtext`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def consistency(images: np.ndarray, caps: CaptionSet, binner: AttributeBinner,
 
 def evaluate_caption_generator(G: CaptionGenerator, caps: CaptionSet, binner: AttributeBinner,
                                ref: Any, extractor: Any, metrics: list[str], seed: int = 0,
-                               batch_size: int = 500) -> dict[str, Any]:
+                               batch_size: int = 500, image_text: Any = None) -> dict[str, Any]:
     """Distribution metrics plus consistency of one image per caption of ``caps``.
 
     Args:
@@ -80,6 +82,9 @@ def evaluate_caption_generator(G: CaptionGenerator, caps: CaptionSet, binner: At
         metrics: the distribution metrics (fid, kid, is, prdc).
         seed: the latents' and metrics' seed.
         batch_size: generation batch size.
+        image_text: an image-text model: adds ``clip_score``/``r_precision`` of the generated
+            images and ``*_real`` of the reference images the captions describe
+            (:func:`fmlab.experiments.textgan_imtext.image_text_results`).
 
     Returns:
         ``{"fid": .., "is": {...}, "class_acc": .., "thickness_agree": .., ..., "protocol"}``.
@@ -95,6 +100,13 @@ def evaluate_caption_generator(G: CaptionGenerator, caps: CaptionSet, binner: At
     res.update(consistency(images, caps, binner, probs))
     res["protocol"]["captions"] = {"n": len(caps.captions), "class_judge": extractor.name,
                                    "attributes": list(CHECKED_ATTRIBUTES)}
+    if image_text is not None:
+        from fmlab.experiments.textgan_imtext import image_text_results
+
+        reals = np.asarray(ref.get_batch(np.arange(len(caps.labels))))
+        scores, res["protocol"]["image_text"] = image_text_results(
+            image_text, images, reals, caps.captions, caps.labels, seed, batch_size)
+        res.update(scores)
     return res
 
 
@@ -129,6 +141,11 @@ def run_caption_eval(req: Any) -> Any:
         raise DataError(f"--metrics: {bad} need class labels; a caption generator is scored with "
                         "fid, kid, is, prdc plus class_acc / thickness_agree / slant_agree")
     t0 = time.perf_counter()
+    judge = None
+    if req.image_text is not None:  # a bad --image-text fails before anything is generated
+        from fmlab.multimodal.io import load_image_text_model
+
+        judge = load_image_text_model(req.image_text, key="--image-text")
     G, info = load_caption_generator(req.generator)
     cap = info["caption"]
     ref = open_reference(req.ref, req.data_root)
@@ -136,7 +153,9 @@ def run_caption_eval(req: Any) -> Any:
                          int(cap.get("template_seed", 0)), cap["encoder"])
     ext = make_extractor(req.features, req.features_weights, req.data_root, req.batch_size)
     res = evaluate_caption_generator(G, caps, binner_from_edges(cap["binner"]), ref, ext, wanted,
-                                     req.seed, req.batch_size)
+                                     req.seed, req.batch_size, judge)
+    if judge is not None:
+        res["protocol"]["image_text"]["ref"] = str(req.image_text)
     res["protocol"]["generator"] = {k: info.get(k) for k in ("arch", "kwargs", "weights_sha256",
                                                              "ema", "step")}
     seconds = round(time.perf_counter() - t0, 2)

@@ -33,16 +33,16 @@ def save_image_text_model(model: ImageTextModel, folder: str | Path, write_weigh
     return path
 
 
-def load_image_text_model(ref: str | Path) -> ImageTextModel:
+def load_image_text_model(ref: str | Path, key: str = "--model") -> ImageTextModel:
     """``open_clip:<arch>[:<tag>]`` (as it is), or a run folder / ``clip_model.json`` written by
-    :func:`save_image_text_model` (``fmlab clip train``)."""
+    :func:`save_image_text_model` (``fmlab clip train``); ``key`` is the option an error names."""
     ref_s = str(ref)
     if ref_s.startswith("open_clip:"):
         return ImageTextModel.from_open_clip(ref_s).eval()
     p = Path(ref_s).expanduser()
     spec_path = p / SPEC_FILE if p.is_dir() else p
     if not spec_path.is_file():
-        raise ModelError(f"--model {ref_s!r}: neither open_clip:<arch> nor a folder with {SPEC_FILE}")
+        raise ModelError(f"{key} {ref_s!r}: neither open_clip:<arch> nor a folder with {SPEC_FILE}")
     try:
         meta = json.loads(spec_path.read_text())
         raw = meta["spec"]
