@@ -1,12 +1,16 @@
 """Issue 23 (text-conditioned GANs): every run of docs/results/textgan, then its table and figures.
 
     python benchmarks/textgan_runs.py train   [--seeds 0 1 2] [--jobs 2]   # runs/textgan/<cfg>_s<seed>
+    python benchmarks/textgan_runs.py imtext  [--seeds 0 1 2] [--jobs 1]   # RUN/imtext.json
     python benchmarks/textgan_runs.py report                                # docs/results/textgan/
 
 Each run is ``fmlab gan train --config configs/gan/<cfg>.yaml --set trainer.seed=S`` with one
 thread (the configs hold every other setting); ``report`` reads each run's metrics.jsonl (final
 evaluation, and the GALIP runs' curves), writes results.json, the mean ± std table (markdown,
 printed) and the convergence-curve PNG, and copies one caption sheet per config (seed 0).
+``imtext`` adds CLIP-score / R-precision (``fmlab gan eval --image-text``) under the MNIST CLIP of
+``configs/clip/mnist_digits.yaml`` (trained into runs/clip/mnist_digits first when missing);
+``report`` shows them, and the real test images' ceiling, when the runs have them.
 """
 
 from __future__ import annotations
@@ -26,21 +30,28 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("mnist_gancls", "mnist_cgan_nomismatch", "mnist_t2i_supcon", "mnist_galip",
            "mnist_galip_scratchD")
 METRICS = ("fid", "is", "class_acc", "thickness_agree", "slant_agree")
+IMTEXT = ("clip_score", "r_precision", "clip_score_real", "r_precision_real")
 RUNS = ROOT / "runs" / "textgan"
+CLIP = ROOT / "runs" / "clip" / "mnist_digits"
 OUT = ROOT / "docs" / "results" / "textgan"
+
+
+def _fmlab(args: list[str], log: Path) -> int:
+    """``fmlab ARGS`` with one thread, output to ``log``; the exit code."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        return subprocess.run([sys.executable, "-m", "fmlab", *args], stdout=f,
+                              stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
 
 
 def _train_one(cfg: str, seed: int) -> tuple[str, int, float]:
     run = RUNS / f"{cfg}_s{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "fmlab", "gan", "train"]
-    args += (["--resume", str(run)] if run.exists() else
-             ["--config", str(ROOT / "configs" / "gan" / f"{cfg}.yaml"), "--out", str(run)])
+    args = ["gan", "train"] + (["--resume", str(run)] if run.exists() else
+                               ["--config", str(ROOT / "configs" / "gan" / f"{cfg}.yaml"),
+                                "--out", str(run)])
     args += ["--set", f"trainer.seed={seed}", "--set", "trainer.progress=false"]
-    log = run.parent / f"{run.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as f:
-        rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    rc = _fmlab(args, run.parent / f"{run.name}.log")
     cpu = _final(run).get("train_cpu_s", float("nan")) if rc == 0 else float("nan")
     return f"{cfg}_s{seed}", rc, cpu
 
@@ -55,7 +66,35 @@ def _evals(run: Path) -> list[dict]:
 
 def _final(run: Path) -> dict:
     ev = _evals(run)
-    return {**ev[-1]["eval"], "step": ev[-1]["step"], "train_cpu_s": ev[-1]["train_cpu_s"]} if ev else {}
+    if not ev:
+        return {}
+    im = run / "imtext.json"  # written by `imtext`
+    extra = {k: v for k, v in json.loads(im.read_text()).items() if k in IMTEXT} if im.is_file() else {}
+    return {**ev[-1]["eval"], "step": ev[-1]["step"], "train_cpu_s": ev[-1]["train_cpu_s"], **extra}
+
+
+def _imtext_one(cfg: str, seed: int) -> tuple[str, int]:
+    run = RUNS / f"{cfg}_s{seed}"
+    log = run.parent / f"{run.name}.imtext.log"
+    rc = _fmlab(["gan", "eval", "--generator", str(run), "--ref", "mnist:test", "--features",
+                 "lenet5_mnist", "--metrics", "fid", "--n", "2000", "--image-text", str(CLIP),
+                 "--json"], log)
+    if rc == 0:  # the one JSON line of the output (warnings and progress go around it)
+        line = [ln for ln in log.read_text().splitlines() if ln.startswith("{")][-1]
+        (run / "imtext.json").write_text(line + "\n")
+    return f"{cfg}_s{seed}", rc
+
+
+def imtext(seeds: list[int], jobs: int) -> None:
+    if not (CLIP / "clip_model.json").is_file():
+        rc = _fmlab(["clip", "train", "--config", str(ROOT / "configs" / "clip" / "mnist_digits.yaml"),
+                     "--out", str(CLIP), "--set", "trainer.progress=false"],
+                    CLIP.parent / "mnist_digits.log")
+        print(f"clip train: rc={rc}", flush=True)
+    todo = [(c, s) for s in seeds for c in CONFIGS if (RUNS / f"{c}_s{s}" / "generator.json").is_file()]
+    with ThreadPoolExecutor(jobs) as pool:
+        for name, rc in pool.map(lambda cs: _imtext_one(*cs), todo):
+            print(f"{name}: imtext rc={rc}", flush=True)
 
 
 def train(seeds: list[int], jobs: int) -> None:
@@ -66,11 +105,13 @@ def train(seeds: list[int], jobs: int) -> None:
 
 
 def _table(results: dict) -> str:
-    lines = ["| config | seeds | " + " | ".join(METRICS) + " | train CPU-min |",
-             "|---|---|" + "---|" * (len(METRICS) + 1)]
+    have = [m for m in IMTEXT if any(m in r for runs in results.values() for r in runs.values())]
+    cols = (*METRICS, *have)
+    lines = ["| config | seeds | " + " | ".join(cols) + " | train CPU-min |",
+             "|---|---|" + "---|" * (len(cols) + 1)]
     for cfg, runs in results.items():
         cells = []
-        for m in (*METRICS, "train_cpu_s"):
+        for m in (*cols, "train_cpu_s"):
             v = np.array([r[m] for r in runs.values() if m in r], dtype=float)
             if m == "train_cpu_s":
                 v = v / 60
@@ -138,11 +179,12 @@ def report(seeds: list[int]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("what", choices=("train", "report"))
+    ap.add_argument("what", choices=("train", "imtext", "report"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (the box has 2 cores)")
     a = ap.parse_args()
-    train(a.seeds, a.jobs) if a.what == "train" else report(a.seeds)
+    {"train": lambda: train(a.seeds, a.jobs), "imtext": lambda: imtext(a.seeds, a.jobs),
+     "report": lambda: report(a.seeds)}[a.what]()
 
 
 if __name__ == "__main__":

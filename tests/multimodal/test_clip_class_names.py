@@ -29,3 +29,21 @@ def test_class_names_must_be_one_distinct_word_per_class(names):
     with pytest.raises(ConfigError, match="data.class_names"):
         caption_class_names(["c0", "c1", "c2", "c3"], names, "data.class_names")
     assert caption_class_names(["c0", "c1"], [], "k") == ["c0", "c1"]
+
+
+def test_shipped_mnist_judge_config_names_digits_as_the_gan_captions_do(monkeypatch):
+    """configs/clip/mnist_digits.yaml: not LeNet-5 (the held-out judge), the GAN captions'
+    number words, and the zero-shot templates file equals its training templates."""
+    import json
+    from pathlib import Path
+
+    from fmlab.data.attributes import NUMBER_WORDS
+    from fmlab.experiments.clip import load_clip_config
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "clip"
+    monkeypatch.setenv("FMLAB_DATA", "/nonexistent")  # only parsed; nothing is read
+    cfg = load_clip_config(root / "mnist_digits.yaml")
+    assert cfg.model.image != "lenet5_mnist" and cfg.model.lock_text
+    assert cfg.data.class_names == list(NUMBER_WORDS) and cfg.data.source == "mnist"
+    assert cfg.data.split == "train"
+    assert json.loads((root / "mnist_digits_templates.json").read_text()) == cfg.data.templates
