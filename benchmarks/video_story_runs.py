@@ -3,6 +3,7 @@ continuation), then their tables.
 
     python benchmarks/video_story_runs.py tganc  [--seeds 0 1 2] [--arms none penalty motion] [--set KEY=VALUE ...]
     python benchmarks/video_story_runs.py story  [--seeds 0 1 2] [--set KEY=VALUE ...]
+    python benchmarks/video_story_runs.py rescore [--judge-steps N]   # TGANs-C runs: gan eval --json
     python benchmarks/video_story_runs.py report
 
 Each run is ``fmlab gan train --config configs/gan/<cfg>.yaml --set trainer.seed=S`` (one thread)
@@ -65,6 +66,22 @@ def train(family: str, seeds: list[int], extra: list[str], motion: bool = False,
                          f"trainer.max_steps={ADAPT_STEPS}"])
 
 
+def rescore(judge_steps: int | None) -> None:
+    """Re-score every TGANs-C run with today's judges: ``fmlab gan eval --generator RUN --ref
+    mnist:test --json`` → ``RUN/eval.json`` (``report`` prefers it to the run's own results)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for run in sorted((RUNS / "tganc").glob("*_s*/generator.safetensors")):
+        args = [sys.executable, "-m", "fmlab", "gan", "eval", "--generator", str(run.parent),
+                "--ref", "mnist:test", "--json"]
+        args += ["--judge-steps", str(judge_steps)] if judge_steps else []
+        out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+        if out.returncode:
+            print(f"{run.parent.name}: exit {out.returncode}\n{out.stderr[-2000:]}", flush=True)
+            continue
+        (run.parent / "eval.json").write_text(out.stdout.strip().splitlines()[-1] + "\n")
+        print(f"{run.parent.name}: {out.stdout.strip().splitlines()[-1]}", flush=True)
+
+
 def _table(records: list[dict], arms: tuple[str, ...], metrics: tuple[str, ...]) -> str:
     lines = ["| arm | seeds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
     for arm in arms:
@@ -86,7 +103,10 @@ def report() -> None:
         for path in sorted((RUNS / family).glob("*_s*/results.json")):
             arm, _, seed = path.parent.name.rpartition("_s")
             if arm in arms:
-                records.append({"arm": arm, "seed": int(seed), **json.loads(path.read_text())})
+                rescored = path.parent / "eval.json"  # `rescore`'s judges, when it ran
+                extra = json.loads(rescored.read_text()) if rescored.is_file() else {}
+                records.append({"arm": arm, "seed": int(seed), **json.loads(path.read_text()),
+                                **extra})
         if not records:
             continue
         out = DOCS / family
@@ -110,15 +130,18 @@ def report() -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("tganc", "story", "report"))
+    p.add_argument("what", choices=("tganc", "story", "rescore", "report"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--motion", action="store_true", help="tganc: also the motion-D arm")
     p.add_argument("--arms", nargs="+", choices=TGANC_ARMS + ("motion",),
                    help="tganc: only these arms (run arms in parallel processes)")
+    p.add_argument("--judge-steps", type=int, default=None, help="rescore: judge training steps")
     a = p.parse_args()
     if a.what == "report":
         report()
+    elif a.what == "rescore":
+        rescore(a.judge_steps)
     else:
         train(a.what, a.seeds, a.sets, a.motion, a.arms)
 

@@ -11,7 +11,13 @@ from fmlab.engine import OptimConfig, ScheduleConfig, TensorSource, Trainer, Tra
 from fmlab.errors import ConfigError, DataError
 from fmlab.gan.matching import MatchingAwareLoss
 from fmlab.gan.video import FrameDiscriminator, MotionDiscriminator, VideoDiscriminator, VideoGenerator
-from fmlab.gan.video_data import ClipClassifier, caption_class, caption_of_class, render_clips
+from fmlab.gan.video_data import (
+    ClipClassifier,
+    FrameClassifier,
+    caption_class,
+    caption_of_class,
+    render_clips,
+)
 from fmlab.gan.video_objective import TGANCObjective, clips_to_gan
 
 E = 5
@@ -94,3 +100,14 @@ def test_config_mbstd_reaches_every_discriminator():
         assert D.mbstd and D.head.psi.in_features == D.feature_dim + 1
     plain = build_tganc(load_tganc_config(None, ["model.d_ch=4", "model.g_ch=4"]), e_dim=E)
     assert not plain.D_video.mbstd and plain.D_video.head.psi.in_features == plain.D_video.feature_dim
+
+
+def test_frame_classifier_reads_frames_not_their_order():
+    torch.manual_seed(0)
+    net = FrameClassifier(10, ch=4).eval()
+    x = torch.rand(3, 8, 1, 16, 16) * 2 - 1
+    torch.testing.assert_close(net(x), net(x[:, torch.randperm(8)]))
+    one = net(x[:, :1])  # a clip of one frame repeated scores as that frame
+    torch.testing.assert_close(net(x[:, :1].repeat(1, 8, 1, 1, 1)), one)
+    with pytest.raises(DataError, match="FrameClassifier"):
+        net(torch.zeros(3, 1, 16, 16))

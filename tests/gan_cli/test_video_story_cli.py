@@ -52,6 +52,15 @@ def test_tganc_trains_scores_and_resumes_bit_identically(tmp_path, digits_npz, m
                  f"npz:{digits_npz}:test", "--n", "16", "--json"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again == {k: rec[k] for k in again}  # same clips, z and classifiers as the run's
+    # a judge trained for other steps re-scores the same clips: jitter unchanged, a new cache entry
+    assert main(["gan", "eval", "--generator", str(tmp_path / "cut"), "--ref",
+                 f"npz:{digits_npz}:test", "--n", "16", "--judge-steps", "5", "--json"]) == 0
+    judged = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert judged["jitter"] == rec["jitter"]
+    assert len(list((tmp_path / "cache" / "tganc").glob("clip-digit-*"))) == 2
+    assert main(["gan", "eval", "--generator", str(tmp_path / "cut"), "--ref",
+                 f"npz:{digits_npz}:test", "--judge-steps", "0"]) == 2
+    assert "--judge-steps" in capsys.readouterr().err
 
 
 def test_bad_family_and_coherence_exit_2_naming_them(tmp_path, digits_npz, capsys):

@@ -83,6 +83,9 @@ def _add_eval(gsub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=500)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--judge-steps", type=int, default=None, metavar="N",
+                   help="TGANs-C runs: train the held-out digit/direction clip classifiers for N "
+                        "steps (default: the run's eval.classifier_steps; cached per N)")
     e.add_argument("--image-text", default=None, metavar="REF",
                    help="caption generators: an image-text model (a fmlab clip train run, e.g. "
                         "runs/clip/mnist_digits, or open_clip:<arch>) that adds clip_score and "
@@ -229,7 +232,8 @@ def run_eval(args: argparse.Namespace) -> int:
                               "are for caption-to-image generators")
         from fmlab.experiments.tganc_eval import evaluate_tganc_run
 
-        res = evaluate_tganc_run(video, args.ref, args.n, args.seed, args.data_root)
+        res = evaluate_tganc_run(video, args.ref, args.n, args.seed, args.data_root,
+                                 args.judge_steps)
         print(json.dumps(res) if args.json else "\n".join(f"  {k:20s} {v:.4f}" for k, v in res.items()))
         return 0
     if args.features is None:

@@ -28,18 +28,24 @@ def _fit_classifier(cfg: Any, target: str, steps: int) -> torch.nn.Module:
     from fmlab.engine.config import OptimConfig
     from fmlab.engine.objectives import ClassificationObjective
     from fmlab.experiments.tganc import clip_set
-    from fmlab.gan.video_data import ClipClassifier
     from fmlab.gan.video_objective import clips_to_gan
 
     clips = clip_set(cfg, "train", 6000, seed=7919)  # its own clips, never the GAN's seeds
     y = torch.from_numpy(clips["labels" if target == "digit" else "directions"])
     torch.manual_seed(0)
-    net = ClipClassifier(10 if target == "digit" else 8)
+    net = _judge(target)
     x = clips_to_gan(torch.from_numpy(clips["frames"]))
     tc = TrainerConfig(max_steps=steps, batch_size=64, log_every=max(steps, 1), progress=False,
                        tensorboard=False, seed=0)
     Trainer(ClassificationObjective(net), TensorSource(x, y), tc, OptimConfig(lr=2e-3)).fit()
     return net.eval()
+
+
+def _judge(target: str) -> torch.nn.Module:
+    """The digit is appearance (a per-frame CNN), the direction is motion (3D convolutions)."""
+    from fmlab.gan.video_data import ClipClassifier, FrameClassifier
+
+    return FrameClassifier(10) if target == "digit" else ClipClassifier(8)
 
 
 def clip_classifier(cfg: Any, target: str) -> torch.nn.Module:
@@ -48,15 +54,15 @@ def clip_classifier(cfg: Any, target: str) -> torch.nn.Module:
     from safetensors.torch import load_file, save_file
 
     from fmlab.engine.config import config_to_dict
-    from fmlab.gan.video_data import ClipClassifier
     from fmlab.utils.io import atomic_path, cache_dir, sha256_json
 
     d = config_to_dict(cfg.data)
-    key = sha256_json({"target": target, "steps": cfg.eval.classifier_steps,
+    key = sha256_json({"target": target, "arch": "frame-cnn" if target == "digit" else "clip-3d",
+                       "steps": cfg.eval.classifier_steps,
                        **{k: d[k] for k in ("source", "frames", "size", "object_size")}})[:20]
     path = cache_dir() / "tganc" / f"clip-{target}-{key}.safetensors"
     if path.is_file():
-        net = ClipClassifier(10 if target == "digit" else 8)
+        net = _judge(target)
         net.load_state_dict(load_file(str(path)))
         return net.eval()
     net = _fit_classifier(cfg, target, cfg.eval.classifier_steps)
@@ -131,9 +137,11 @@ def write_clip_sheet(clips: torch.Tensor, captions: list[str], path: Path) -> Pa
 
 
 def evaluate_tganc_run(run: Path, ref: str, n: int | None, seed: int,
-                       data_root: str | None = None) -> dict[str, float]:
+                       data_root: str | None = None,
+                       classifier_steps: int | None = None) -> dict[str, float]:
     """``fmlab gan eval --generator RUN`` for a TGANs-C run: its generator on the captions of clips
-    rendered from ``ref`` (``SOURCE:SPLIT``)."""
+    rendered from ``ref`` (``SOURCE:SPLIT``); ``classifier_steps`` overrides the run's judge
+    training (``--judge-steps``: re-score old runs with a better-trained judge)."""
     from safetensors.torch import load_file
 
     from fmlab.data import parse_split_spec
@@ -145,6 +153,10 @@ def evaluate_tganc_run(run: Path, ref: str, n: int | None, seed: int,
     source, split = parse_split_spec(ref)
     cfg.data.source, cfg.data.data_root = source, data_root or cfg.data.data_root
     cfg.eval.n, cfg.eval.seed = int(n or cfg.eval.n), int(seed)
+    if classifier_steps is not None:
+        if classifier_steps < 1:
+            raise ConfigError(f"--judge-steps: {classifier_steps} must be >= 1")
+        cfg.eval.classifier_steps = int(classifier_steps)
     file = run / "generator.safetensors"
     if not file.is_file():
         raise ConfigError(f"--generator: {run} has no generator.safetensors (train it first)")
