@@ -120,7 +120,8 @@ def report() -> None:
 
         bars = [{"arm_name": r["arm"], "task": m.replace("_", " "), "value": r[m]}
                 for m in METRICS[family] if m in records[0] and "jitter" not in m for r in records]
-        plot_arm_bars(bars, "value", out / "scores.png", ylabel="% of generated frames",
+        unit = "clips" if family == "tganc" else "frames"
+        plot_arm_bars(bars, "value", out / "scores.png", ylabel=f"% of generated {unit}",
                       title=f"{family}: mean ± std over seeds (dots: seeds)")
         for arm in arms:
             src = RUNS / family / f"{arm}_s0" / sheet
