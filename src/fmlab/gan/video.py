@@ -100,7 +100,7 @@ def minibatch_std(phi: torch.Tensor, group: int = 4) -> torch.Tensor:
     gets 0 where real batches get a clear positive value, so D can see the collapse itself.
 
     Examples:
-        >>> minibatch_std(torch.ones(4, 3)).flatten().tolist()
+        >>> [round(v, 3) for v in minibatch_std(torch.ones(4, 3)).flatten().tolist()]
         [0.0, 0.0, 0.0, 0.0]
     """
     b = phi.shape[0]
