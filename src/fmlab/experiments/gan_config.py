@@ -149,7 +149,7 @@ class GANCaptionConfig:
     the frozen ``encoder`` and cached under ``$FMLAB_CACHE`` by content hash.
     """
 
-    encoder: str = "text:minilm"
+    encoder: str = "text:minilm"  # or clip:<run folder> (fmlab clip train: joint-space text embedding)
     c_dim: int = 128             # GAN-CLS's compressed condition vector
     template_seed: int = 0       # which template each image's caption uses
     # GALIP's image tower for gan.clip_lambda: the pre-trained MNIST VAE encoder, plus a ridge
@@ -161,6 +161,10 @@ class GANCaptionConfig:
         check(self.c_dim >= 1, f"{prefix}.c_dim", self.c_dim, "must be >= 1")
         check(self.align_n >= 10, f"{prefix}.align_n", self.align_n, "must be >= 10")
         check(self.align_ridge > 0, f"{prefix}.align_ridge", self.align_ridge, "must be > 0")
+        if self.encoder.startswith("clip:"):  # an image-text run's text tower: refuse a bad folder now
+            from fmlab.experiments.textgan_data import clip_run_folder
+
+            clip_run_folder(self.encoder)
 
 
 def _default_schedule() -> ScheduleConfig:
