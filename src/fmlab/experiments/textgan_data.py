@@ -7,7 +7,8 @@ evaluation captions reuse the training thresholds). Templated captions repeat (1
 attribute words × 4 templates ≈ 1,000 distinct sentences), so only the distinct ones go through
 the frozen text encoder, and their embeddings are cached under ``$FMLAB_CACHE/textgan/`` keyed by
 a hash of (encoder, its weights file's sha256, the sorted captions): the first run embeds,
-later runs read.
+later runs read. ``caption.encoder: clip:<run folder>`` embeds them with an ``fmlab clip train``
+run's text tower + projection instead (its joint-space text embedding; T2I-SupCon part (a)).
 """
 
 from __future__ import annotations
