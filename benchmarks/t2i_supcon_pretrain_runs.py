@@ -4,6 +4,7 @@ embedded by the text tower of (i) the plain MNIST CLIP and (ii) the SupCon-pre-t
 
     python benchmarks/t2i_supcon_pretrain_runs.py clip                 # both CLIPs + zero-shot
     python benchmarks/t2i_supcon_pretrain_runs.py train [--seeds 0 1 2] # GAN runs, one at a time
+    python benchmarks/t2i_supcon_pretrain_runs.py probe                 # what the caption embeddings keep
     python benchmarks/t2i_supcon_pretrain_runs.py report                # table, JSON, sheets
 
 ``clip`` trains runs/clip/mnist_digits_supcon (configs/clip/mnist_digits_supcon.yaml) and, when
@@ -11,7 +12,10 @@ missing, runs/clip/mnist_digits (or copies it from ``--plain-from``, a finished 
 config); then zero-shot on MNIST test → RUN/zeroshot.json. ``train`` runs
 ``fmlab gan train --config configs/gan/mnist_t2i_supcon.yaml --set caption.encoder=clip:RUN
 --set trainer.seed=S`` into runs/textgan/t2i_supcon_a_<arm>_s<S>, alternating the arms seed by
-seed, one thread, one process. ``report`` writes docs/results/textgan/supcon_a.json, the
+seed, one thread, one process. ``probe`` embeds the GAN's ~1,000 distinct training captions with
+MiniLM and both text towers and writes, per encoder, how far same-digit captions cluster
+(mean cosine within vs across digits) and how well a linear probe (5-fold logistic regression)
+still reads the thickness and slant words — what SupCon pre-training keeps for the GAN. ``report`` writes docs/results/textgan/supcon_a.json, the
 mean ± std table and each arm's seed-0 caption sheet.
 """
 
@@ -78,6 +82,41 @@ def train(seeds: list[int]) -> None:
             print(f"{run.name}: rc={rc} {_final(run) if rc == 0 else ''}", flush=True)
 
 
+def _probe_one(caps) -> dict:
+    """Class clustering and attribute decodability of the distinct captions' embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    first = {c: i for i, c in reversed(list(enumerate(caps.captions)))}
+    rows = np.array(sorted(first.values()))
+    z = caps.emb[rows] / np.linalg.norm(caps.emb[rows], axis=1, keepdims=True)
+    y = caps.labels[rows]
+    cos, same = z @ z.T, y[:, None] == y[None, :]
+    off = ~np.eye(len(y), dtype=bool)
+    out = {"n_captions": int(len(rows)), "cos_same_digit": float(cos[same & off].mean()),
+           "cos_other_digit": float(cos[~same].mean())}
+    for a in ("thickness", "slant"):
+        clf = LogisticRegression(max_iter=2000)
+        out[f"{a}_probe_acc"] = float(cross_val_score(clf, z, caps.bins[a][rows], cv=5).mean())
+    return out
+
+
+def probe() -> None:
+    from fmlab.data import open_source
+    from fmlab.experiments.textgan_data import caption_images, fit_binner
+
+    split = open_source("mnist").split("train")
+    images = np.asarray(split.get_batch(np.arange(20000)))
+    images = images[..., 0] if images.ndim == 4 else images
+    labels = np.asarray(split.labels)[:20000]
+    binner = fit_binner(images)
+    out = {}
+    for enc in ("text:minilm", *(f"clip:runs/clip/{n}" for n in ARMS.values())):
+        out[enc] = _probe_one(caption_images(images, labels, binner, 0, enc))
+        print(enc, out[enc], flush=True)
+    (RUNS / "t2i_supcon_a_probe.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
 def _cell(v: np.ndarray, prec: int) -> str:
     return f"{v.mean():.{prec}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{prec}f}"
 
@@ -89,7 +128,9 @@ def report(seeds: list[int]) -> None:
     res = {arm: {s: r for s, r in runs.items() if r} for arm, runs in res.items()}
     zs = {arm: json.loads((CLIPS / n / "zeroshot.json").read_text())
           if (CLIPS / n / "zeroshot.json").is_file() else {} for arm, n in ARMS.items()}
-    write_json(OUT / "supcon_a.json", {"final": res, "clip_zeroshot": zs})
+    pr = RUNS / "t2i_supcon_a_probe.json"
+    write_json(OUT / "supcon_a.json", {"final": res, "clip_zeroshot": zs,
+                                       "caption_probe": json.loads(pr.read_text()) if pr.is_file() else {}})
     lines = ["| caption encoder | seeds | " + " | ".join(METRICS) + " | train CPU-min | CLIP zero-shot acc@1 |",
              "|---|---|" + "---|" * (len(METRICS) + 2)]
     for arm, runs in res.items():
@@ -109,12 +150,12 @@ def report(seeds: list[int]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("what", choices=("clip", "train", "report"))
+    ap.add_argument("what", choices=("clip", "train", "probe", "report"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--plain-from", type=Path, default=None,
                     help="a finished run of configs/clip/mnist_digits.yaml to copy instead of training")
     a = ap.parse_args()
-    {"clip": lambda: clip(a.plain_from), "train": lambda: train(a.seeds),
+    {"clip": lambda: clip(a.plain_from), "train": lambda: train(a.seeds), "probe": probe,
      "report": lambda: report(a.seeds)}[a.what]()
 
 
