@@ -49,3 +49,11 @@ def test_a_bad_clip_encoder_is_refused_naming_the_key(value, tmp_path):
     (tmp_path / "clip_model.json").write_text("{}")  # a description without weights
     with pytest.raises(ConfigError, match="caption.encoder.*no weights"):
         _encoder_id(f"clip:{tmp_path}")
+
+
+def test_an_unknown_encoder_name_is_refused_naming_the_key():
+    from fmlab.experiments.gan_config import load_gan_config
+
+    with pytest.raises(ConfigError, match="caption.encoder: 'bert-base'"):
+        load_gan_config(None, ["caption.encoder=bert-base"])
+    assert load_gan_config(None, ["caption.encoder=text:minilm"]).caption.encoder == "text:minilm"

@@ -140,6 +140,10 @@ class GANEvalConfig:
                f"must be a non-empty list of {', '.join(EVAL_METRICS)}")
 
 
+# caption.encoder: a text encoder of fmlab.models.text, or clip:<run folder> (an image-text run)
+TEXT_ENCODER_PREFIXES = ("text:minilm", "text:all-MiniLM-L6-v2", "open_clip:", "text:open_clip:")
+
+
 @dataclass
 class GANCaptionConfig:
     """Captions of a ``data.conditioning: caption`` run (issue 23; fmlab.experiments.textgan_data).
@@ -165,6 +169,9 @@ class GANCaptionConfig:
             from fmlab.experiments.textgan_data import clip_run_folder
 
             clip_run_folder(self.encoder)
+        elif not self.encoder.startswith(TEXT_ENCODER_PREFIXES):
+            raise ConfigError(f"{prefix}.encoder: {self.encoder!r} is not text:minilm, "
+                              "open_clip:<arch>[:<tag>] or clip:<run folder of fmlab clip train>")
 
 
 def _default_schedule() -> ScheduleConfig:
