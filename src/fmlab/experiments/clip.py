@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fmlab.engine.config import OptimConfig, ScheduleConfig, TrainerConfig, load_config
 from fmlab.errors import ConfigError, DataError
+from fmlab.multimodal.clip_supcon import SupConOptions
 from fmlab.multimodal.interbert import InterBertOptions
 from fmlab.multimodal.lightclip import LightClipOptions
 from fmlab.multimodal.model import ImageTextSpec
@@ -49,6 +50,7 @@ class ClipLossConfig:
     interbert: InterBertOptions = field(default_factory=InterBertOptions)
     lightclip: LightClipOptions = field(default_factory=LightClipOptions)
     plip: PlipOptions = field(default_factory=PlipOptions)
+    supcon: SupConOptions = field(default_factory=SupConOptions)  # clip_supcon (T2I-SupCon a)
 
 
 @dataclass

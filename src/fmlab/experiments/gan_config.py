@@ -140,6 +140,10 @@ class GANEvalConfig:
                f"must be a non-empty list of {', '.join(EVAL_METRICS)}")
 
 
+# caption.encoder: a text encoder of fmlab.models.text, or clip:<run folder> (an image-text run)
+TEXT_ENCODER_PREFIXES = ("text:minilm", "text:all-MiniLM-L6-v2", "open_clip:", "text:open_clip:")
+
+
 @dataclass
 class GANCaptionConfig:
     """Captions of a ``data.conditioning: caption`` run (issue 23; fmlab.experiments.textgan_data).
@@ -149,7 +153,7 @@ class GANCaptionConfig:
     the frozen ``encoder`` and cached under ``$FMLAB_CACHE`` by content hash.
     """
 
-    encoder: str = "text:minilm"
+    encoder: str = "text:minilm"  # or clip:<run folder> (fmlab clip train: joint-space text embedding)
     c_dim: int = 128             # GAN-CLS's compressed condition vector
     template_seed: int = 0       # which template each image's caption uses
     # GALIP's image tower for gan.clip_lambda: the pre-trained MNIST VAE encoder, plus a ridge
@@ -161,6 +165,13 @@ class GANCaptionConfig:
         check(self.c_dim >= 1, f"{prefix}.c_dim", self.c_dim, "must be >= 1")
         check(self.align_n >= 10, f"{prefix}.align_n", self.align_n, "must be >= 10")
         check(self.align_ridge > 0, f"{prefix}.align_ridge", self.align_ridge, "must be > 0")
+        if self.encoder.startswith("clip:"):  # an image-text run's text tower: refuse a bad folder now
+            from fmlab.experiments.textgan_data import clip_run_folder
+
+            clip_run_folder(self.encoder)
+        elif not self.encoder.startswith(TEXT_ENCODER_PREFIXES):
+            raise ConfigError(f"{prefix}.encoder: {self.encoder!r} is not text:minilm, "
+                              "open_clip:<arch>[:<tag>] or clip:<run folder of fmlab clip train>")
 
 
 def _default_schedule() -> ScheduleConfig:

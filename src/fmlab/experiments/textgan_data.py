@@ -7,11 +7,13 @@ evaluation captions reuse the training thresholds). Templated captions repeat (1
 attribute words × 4 templates ≈ 1,000 distinct sentences), so only the distinct ones go through
 the frozen text encoder, and their embeddings are cached under ``$FMLAB_CACHE/textgan/`` keyed by
 a hash of (encoder, its weights file's sha256, the sorted captions): the first run embeds,
-later runs read.
+later runs read. ``caption.encoder: clip:<run folder>`` embeds them with an ``fmlab clip train``
+run's text tower + projection instead (its joint-space text embedding; T2I-SupCon part (a)).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from fmlab.data.attributes import AttributeBinner, digit_attributes, template_captions
-from fmlab.errors import DataError
+from fmlab.errors import ConfigError, DataError
 from fmlab.experiments.gan_data import GANTrainData
 from fmlab.utils.io import atomic_path, cache_dir, sha256_json
 
@@ -28,15 +30,67 @@ CAPTION_ATTRIBUTES = ("thickness", "slant", "brightness")
 CHECKED_ATTRIBUTES = ("thickness", "slant")
 
 
+CLIP_PREFIX = "clip:"
+
+
+def clip_run_folder(name: str) -> str:
+    """The run folder of a ``clip:<run folder>`` encoder name (a ``fmlab clip train`` output).
+
+    Raises:
+        fmlab.errors.ConfigError: an empty folder or one without ``clip_model.json`` (names
+            ``caption.encoder``).
+    """
+    from pathlib import Path
+
+    from fmlab.multimodal.io import SPEC_FILE
+
+    folder = name[len(CLIP_PREFIX):]
+    if not folder or not (Path(folder).expanduser() / SPEC_FILE).is_file():
+        raise ConfigError(f"caption.encoder: {name!r} — clip:<run folder> needs a folder written by "
+                          f"`fmlab clip train` (with {SPEC_FILE}); text:minilm is the other choice")
+    return folder
+
+
 def _encoder_id(name: str) -> str:
-    """The encoder's name plus its weights' sha256 (MiniLM), for the cache key."""
+    """The encoder's name plus its weights' sha256 (MiniLM), for the cache key; for
+    ``clip:<run>`` the model description and weights hash only (a copied run folder hits the
+    same cache, a retrained one misses)."""
     if name in ("text:minilm", "text:all-MiniLM-L6-v2"):
         from fmlab.models.text import minilm_model_dir
         from fmlab.utils.io import sha256_file
 
         st = minilm_model_dir() / "model.safetensors"
         return f"{name}@{sha256_file(st) if st.is_file() else 'unknown'}"
+    if name.startswith(CLIP_PREFIX):
+        import json
+        from pathlib import Path
+
+        from fmlab.multimodal.io import SPEC_FILE, WEIGHTS_FILE
+        from fmlab.utils.io import sha256_file
+
+        folder = Path(clip_run_folder(name)).expanduser()
+        try:
+            meta = json.loads((folder / SPEC_FILE).read_text())
+            weights = folder / str(meta.get("weights", WEIGHTS_FILE))
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"caption.encoder: {name!r}: {SPEC_FILE} is unreadable ({e})") from None
+        if not weights.is_file():
+            raise ConfigError(f"caption.encoder: {name!r} has no weights file {weights}")
+        return f"clip@{sha256_json(meta.get('spec'))}@{sha256_file(weights)}"
     return name
+
+
+def _text_encode_fn(encoder: str) -> Callable[[list[str]], torch.Tensor]:
+    """``texts -> (N, E)`` for ``encoder``: a text encoder's pooled output, or for
+    ``clip:<run>`` that image-text model's joint-space text embedding (``encode_text``)."""
+    if encoder.startswith(CLIP_PREFIX):
+        from fmlab.multimodal.io import load_image_text_model
+
+        model = load_image_text_model(clip_run_folder(encoder), key="caption.encoder")
+        return model.encode_text
+    from fmlab.models.text import create_text_encoder
+
+    return create_text_encoder(encoder).encode
 
 
 def embed_captions(captions: list[str], encoder: str = "text:minilm", batch_size: int = 256,
@@ -45,7 +99,8 @@ def embed_captions(captions: list[str], encoder: str = "text:minilm", batch_size
 
     Args:
         captions: the sentences (repeats are cheap).
-        encoder: a :func:`fmlab.models.text.create_text_encoder` name.
+        encoder: a :func:`fmlab.models.text.create_text_encoder` name, or ``clip:<run folder>``
+            (the text tower + projection of an ``fmlab clip train`` run: joint-space embeddings).
         batch_size: sentences per encoder pass.
         cache: read/write ``$FMLAB_CACHE/textgan/captions-<hash>.npz``.
 
@@ -63,11 +118,9 @@ def embed_captions(captions: list[str], encoder: str = "text:minilm", batch_size
             if list(z["captions"]) == uniq:
                 emb = z["emb"]
     if emb is None:
-        from fmlab.models.text import create_text_encoder
-
-        enc = create_text_encoder(encoder)
+        encode = _text_encode_fn(encoder)
         with torch.no_grad():
-            emb = torch.cat([enc.encode(uniq[i:i + batch_size]).float()
+            emb = torch.cat([encode(uniq[i:i + batch_size]).float()
                              for i in range(0, len(uniq), batch_size)]).numpy()
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ CLIP_OBJECTIVES: Registry[Callable[..., nn.Module]] = Registry("image-text loss"
 
 #: Modules imported before a ``loss.name`` lookup so their registrations run.
 OBJECTIVE_MODULES: list[str] = [
+    "fmlab.multimodal.clip_supcon",
     "fmlab.multimodal.interbert_objective",
     "fmlab.multimodal.lightclip",
     "fmlab.multimodal.plip",
