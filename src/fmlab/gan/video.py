@@ -204,7 +204,8 @@ class FrameDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         phi = self.frame_features(x)
         b, t = phi.shape[:2]
-        # flattened clip-major, so minibatch_std's strided groups hold one frame index of b/4-apart clips
+        # flattened clip-major: with b divisible by 4, minibatch_std's strided groups hold the same
+        # frame index of clips b/4 apart
         scores = self.head(_with_mbstd(phi.flatten(0, 1), self.mbstd), e.repeat_interleave(t, dim=0))
         return scores.view(b, t).mean(1)
 

@@ -8,7 +8,8 @@ captions from other caption classes.
 
 The judges are trained on real clips of the training pool only: :class:`FrameClassifier` (a 2D CNN
 on every frame, logits averaged over frames) reads the digit — appearance, which global pooling of
-3D features reads poorly (0.46–0.83 on real clips against 0.96 per frame) — and :class:`ClipClassifier`
+3D features reads poorly (0.46 of real 24 px digits at 800 steps, 0.83 at 3,000, against
+0.97 per frame at 800) — and :class:`ClipClassifier`
 (3D convolutions) the direction; generated clips are scored against the caption's request
 (:func:`fmlab.metrics.text_image.attribute_agreement`).
 """
@@ -83,7 +84,6 @@ class ClipClassifier(nn.Module):
         if x.dim() != 5:
             raise DataError(f"ClipClassifier: clips must be (B, T, C, H, W), got {tuple(x.shape)}")
         return self.net(x.transpose(1, 2))
-
 
 
 class FrameClassifier(nn.Module):
